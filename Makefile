@@ -1,0 +1,54 @@
+# The two commands: `make demo` and `make test`. Each creates .venv and installs what it needs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+SOURCES := pyproject.toml $(shell find middleware banner analytics examples/demo -type f -not -path '*/__pycache__/*' 2>/dev/null)
+
+.PHONY: demo test check lint typecheck chromium clean
+
+demo: $(VENV)/.package
+	$(BIN)/koekje demo
+
+test: $(VENV)/.package $(VENV)/.test-deps chromium check
+	$(BIN)/python -m pytest
+
+check: lint typecheck
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check middleware banner analytics examples tests
+	$(BIN)/ruff format --check middleware banner analytics examples tests
+
+# mypy checks the installed package: the koekje namespace only exists there (setuptools package-dir).
+typecheck: $(VENV)/.package $(VENV)/.test-deps
+	$(BIN)/mypy -p koekje.middleware -p koekje.analytics -p koekje.banner -p koekje.demo
+	$(BIN)/mypy tests
+
+$(BIN)/python:
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); \
+	  else echo "Cannot create a virtualenv: install Debian's python3-venv (sudo apt-get install python3-venv)"; exit 1; fi; }
+	$(BIN)/pip install -q --upgrade "pip>=23" "setuptools>=68"
+
+# Dependencies change only with pyproject.toml; the package itself is reinstalled when a source changes.
+$(VENV)/.deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q .
+	touch $@
+
+$(VENV)/.test-deps: pyproject.toml $(VENV)/.deps
+	$(BIN)/pip install -q ".[test]"
+	touch $@
+
+$(VENV)/.package: $(SOURCES) $(VENV)/.deps
+	$(BIN)/pip install -q --no-deps --no-build-isolation --force-reinstall .
+	touch $@
+
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && apt-get install -y -q chromium; \
+	  else echo "The browser tests need Chromium at /usr/bin/chromium: sudo apt-get install chromium"; exit 1; fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .koekje-demo
