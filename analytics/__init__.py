@@ -1,0 +1,37 @@
+"""koekje's analytics side: the ClickHouse store and its migrations, the write pipeline, the consent
+ledger, dashboard accounts and the dashboard. Never imports ``koekje.middleware``."""
+
+from .accounts import Account, Accounts, Role
+from .clock import Clock, utcnow
+from .dashboard import Dashboard, DashboardSettings
+from .events import PageView, PageViewSink
+from .ledger import ConsentRecord, record_consent
+from .migrations import migrate
+from .recorder import Recorder
+from .reports import TopicReport, TopicRow, topic_report
+from .settings import RecorderSettings, StoreSettings
+from .store import Store, StoreError, StoreUnavailable
+
+__all__ = [
+    "Account",
+    "Accounts",
+    "Clock",
+    "ConsentRecord",
+    "Dashboard",
+    "DashboardSettings",
+    "PageView",
+    "PageViewSink",
+    "Recorder",
+    "RecorderSettings",
+    "Role",
+    "Store",
+    "StoreError",
+    "StoreSettings",
+    "StoreUnavailable",
+    "TopicReport",
+    "TopicRow",
+    "migrate",
+    "record_consent",
+    "topic_report",
+    "utcnow",
+]

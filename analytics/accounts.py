@@ -1,0 +1,100 @@
+"""Dashboard accounts: one personal account per employee, argon2-hashed passwords, a role each."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from .clock import Clock, utcnow
+from .store import Store
+
+_USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
+MIN_PASSWORD_LENGTH = 12
+
+
+class Role(StrEnum):
+    ADMIN = "admin"  # also handles data-subject requests and accounts
+    MARKETER = "marketer"  # reads the dashboard
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    username: str
+    role: Role
+
+
+class Accounts:
+    def __init__(self, store: Store, clock: Clock = utcnow, hasher: PasswordHasher | None = None) -> None:
+        self._store = store
+        self._clock = clock
+        self._hasher = hasher or PasswordHasher()
+        # Verified against when the user does not exist, so both paths cost one hash.
+        self._decoy = self._hasher.hash("koekje-decoy-password")
+
+    def add(self, username: str, password: str, role: Role = Role.MARKETER) -> Account:
+        """Create the account, or reset its password and role when it exists."""
+        username = validate_username(username)
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise ValueError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+        self._write(username, self._hasher.hash(password), role, deleted=False)
+        return Account(username, role)
+
+    def remove(self, username: str) -> bool:
+        account = self.get(username)
+        if account is None:
+            return False
+        self._write(account.username, "", account.role, deleted=True)
+        return True
+
+    def get(self, username: str) -> Account | None:
+        row = self._row(username)
+        return None if row is None else Account(row[0], Role(row[2]))
+
+    def list(self) -> list[Account]:
+        rows = self._store.query(
+            f"SELECT username, role FROM {self._store.table('dashboard_users')} FINAL "
+            "WHERE deleted = 0 ORDER BY username"
+        )
+        return [Account(name, Role(role)) for name, role in rows]
+
+    def authenticate(self, username: str, password: str) -> Account | None:
+        """The account when the password matches; None otherwise (in about the same time either way)."""
+        row = self._row(username) if _USERNAME.fullmatch(username) else None
+        try:
+            self._hasher.verify(row[1] if row else self._decoy, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        return None if row is None else Account(row[0], Role(row[2]))
+
+    def _row(self, username: str) -> tuple[str, str, str] | None:
+        rows = self._store.query(
+            f"SELECT username, password_hash, role FROM {self._store.table('dashboard_users')} FINAL "
+            "WHERE username = {username:String} AND deleted = 0",
+            {"username": username},
+        )
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    def _write(self, username: str, password_hash: str, role: Role, *, deleted: bool) -> None:
+        self._store.insert_columns(
+            "dashboard_users",
+            {
+                "username": [username],
+                "password_hash": [password_hash],
+                "role": [role.value],
+                "updated": [self._clock()],
+                "deleted": [int(deleted)],
+            },
+        )
+
+
+def validate_username(username: str) -> str:
+    if not _USERNAME.fullmatch(username):
+        raise ValueError(
+            f"invalid username {username!r}: use 1-64 lowercase letters, digits and . _ @ -, "
+            "starting with a letter or digit"
+        )
+    return username

@@ -1,0 +1,210 @@
+"""The marketer dashboard: a small Starlette app behind a login, mounted by the middleware."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from importlib.resources import files
+from typing import Any
+from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route, Router
+from starlette.types import Receive, Scope, Send
+
+from .accounts import Account, Accounts
+from .clock import Clock, utcnow
+from .reports import NO_TOPIC, topic_report
+from .store import Store
+from .web import SECURITY_HEADERS, clock_signer, is_same_origin, is_secure, read_limited
+
+SESSION_COOKIE = "koekje_dashboard"
+MAX_FORM_BYTES = 4096
+MAX_RANGE_DAYS = 366
+_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardSettings:
+    site: str = "default"
+    timezone: str = "Europe/Amsterdam"
+    min_visitors: int = 5
+    session_hours: int = 12
+    secure_cookies: bool | None = None  # None: Secure when the request came over https
+
+    def __post_init__(self) -> None:
+        if self.min_visitors < 1:
+            raise ValueError("dashboard.min_visitors must be at least 1")
+        if not 1 <= self.session_hours <= 24 * 7:
+            raise ValueError("dashboard.session_hours must be between 1 and 168")
+        ZoneInfo(self.timezone)  # raises for an unknown zone name
+
+
+class Dashboard:
+    def __init__(
+        self,
+        store: Store,
+        accounts: Accounts,
+        secret_keys: list[str],
+        settings: DashboardSettings | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._store = store
+        self._accounts = accounts
+        self._settings = settings or DashboardSettings()
+        self._zone = ZoneInfo(self._settings.timezone)
+        self._clock = clock
+        self._sessions = URLSafeTimedSerializer(
+            secret_keys, salt="koekje.dashboard", signer=clock_signer(clock)
+        )
+        self._templates = Environment(
+            loader=PackageLoader("koekje.analytics", "templates"),
+            autoescape=select_autoescape(default=True),
+        )
+        self._css = (files("koekje.analytics") / "static" / "dashboard.css").read_bytes()
+        self._router = Router(
+            routes=[
+                Route("/", self._overview, methods=["GET"]),
+                Route("/login", self._login_form, methods=["GET"]),
+                Route("/login", self._login, methods=["POST"]),
+                Route("/logout", self._logout, methods=["POST"]),
+                Route("/dashboard.css", self._stylesheet, methods=["GET"]),
+            ]
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._router(scope, receive, send)
+
+    # -- pages --------------------------------------------------------------------------------------------
+
+    async def _overview(self, request: Request) -> Response:
+        account = await self._account(request)
+        if account is None:
+            return RedirectResponse(_base(request) + "/login", status_code=303)
+        today = self._clock().astimezone(self._zone).date()
+        try:
+            first, last = self._date_range(request, today)
+        except ValueError as exc:
+            return self._render(
+                request,
+                "overview.html",
+                status=400,
+                account=account,
+                error=str(exc),
+                first=today - timedelta(days=29),
+                last=today,
+                report=None,
+            )
+        start = datetime.combine(first, time(), self._zone)
+        end = datetime.combine(last + timedelta(days=1), time(), self._zone)
+        report = await run_in_threadpool(
+            topic_report, self._store, self._settings.site, start, end, self._settings.min_visitors
+        )
+        return self._render(
+            request, "overview.html", account=account, first=first, last=last, report=report, error=None
+        )
+
+    async def _login_form(self, request: Request) -> Response:
+        return self._render(request, "login.html", error=None)
+
+    async def _login(self, request: Request) -> Response:
+        if not is_same_origin(request.headers):
+            return self._render(
+                request, "login.html", status=403, error="This form must be sent from the dashboard itself."
+            )
+        form = await _read_form(request)
+        if form is None:
+            return self._render(request, "login.html", status=400, error="The login form was malformed.")
+        account = await run_in_threadpool(
+            self._accounts.authenticate, form.get("username", ""), form.get("password", "")
+        )
+        if account is None:
+            return self._render(request, "login.html", status=401, error="Unknown user or wrong password.")
+        response = RedirectResponse(_base(request) + "/", status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            self._sessions.dumps({"u": account.username}),
+            max_age=self._settings.session_hours * 3600,
+            path=_base(request) + "/",
+            httponly=True,
+            samesite="strict",
+            secure=is_secure(request.url.scheme, self._settings.secure_cookies),
+        )
+        return response
+
+    async def _logout(self, request: Request) -> Response:
+        response = RedirectResponse(_base(request) + "/login", status_code=303)
+        if is_same_origin(request.headers):
+            response.delete_cookie(SESSION_COOKIE, path=_base(request) + "/")
+        return response
+
+    async def _stylesheet(self, request: Request) -> Response:
+        return Response(self._css, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    async def _account(self, request: Request) -> Account | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            return None
+        try:
+            session = self._sessions.loads(token, max_age=self._settings.session_hours * 3600)
+        except BadSignature:
+            return None
+        if not isinstance(session, dict) or not isinstance(session.get("u"), str):
+            return None
+        # Looked up each time, so removing an account ends its sessions.
+        return await run_in_threadpool(self._accounts.get, session["u"])
+
+    def _date_range(self, request: Request, today: date) -> tuple[date, date]:
+        last = _parse_date(request.query_params.get("to")) or today
+        first = _parse_date(request.query_params.get("from")) or last - timedelta(days=29)
+        if first > last:
+            raise ValueError("The start date is after the end date.")
+        if (last - first).days >= MAX_RANGE_DAYS:
+            raise ValueError(f"Choose a range of at most {MAX_RANGE_DAYS} days.")
+        return first, last
+
+    def _render(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
+        html = self._templates.get_template(template).render(
+            base=_base(request), no_topic=NO_TOPIC, min_visitors=self._settings.min_visitors, **context
+        )
+        headers = {**SECURITY_HEADERS, "Content-Security-Policy": _CSP}
+        return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def _base(request: Request) -> str:
+    """The path the dashboard is mounted at, without a trailing slash."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _parse_date(value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise ValueError(f"{value[:20]!r} is not a date in the form YYYY-MM-DD.")
+
+
+async def _read_form(request: Request) -> dict[str, str] | None:
+    """An urlencoded form of bounded size, or None when it is not one."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return None
+    body = await read_limited(request, MAX_FORM_BYTES)
+    if body is None:
+        return None
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), max_num_fields=10))
+    except ValueError:
+        return None

@@ -1,0 +1,52 @@
+"""Settings of the analytics side, built by the configuration loader (or directly, in code and tests)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """Where and how long analytics data is kept.
+
+    ``dsn`` is anything ``clickhouse_connect.get_client(dsn=...)`` accepts: ``chdb:///abs/dir`` for the
+    embedded engine, ``https://user:password@host:8443`` for a ClickHouse server.
+    """
+
+    dsn: str
+    database: str = "koekje"
+    raw_retention_days: int = 730
+    ledger_retention_days: int = 1095
+
+    def __post_init__(self) -> None:
+        if not _IDENTIFIER.fullmatch(self.database):
+            raise ValueError(
+                f"analytics.database {self.database!r} is not a plain identifier: "
+                "use letters, digits and underscores, starting with a letter"
+            )
+        for name in ("raw_retention_days", "ledger_retention_days"):
+            days = getattr(self, name)
+            if not 1 <= days <= 3650:
+                raise ValueError(f"analytics.{name} must be between 1 and 3650 days, not {days}")
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn.startswith("chdb:")
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderSettings:
+    """The write buffer between the request path and the store."""
+
+    queue_size: int = 10_000
+    batch_size: int = 1_000
+    flush_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1 or self.batch_size < 1:
+            raise ValueError("analytics.queue_size and analytics.batch_size must be positive")
+        if not 0.01 <= self.flush_interval <= 60:
+            raise ValueError("analytics.flush_interval_seconds must be between 0.01 and 60")

@@ -1,0 +1,54 @@
+"""Small HTTP helpers shared by koekje's own endpoints (the dashboard and the middleware's)."""
+
+from __future__ import annotations
+
+from itsdangerous import TimestampSigner
+from starlette.datastructures import Headers
+from starlette.requests import Request
+
+from .clock import Clock
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def is_same_origin(headers: Headers) -> bool:
+    """True unless the browser says the request comes from another site.
+
+    Browsers send ``Sec-Fetch-Site`` and ``Origin`` with every POST; a request with neither is not a
+    browser's cross-site request (a form or fetch from another site always carries them)."""
+    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    host = headers.get("host", "")
+    return origin.partition("://")[2] == host
+
+
+def clock_signer(clock: Clock) -> type[TimestampSigner]:
+    """An itsdangerous signer class whose timestamps come from ``clock`` (so tests pin time)."""
+
+    class ClockTimestampSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock().timestamp())
+
+    return ClockTimestampSigner
+
+
+def is_secure(scope_scheme: str, setting: bool | None) -> bool:
+    """Whether to mark cookies Secure: the setting when given, else whether the request came over https."""
+    return scope_scheme == "https" if setting is None else setting
+
+
+async def read_limited(request: Request, limit: int) -> bytes | None:
+    """The request body, or None when it is longer than ``limit`` bytes (reading stops there)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return body
