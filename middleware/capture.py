@@ -1,0 +1,105 @@
+"""Turning a served page into a page-view event, or into a counted reason for not recording it.
+
+Runs on the request path: no I/O, no locks. The steps are ordered; the first that objects names the drop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.types import Scope
+
+from koekje.analytics import Clock, PageView, Recorder
+
+from .geo import GeoLookup
+from .ip import ClientAddress, Truncator
+from .topics import TopicRules, app_topics
+from .visitor import Visitor
+
+MAX_PATH = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Drop(StrEnum):
+    NO_CONSENT = "no_consent"
+    NO_VISITOR_ID = "no_visitor_id"
+    PREFETCH = "prefetch"
+    BAD_ADDRESS = "bad_address"
+
+
+class Capture:
+    def __init__(
+        self,
+        *,
+        site: str,
+        recorder: Recorder[PageView],
+        topics: TopicRules,
+        address: ClientAddress,
+        truncate: Truncator,
+        geo: GeoLookup,
+        clock: Clock,
+    ) -> None:
+        self._site = site
+        self._recorder = recorder
+        self._topics = topics
+        self._address = address
+        self._truncate = truncate
+        self._geo = geo
+        self._clock = clock
+        self.dropped: Counter[str] = Counter()
+
+    def page_view(self, scope: Scope, path: str, headers: Headers, visitor: Visitor) -> None:
+        """Record one served HTML page (GET, 2xx), if this visitor allows it."""
+        if not visitor.allows("analytics"):
+            self.dropped[Drop.NO_CONSENT] += 1
+            return
+        if visitor.id is None:
+            self.dropped[Drop.NO_VISITOR_ID] += 1
+            return
+        if _is_prefetch(headers):
+            self.dropped[Drop.PREFETCH] += 1
+            return
+        address = self._address(scope)
+        ip_prefix = self._truncate(address) if address else None
+        if ip_prefix is None:
+            self.dropped[Drop.BAD_ADDRESS] += 1
+            return
+        state = scope.get("state")
+        labels, invalid = app_topics(state.get("koekje_topics") if isinstance(state, dict) else None)
+        if invalid:
+            self.dropped["invalid_app_topic"] += invalid
+        event = PageView(
+            ts=self._clock(),
+            site=self._site,
+            visitor_id=visitor.id,
+            path=_clean(path),
+            topics=tuple(dict.fromkeys(self._topics(path) + labels)),
+            referrer_host=_referrer_host(headers.get("referer")),
+            country=self._geo.country(address) or "",
+            ip_prefix=ip_prefix,
+        )
+        # `address` goes out of scope here: only the truncated prefix travels on.
+        self._recorder.submit(event)
+
+
+def _is_prefetch(headers: Headers) -> bool:
+    purpose = headers.get("sec-purpose") or headers.get("purpose") or headers.get("x-moz") or ""
+    return "prefetch" in purpose.lower() or "prerender" in purpose.lower()
+
+
+def _clean(path: str) -> str:
+    return _CONTROL.sub("", path[:MAX_PATH])
+
+
+def _referrer_host(referer: str | None) -> str:
+    if not referer:
+        return ""
+    try:
+        host = urlsplit(referer[:2048]).hostname
+    except ValueError:
+        return ""
+    return _CONTROL.sub("", host[:253]) if host else ""
