@@ -1,0 +1,1 @@
+"""koekje's demo site."""

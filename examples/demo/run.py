@@ -1,0 +1,78 @@
+"""``koekje demo``: the demo site behind KoekjeMiddleware on the embedded store, with sample traffic."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from importlib.resources import as_file, files
+from pathlib import Path
+
+import msgspec
+import uvicorn
+
+from koekje.analytics import Accounts, Role, Store, migrate, utcnow
+from koekje.middleware import Config, KoekjeMiddleware, load_config
+from koekje.middleware.config import SECRET_ENV
+from koekje.middleware.topics import TopicRules
+
+from .site import create_site
+from .traffic import fill_if_empty
+
+DEMO_USER = "demo"
+log = logging.getLogger("koekje.demo")
+
+
+def demo_config(data_dir: Path) -> Config:
+    """The demo's koekje.toml, with its store under ``data_dir`` and a secret kept there."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    environ = dict(os.environ)
+    environ.setdefault(SECRET_ENV, _demo_secret(data_dir / "secret-key"))
+    with as_file(files("koekje.demo").joinpath("koekje.toml")) as path:
+        config = load_config(path, environ)
+    analytics = msgspec.structs.replace(config.analytics, data_dir=str(data_dir.resolve() / "store"))
+    return msgspec.structs.replace(config, analytics=analytics)
+
+
+def prepare(config: Config, *, sample_traffic: bool) -> tuple[str, int]:
+    """Create the schema, (re)set the demo account's password and add sample traffic to an empty store.
+    Returns the demo password and the number of sample page views added."""
+    password = secrets.token_urlsafe(12)
+    with Store(config.store_settings()) as store:
+        migrate(store)
+        Accounts(store).add(DEMO_USER, password, Role.ADMIN)
+        added = (
+            fill_if_empty(store, TopicRules(config.analytics.topics), config.site.id, utcnow())
+            if sample_traffic
+            else 0
+        )
+    return password, added
+
+
+def run_demo(*, host: str, port: int, data_dir: Path, sample_traffic: bool) -> int:
+    config = demo_config(data_dir)
+    password, added = prepare(config, sample_traffic=sample_traffic)
+    app = KoekjeMiddleware(create_site(), config)
+    url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"  # noqa: S104
+    print(
+        "\nkoekje demo\n"
+        f"  site:       {url}/\n"
+        f"  dashboard:  {url}{config.site.prefix}/dashboard/\n"
+        f"  log in as:  {DEMO_USER} / {password}   (a new password on every start)\n"
+        f"  store:      embedded chDB in {data_dir.resolve() / 'store'}"
+        + (f" (added {added} sample page views)" if added else "")
+        + "\n  stop with Ctrl+C\n",
+        flush=True,
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0
+
+
+def _demo_secret(path: Path) -> str:
+    """A signing key kept with the demo data, so consent cookies survive a restart of the demo."""
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(key)
+    return key
