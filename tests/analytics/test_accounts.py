@@ -1,0 +1,52 @@
+import pytest
+from support import FakeClock
+
+from koekje.analytics import Accounts, Role, Store
+
+
+@pytest.fixture
+def accounts(store: Store, clock: FakeClock) -> Accounts:
+    return Accounts(store, clock)
+
+
+def test_add_and_authenticate(accounts: Accounts) -> None:
+    accounts.add("marit@praktijk.nl", "correct horse battery", Role.ADMIN)
+    account = accounts.authenticate("marit@praktijk.nl", "correct horse battery")
+    assert account is not None and account.role is Role.ADMIN
+    assert accounts.authenticate("marit@praktijk.nl", "wrong password here") is None
+    assert accounts.authenticate("nobody", "correct horse battery") is None
+    assert accounts.authenticate("Robert'); DROP TABLE x;--", "whatever") is None
+
+
+def test_passwords_are_stored_as_argon2_hashes(accounts: Accounts, store: Store) -> None:
+    accounts.add("jan", "correct horse battery")
+    [(stored,)] = store.query(f"SELECT password_hash FROM {store.table('dashboard_users')}")
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+
+
+def test_reset_list_and_remove(accounts: Accounts, clock: FakeClock) -> None:
+    accounts.add("jan", "first password 1")
+    clock.advance(seconds=1)
+    accounts.add("jan", "second password 2", Role.ADMIN)
+    accounts.add("anna", "another password")
+    assert [(a.username, a.role) for a in accounts.list()] == [("anna", Role.MARKETER), ("jan", Role.ADMIN)]
+    assert accounts.authenticate("jan", "first password 1") is None
+    assert accounts.authenticate("jan", "second password 2") is not None
+    clock.advance(seconds=1)
+    assert accounts.remove("jan")
+    assert not accounts.remove("jan")
+    assert accounts.get("jan") is None
+    assert accounts.authenticate("jan", "second password 2") is None
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "message"),
+    [
+        ("Jan", "long enough password", "invalid username"),
+        ("", "long enough password", "invalid username"),
+        ("jan", "short", "at least 12"),
+    ],
+)
+def test_bad_accounts_are_refused(accounts: Accounts, username: str, password: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        accounts.add(username, password)

@@ -1,0 +1,161 @@
+"""The dashboard, mounted by the middleware, on a real store."""
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from starlette.testclient import TestClient
+from support import FakeClock, runtime_of
+
+from koekje.analytics import PageView, PageViewSink, Role
+from koekje.analytics.dashboard import SESSION_COOKIE
+from koekje.middleware import Config
+from koekje.middleware.config import DashboardSection
+
+MakeClient = Callable[..., TestClient]
+DASH = "/_koekje/dashboard"
+PASSWORD = "marketing password 1"
+
+
+@pytest.fixture
+def client(make_client: MakeClient, make_config: Callable[..., Config]) -> TestClient:
+    client = make_client(make_config(dashboard=DashboardSection(min_visitors=3)))
+    runtime_of(client).accounts.add("sanne", PASSWORD, Role.MARKETER)
+    return client
+
+
+def login(client: TestClient, password: str = PASSWORD) -> int:
+    return client.post(
+        f"{DASH}/login", data={"username": "sanne", "password": password}, follow_redirects=False
+    ).status_code
+
+
+def add_views(client: TestClient, clock: FakeClock, topic: str, visitors: int, views_each: int = 1) -> None:
+    events = [
+        PageView(
+            clock.now - timedelta(hours=1), "default", visitor, f"/{topic}", (topic,), "", "NL", "192.0.2.0"
+        )
+        for visitor in (uuid.uuid4() for _ in range(visitors))
+        for _ in range(views_each)
+    ]
+    PageViewSink(runtime_of(client).store).write(events)
+
+
+def rows(html: str) -> dict[str, tuple[int, int]]:
+    found = re.findall(
+        r'<th scope="row">(.*?)</th>\s*<td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>', html
+    )
+    return {topic: (int(views), int(visitors)) for topic, views, visitors in found}
+
+
+def test_anonymous_users_are_sent_to_login(client: TestClient) -> None:
+    response = client.get(f"{DASH}/", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == f"{DASH}/login"
+    login_page = client.get(f"{DASH}/login")
+    assert "Log in" in login_page.text
+    assert "frame-ancestors 'none'" in login_page.headers["content-security-policy"]
+
+
+def test_wrong_password(client: TestClient) -> None:
+    assert login(client, "not the password") == 401
+    assert SESSION_COOKIE not in client.cookies
+
+
+def test_login_sets_a_strict_session_cookie(client: TestClient) -> None:
+    response = client.post(
+        f"{DASH}/login", data={"username": "sanne", "password": PASSWORD}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and f"Path={DASH}/" in cookie
+
+
+def test_cross_site_login_is_refused(client: TestClient) -> None:
+    response = client.post(
+        f"{DASH}/login",
+        data={"username": "sanne", "password": PASSWORD},
+        headers={"origin": "https://evil.test"},
+    )
+    assert response.status_code == 403
+
+
+def test_topics_with_page_views_and_visitors(client: TestClient, clock: FakeClock) -> None:
+    add_views(client, clock, "implantologie", visitors=4, views_each=3)
+    add_views(client, clock, "mondhygiene", visitors=3)
+    assert login(client) == 303
+    page = client.get(f"{DASH}/")
+    assert page.status_code == 200
+    assert rows(page.text) == {"implantologie": (12, 4), "mondhygiene": (3, 3)}
+    assert "hidden" not in page.text
+
+
+def test_invariant_6_small_segments_are_suppressed(client: TestClient, clock: FakeClock) -> None:
+    add_views(client, clock, "implantologie", visitors=3)
+    add_views(client, clock, "personeel", visitors=2, views_each=10)  # many views, too few people
+    add_views(client, clock, "cursussen", visitors=1)
+    login(client)
+    page = client.get(f"{DASH}/").text
+    assert rows(page) == {"implantologie": (3, 3)}
+    assert "personeel" not in page and "cursussen" not in page
+    assert "2 topics hidden: fewer than 3 distinct visitors" in page
+
+
+def test_date_range(client: TestClient, clock: FakeClock) -> None:
+    add_views(client, clock, "implantologie", visitors=3)
+    login(client)
+    today = clock.now.date()
+    assert rows(client.get(f"{DASH}/?from={today}&to={today}").text) == {"implantologie": (3, 3)}
+    yesterday = today - timedelta(days=1)
+    assert rows(client.get(f"{DASH}/?from={yesterday}&to={yesterday}").text) == {}
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("from=2026-11-30&to=2026-11-01", "start date is after the end date"),
+        ("from=2020-01-01&to=2026-01-01", "at most 366 days"),
+        ("from=<script>alert(1)</script>", "is not a date"),
+    ],
+)
+def test_bad_ranges_are_explained_and_escaped(client: TestClient, query: str, message: str) -> None:
+    login(client)
+    response = client.get(f"{DASH}/?{query}")
+    assert response.status_code == 400
+    assert message in response.text
+    assert "<script>" not in response.text
+
+
+def test_tampered_session_is_no_session(client: TestClient) -> None:
+    login(client)
+    tampered = client.cookies[SESSION_COOKIE][:-3] + "xyz"
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, tampered)
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 303
+
+
+def test_session_expires(client: TestClient, clock: FakeClock) -> None:
+    login(client)
+    clock.advance(hours=13)
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 303
+
+
+def test_removing_an_account_ends_its_session(client: TestClient, clock: FakeClock) -> None:
+    login(client)
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 200
+    clock.advance(seconds=1)
+    runtime_of(client).accounts.remove("sanne")
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 303
+
+
+def test_logout(client: TestClient) -> None:
+    login(client)
+    response = client.post(f"{DASH}/logout", follow_redirects=False)
+    assert response.status_code == 303
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 303
+
+
+def test_dashboard_can_be_disabled(make_client: MakeClient, make_config: Callable[..., Config]) -> None:
+    client = make_client(make_config(dashboard=DashboardSection(enabled=False)))
+    assert client.get(f"{DASH}/login").status_code == 404

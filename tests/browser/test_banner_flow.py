@@ -1,0 +1,184 @@
+"""The visitor and marketer journeys in a real Chromium, against the demo site on uvicorn, on real chDB."""
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from support import demo_config, ledger, page_views
+
+from koekje.analytics import Role
+from koekje.demo.site import create_site
+from koekje.middleware import Config, KoekjeMiddleware
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "browser test password"
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+class LiveSite:
+    def __init__(self, app: KoekjeMiddleware, url: str) -> None:
+        self.app = app
+        self.url = url
+        self.runtime: Any = app.runtime
+
+
+@pytest.fixture
+def live(make_config: Callable[..., Config]) -> Iterator[LiveSite]:
+    """The demo site behind KoekjeMiddleware on uvicorn in a thread. The socket listens before the server
+    runs, so the browser's first request simply waits in the backlog until startup is done."""
+    config = demo_config(make_config())
+    app = KoekjeMiddleware(create_site(), config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    site = LiveSite(app, f"http://127.0.0.1:{sock.getsockname()[1]}")
+    yield site
+    server.should_exit = True
+    thread.join(30)
+    sock.close()
+    with app.runtime.store as store:
+        store.command(f"DROP DATABASE IF EXISTS `{store.settings.database}` SYNC")
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    yield context
+    context.close()
+
+
+def banner(page: Page) -> Any:
+    return page.get_by_role("dialog")
+
+
+def cookie_names(context: BrowserContext) -> set[str]:
+    return {cookie["name"] for cookie in context.cookies()}
+
+
+def test_reject_then_browse_stores_nothing(live: LiveSite, context: BrowserContext, artifacts: Path) -> None:
+    page = context.new_page()
+    page.goto(live.url + "/")
+    expect(banner(page)).to_be_visible()
+    expect(banner(page)).to_have_accessible_name("Uw keuze over cookies")
+    page.screenshot(path=artifacts / "banner-nl.png", animations="disabled")
+    assert page.evaluate("document.documentElement.dataset.demoAnalytics") is None
+
+    page.get_by_role("button", name="Alles weigeren").click()
+    expect(banner(page)).to_be_hidden()
+    page.goto(live.url + "/implantologie")
+    page.goto(live.url + "/cursussen/implantologie-basis")
+    expect(banner(page)).to_be_hidden()  # the choice is remembered
+
+    assert page_views(live.runtime) == []
+    [proof] = ledger(live.runtime)
+    assert proof["categories"] == ["necessary"] and proof["visitor_id"] is None
+    assert cookie_names(context) == {"koekje_consent"}
+    assert page.evaluate("document.documentElement.dataset.demoAnalytics") is None
+
+
+def test_accept_records_later_pages_and_the_dashboard_counts_them(
+    live: LiveSite, context: BrowserContext, artifacts: Path
+) -> None:
+    page = context.new_page()
+    page.goto(live.url + "/en/")
+    expect(banner(page)).to_have_accessible_name("Your choice about cookies")
+    page.get_by_role("button", name="Accept all").click()
+    expect(banner(page)).to_be_hidden()
+    # The blocked analytics script of the page runs once consent is given.
+    expect(page.locator("html")).to_have_attribute("data-demo-analytics", "on")
+    assert cookie_names(context) == {"koekje_consent", "koekje_vid"}
+    assert all(cookie["httpOnly"] for cookie in context.cookies())
+
+    for path in ("/en/implantology", "/implantologie", "/cursussen/implantologie-basis"):
+        page.goto(live.url + path)
+    views = page_views(live.runtime)
+    assert [v["path"] for v in views] == [
+        "/en/implantology",
+        "/implantologie",
+        "/cursussen/implantologie-basis",
+    ]
+    assert views[2]["topics"] == ["cursussen", "implantologie"]  # path rule + the page's own label
+    assert {v["ip_prefix"] for v in views} == {"127.0.0.0"}
+
+    live.runtime.accounts.add("marketing", PASSWORD, Role.MARKETER)
+    page.goto(live.url + "/_koekje/dashboard/")
+    page.get_by_label("User name").fill("marketing")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Topic interest")).to_be_visible()
+    table = page.get_by_role("table")
+    expect(table.get_by_role("row", name="implantologie 3 1")).to_be_visible()
+    expect(table.get_by_role("row", name="cursussen 1 1")).to_be_visible()
+    page.screenshot(path=artifacts / "dashboard.png", full_page=True)
+
+
+def test_withdrawal_is_as_easy_and_stops_capture(
+    live: LiveSite, context: BrowserContext, artifacts: Path
+) -> None:
+    page = context.new_page()
+    page.goto(live.url + "/")
+    page.get_by_role("button", name="Alles accepteren").click()
+    expect(banner(page)).to_be_hidden()  # closed once the server has recorded the choice
+    page.goto(live.url + "/mondhygiene")
+    assert len(page_views(live.runtime)) == 1
+
+    page.get_by_role("button", name="Cookie-instellingen").click()
+    expect(banner(page)).to_be_visible()
+    statistics = page.get_by_role("checkbox", name="Statistieken")
+    expect(statistics).to_be_checked()
+    expect(page.get_by_role("checkbox", name="Strikt noodzakelijk")).to_be_disabled()
+    page.screenshot(path=artifacts / "banner-settings-nl.png", animations="disabled")
+    statistics.uncheck()
+    with page.expect_navigation():  # scripts that ran under the withdrawn consent are stopped by a reload
+        page.get_by_role("button", name="Mijn keuze opslaan").click()
+    expect(banner(page)).to_be_hidden()
+    assert cookie_names(context) == {"koekje_consent"}
+
+    page.goto(live.url + "/implantologie")
+    assert len(page_views(live.runtime)) == 1
+    assert [row["categories"] for row in ledger(live.runtime)].count(
+        ["marketing", "necessary", "personalization"]
+    ) == 1
+
+
+def test_banner_is_reachable_by_keyboard_first(live: LiveSite, context: BrowserContext) -> None:
+    page = context.new_page()
+    page.goto(live.url + "/")
+    expect(banner(page)).to_be_visible()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('.koekje') !== null")
+    page.get_by_role("button", name="Per doel kiezen").press("Enter")
+    expect(page.get_by_role("checkbox", name="Statistieken")).to_be_focused()
+    page.keyboard.press("Space")
+    page.get_by_role("button", name="Mijn keuze opslaan").press("Enter")
+    expect(banner(page)).to_be_hidden()
+    assert [row["categories"] for row in ledger(live.runtime)] == [["analytics", "necessary"]]

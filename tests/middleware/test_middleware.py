@@ -1,0 +1,279 @@
+"""KoekjeMiddleware driven through a real client, on a real chDB store."""
+
+from collections.abc import Callable
+
+import msgspec
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.testclient import TestClient
+from support import CLIENT_IP, FakeClock, consent, ledger, page_views, runtime_of, site
+
+from koekje.analytics import Store
+from koekje.banner import asset
+from koekje.middleware import Config, KoekjeMiddleware
+from koekje.middleware.config import BannerSection, SiteSection
+
+MakeClient = Callable[..., TestClient]
+
+
+# -- the banner tag --------------------------------------------------------------------------------------
+
+
+def test_banner_tag_is_injected_before_head_end(make_client: MakeClient) -> None:
+    response = make_client().get("/")
+    tag = f'<script src="/_koekje/banner.js?v={asset("banner.js").version}" defer></script></head>'
+    assert tag in response.text
+    assert int(response.headers["content-length"]) == len(response.content)
+
+
+def test_banner_tag_in_a_streamed_page_split_across_chunks(make_client: MakeClient) -> None:
+    response = make_client().get("/stream")
+    assert response.text.count("/_koekje/banner.js") == 1
+    assert response.text.index("banner.js") < response.text.index("</HEAD>")
+    assert response.text.endswith("streamed</body></html>")
+
+
+def test_no_tag_in_json_or_head_requests(make_client: MakeClient) -> None:
+    client = make_client()
+    assert client.get("/api").json() == {"html": "</head>"}
+    head = client.head("/")
+    assert head.status_code == 200 and head.content == b""
+
+
+def test_injection_can_be_turned_off(make_client: MakeClient, make_config: Callable[..., Config]) -> None:
+    client = make_client(make_config(banner=BannerSection(inject=False)))
+    assert "banner.js" not in client.get("/").text
+
+
+def test_banner_assets_are_cacheable(make_client: MakeClient) -> None:
+    client = make_client()
+    js = asset("banner.js")
+    versioned = client.get(f"/_koekje/banner.js?v={js.version}")
+    assert versioned.content == js.body
+    assert versioned.headers["content-type"].startswith("text/javascript")
+    assert "immutable" in versioned.headers["cache-control"]
+    assert "immutable" not in client.get("/_koekje/banner.js").headers["cache-control"]
+    assert (
+        client.get(
+            "/_koekje/banner.css", headers={"if-none-match": f'"{asset("banner.css").version}"'}
+        ).status_code
+        == 304
+    )
+    assert client.get("/_koekje/nothing.js").status_code == 404
+
+
+# -- config.json and consent -----------------------------------------------------------------------------
+
+
+def test_config_for_a_new_visitor(make_client: MakeClient) -> None:
+    body = make_client().get("/_koekje/config.json?lang=en", headers={"sec-gpc": "1"}).json()
+    assert body["consent"] is None
+    assert body["mode"] == "opt-in"
+    assert body["region"] is None  # no GeoIP database: unknown, so the strictest rules
+    assert body["gpc"] is True
+    assert [c["id"] for c in body["categories"]] == ["necessary", "analytics", "personalization", "marketing"]
+    assert body["categories"][0]["required"] is True
+    assert body["texts"]["reject_all"] == "Reject all"
+    assert body["endpoints"]["consent"] == "/_koekje/consent"
+
+
+def test_config_language_from_accept_language(make_client: MakeClient) -> None:
+    client = make_client()
+    assert (
+        client.get("/_koekje/config.json", headers={"accept-language": "en-GB,en;q=0.9"}).json()["lang"]
+        == "en"
+    )
+    assert client.get("/_koekje/config.json", headers={"accept-language": "fr"}).json()["lang"] == "nl"
+
+
+def test_accepting_analytics_records_proof_and_sets_both_cookies(make_client: MakeClient) -> None:
+    client = make_client()
+    response = consent(client, "analytics")
+    cookies = response.headers.get_list("set-cookie")
+    assert len(cookies) == 2
+    assert all("HttpOnly" in c and "SameSite=lax" in c and "Path=/" in c for c in cookies)
+    assert any(c.startswith("koekje_consent=") for c in cookies)
+    assert any(c.startswith("koekje_vid=") for c in cookies)
+    assert response.json()["consent"]["categories"] == ["necessary", "analytics"]
+
+    [row] = ledger(client)
+    assert row["categories"] == ["analytics", "necessary"]
+    assert row["consent_id"].hex == response.json()["consent"]["id"]
+    assert row["visitor_id"] is not None and row["previous_id"] is None
+    assert row["ip_prefix"] == "203.0.113.0"
+    assert client.get("/_koekje/config.json").json()["consent"]["categories"] == ["necessary", "analytics"]
+
+
+def test_rejecting_sets_only_the_consent_cookie(make_client: MakeClient) -> None:
+    client = make_client()
+    response = consent(client)
+    assert [c.split("=")[0] for c in response.headers.get_list("set-cookie")] == ["koekje_consent"]
+    [row] = ledger(client)
+    assert row["categories"] == ["necessary"] and row["visitor_id"] is None
+
+
+def test_a_changed_choice_links_to_the_previous_proof(make_client: MakeClient) -> None:
+    client = make_client()
+    first = consent(client, "analytics").json()["consent"]["id"]
+    consent(client, "analytics", "marketing")
+    rows = ledger(client)
+    assert len(rows) == 2
+    assert {row["previous_id"].hex if row["previous_id"] else None for row in rows} == {None, first}
+
+
+def test_secure_cookies_over_https(make_client: MakeClient) -> None:
+    client = make_client()
+    client.base_url = client.base_url.copy_with(scheme="https")
+    assert all("Secure" in c for c in consent(client, "analytics").headers.get_list("set-cookie"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        (
+            {"json": {"categories": ["analytics"]}, "headers": {"origin": "https://evil.test"}},
+            403,
+            "cross-site",
+        ),
+        (
+            {"json": {"categories": ["analytics"]}, "headers": {"sec-fetch-site": "cross-site"}},
+            403,
+            "cross-site",
+        ),
+        (
+            {
+                "content": b"categories=analytics",
+                "headers": {"content-type": "application/x-www-form-urlencoded"},
+            },
+            415,
+            "application/json",
+        ),
+        (
+            {
+                "content": b'{"categories": [' + b'"x",' * 2000 + b'"y"]}',
+                "headers": {"content-type": "application/json"},
+            },
+            413,
+            "larger than",
+        ),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+        ({"json": ["analytics"]}, 400, "list of categories"),
+        ({"json": {"categories": ["analytics", "tracking"]}}, 400, "unknown categories ['tracking']"),
+        ({"json": {"categories": [1]}}, 400, "list of names"),
+    ],
+)
+def test_bad_consent_requests_get_a_clear_4xx_and_change_nothing(
+    make_client: MakeClient, kwargs: dict[str, object], status: int, message: str
+) -> None:
+    client = make_client()
+    response = client.post("/_koekje/consent", **kwargs)  # type: ignore[arg-type]
+    assert response.status_code == status
+    assert message in response.json()["error"]
+    assert "set-cookie" not in response.headers
+    assert ledger(client) == []
+
+
+def test_same_origin_consent_is_accepted(make_client: MakeClient) -> None:
+    client = make_client()
+    response = client.post(
+        "/_koekje/consent",
+        json={"categories": []},
+        headers={"origin": "http://shop.test", "sec-fetch-site": "same-origin"},
+    )
+    assert response.status_code == 200
+
+
+def test_no_cookie_when_the_proof_cannot_be_written(make_client: MakeClient) -> None:
+    client = make_client()
+    runtime_of(client).store.close()  # the store goes away: the choice cannot be proven
+    response = client.post("/_koekje/consent", json={"categories": ["analytics"]})
+    assert response.status_code == 503
+    assert "set-cookie" not in response.headers
+    runtime_of(client).store.open()
+
+
+# -- capture ---------------------------------------------------------------------------------------------
+
+
+def test_consented_page_views_are_stored_with_topics(make_client: MakeClient, clock: FakeClock) -> None:
+    client = make_client()
+    consent(client, "analytics")
+    client.get("/implantologie", headers={"referer": "https://www.google.nl/search?q=implant"})
+    clock.advance(seconds=5)
+    client.get("/cursussen/basis?label=implantologie&label=Not%20Valid&utm_source=mail")
+    views = page_views(client)
+    assert [v["path"] for v in views] == ["/implantologie", "/cursussen/basis"]
+    assert views[0]["topics"] == ["implantologie"]
+    assert views[1]["topics"] == ["cursussen", "implantologie"]
+    assert views[0]["referrer_host"] == "www.google.nl"
+    assert {v["ip_prefix"] for v in views} == {"203.0.113.0"}
+    assert views[0]["visitor_id"] == views[1]["visitor_id"] == ledger(client)[0]["visitor_id"]
+    assert views[0]["site"] == "default"
+    assert runtime_of(client).capture.dropped["invalid_app_topic"] == 1
+
+
+def test_only_served_html_pages_count(make_client: MakeClient) -> None:
+    client = make_client()
+    consent(client, "analytics")
+    client.get("/api")
+    client.get("/missing")
+    client.head("/x")
+    client.post("/x")
+    client.get("/_koekje/config.json")
+    client.get("/prefetched", headers={"sec-purpose": "prefetch"})
+    assert page_views(client) == []
+    assert runtime_of(client).capture.dropped["prefetch"] == 1
+
+
+def test_visitor_cookie_is_issued_when_consent_exists_but_the_id_is_gone(make_client: MakeClient) -> None:
+    client = make_client()
+    consent(client, "analytics")
+    client.cookies.delete("koekje_vid")
+    response = client.get("/implantologie")
+    assert response.headers["set-cookie"].startswith("koekje_vid=")
+    assert len(page_views(client)) == 1
+
+
+def test_endpoints_see_the_visitor(make_client: MakeClient) -> None:
+    client = make_client()
+    assert "consent=False" in client.get("/").text
+    consent(client)
+    assert "consent=True" in client.get("/").text
+
+
+def test_prefix_is_configurable(make_client: MakeClient, make_config: Callable[..., Config]) -> None:
+    config = make_config(site=SiteSection(prefix="/privacy-tools"))
+    client = make_client(config)
+    assert 'src="/privacy-tools/banner.js' in client.get("/").text
+    assert client.get("/privacy-tools/config.json").json()["endpoints"]["consent"] == "/privacy-tools/consent"
+    unprefixed = client.get("/_koekje/config.json")  # now an ordinary path of the app
+    assert unprefixed.headers["content-type"].startswith("text/html")
+
+
+def test_shutdown_drains_the_queue(make_config: Callable[..., Config], clock: FakeClock) -> None:
+    config = make_config()
+    # A long flush interval: only the shutdown drain can write these events.
+    config = msgspec.structs.replace(
+        config, analytics=msgspec.structs.replace(config.analytics, flush_interval_seconds=60.0)
+    )
+    app = KoekjeMiddleware(site(), config, clock=clock)
+    with TestClient(app, base_url="http://shop.test", client=(CLIENT_IP, 1)) as client:
+        consent(client, "analytics")
+        for i in range(5):
+            client.get(f"/page/{i}")
+    with Store(config.store_settings()) as store:
+        assert store.query(f"SELECT count() FROM {store.table('page_views')}") == [(5,)]
+        store.command(f"DROP DATABASE `{config.analytics.database}` SYNC")
+
+
+def test_as_starlette_middleware(make_config: Callable[..., Config], clock: FakeClock) -> None:
+    config = make_config()
+    middleware = [Middleware(KoekjeMiddleware, config=config, clock=clock)]
+    app = Starlette(routes=site().routes, middleware=middleware)
+    with TestClient(app, base_url="http://shop.test", client=(CLIENT_IP, 1)) as client:
+        consent(client, "analytics")
+        assert "banner.js" in client.get("/implantologie").text
+        runtime = app.middleware_stack.app.runtime  # type: ignore[union-attr]
+        assert [v["path"] for v in page_views(runtime)] == ["/implantologie"]
+        runtime.store.command(f"DROP DATABASE `{config.analytics.database}` SYNC")

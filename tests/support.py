@@ -1,0 +1,130 @@
+"""Helpers shared by the tests (importable as ``support``: tests/ is on pytest's pythonpath)."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from importlib.resources import as_file, files
+from typing import Any
+
+from httpx2 import Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+SECRET = "test-secret-key-0123456789abcdefghijklmnop"
+CLIENT_IP = "203.0.113.77"
+SERVER_ENV = "KOEKJE_TEST_CLICKHOUSE_URL"
+TOPICS = {"implantologie": ("/implantologie",), "cursussen": ("/cursussen",)}
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def server_dsn() -> str | None:
+    return os.environ.get(SERVER_ENV) or None
+
+
+async def _page(request: Request) -> StarletteResponse:
+    if request.query_params.get("label"):
+        request.state.koekje_topics = request.query_params.getlist("label")
+    koekje = request.scope["koekje"]
+    body = (
+        f"<!doctype html><html><head><title>t</title></head><body>consent={koekje.consent is not None}</body>"
+    )
+    return HTMLResponse(body)
+
+
+async def _stream(request: Request) -> StarletteResponse:
+    async def parts() -> Any:
+        yield b"<!doctype html><html><he"
+        yield b"ad><title>s</title></HEAD><body>"
+        yield b"streamed</body></html>"
+
+    return StreamingResponse(parts(), media_type="text/html")
+
+
+async def _json(request: Request) -> StarletteResponse:
+    return JSONResponse({"html": "</head>"})
+
+
+async def _missing(request: Request) -> StarletteResponse:
+    return HTMLResponse("<html><head></head><body>gone</body></html>", status_code=404)
+
+
+def site() -> Starlette:
+    """A small site: HTML pages on any path, a streamed page, JSON, a 404 page."""
+    return Starlette(
+        routes=[
+            Route("/stream", _stream),
+            Route("/api", _json),
+            Route("/missing", _missing),
+            Route("/{path:path}", _page, methods=["GET", "HEAD", "POST"]),
+        ]
+    )
+
+
+def demo_config(base: Any) -> Any:
+    """``base`` (a test Config) with the demo's site, banner and topics from its packaged koekje.toml."""
+    import msgspec
+
+    from koekje.middleware import load_config
+
+    with as_file(files("koekje.demo").joinpath("koekje.toml")) as path:
+        demo = load_config(path, {"KOEKJE_SECRET_KEY": SECRET})
+    analytics = msgspec.structs.replace(base.analytics, topics=demo.analytics.topics)
+    return msgspec.structs.replace(base, site=demo.site, banner=demo.banner, analytics=analytics)
+
+
+def runtime_of(client: TestClient) -> Any:
+    return client.app.runtime  # type: ignore[attr-defined]
+
+
+def consent(client: TestClient, *categories: str) -> Response:
+    response = client.post("/_koekje/consent", json={"categories": list(categories)})
+    assert response.status_code == 200, response.text
+    return response
+
+
+PAGE_VIEW_COLUMNS = ("ts", "site", "visitor_id", "path", "topics", "referrer_host", "country", "ip_prefix")
+LEDGER_COLUMNS = (
+    "consent_id",
+    "previous_id",
+    "visitor_id",
+    "categories",
+    "policy_revision",
+    "lang",
+    "ip_prefix",
+    "gpc",
+)
+
+
+def stored(runtime: Any, table: str, columns: tuple[str, ...], order: str) -> list[dict[str, Any]]:
+    store = runtime.store
+    rows = store.query(f"SELECT {', '.join(columns)} FROM {store.table(table)} ORDER BY {order}")
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def page_views(client: TestClient | Any) -> list[dict[str, Any]]:
+    """Everything in page_views, after the write queue has drained."""
+    runtime = runtime_of(client) if isinstance(client, TestClient) else client
+    assert runtime.recorder.flush(timeout=30)
+    return stored(runtime, "page_views", PAGE_VIEW_COLUMNS, "ts, path")
+
+
+def ledger(client: TestClient | Any) -> list[dict[str, Any]]:
+    runtime = runtime_of(client) if isinstance(client, TestClient) else client
+    return stored(runtime, "consent_ledger", LEDGER_COLUMNS, "ts, consent_id")

@@ -1,0 +1,59 @@
+"""The demo: what `make demo` prepares and serves."""
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from starlette.testclient import TestClient
+from support import demo_config, runtime_of
+
+from koekje.analytics import Accounts, Store, topic_report
+from koekje.demo.run import DEMO_USER, prepare
+from koekje.demo.site import create_site
+from koekje.demo.traffic import generate
+from koekje.middleware import Config
+from koekje.middleware.topics import TopicRules
+
+DEMO_TOPICS = {"mondhygiene", "implantologie", "personeel", "cursussen", "praktijkmanagement"}
+
+
+def test_prepare_creates_the_account_and_a_month_of_traffic(make_config: Callable[..., Config]) -> None:
+    config = demo_config(make_config())
+    first_password, added = prepare(config, sample_traffic=True)
+    assert added > 1000
+    password, added_again = prepare(config, sample_traffic=True)
+    assert added_again == 0  # only an empty store gets sample traffic
+    now = datetime.now(UTC)
+    with Store(config.store_settings()) as store:
+        accounts = Accounts(store)
+        assert accounts.authenticate(DEMO_USER, first_password) is None  # a new password on every start
+        assert accounts.authenticate(DEMO_USER, password) is not None
+        report = topic_report(store, config.site.id, now - timedelta(days=31), now, min_visitors=5)
+        assert {row.topic for row in report.rows} >= DEMO_TOPICS
+        store.command(f"DROP DATABASE `{config.analytics.database}` SYNC")
+
+
+def test_generated_traffic_is_deterministic_and_synthetic() -> None:
+    rules = TopicRules({"cursussen": ["/cursussen", "/en/courses"]})
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    first, second = generate(rules, "s", now), generate(rules, "s", now)
+    assert first == second
+    assert all(now - timedelta(days=30) <= event.ts <= now for event in first)
+    assert {event.ip_prefix for event in first} <= {"192.0.2.0", "198.51.100.0", "203.0.113.0"}
+    course_details = [e for e in first if e.path == "/cursussen/implantologie-basis"]
+    assert course_details and all(e.topics == ("cursussen", "implantologie") for e in course_details)
+
+
+def test_every_demo_page_carries_the_banner(
+    make_client: Callable[..., TestClient], make_config: Callable[..., Config]
+) -> None:
+    client = make_client(demo_config(make_config()), app=create_site())
+    for path in ("/", "/en/", "/mondhygiene", "/en/courses/implantology-basics", "/privacy"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert re.search(r'<script src="/_koekje/banner\.js\?v=\w+" defer></script></head>', response.text), (
+            path
+        )
+        assert "data-koekje-open" in response.text
+    assert client.get("/nope").status_code == 404
+    assert runtime_of(client).capture.dropped["no_consent"] == 5
