@@ -10,7 +10,6 @@ from collections import Counter
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from koekje.analytics import Clock, PageView, Recorder
@@ -21,6 +20,8 @@ from .topics import TopicRules, app_topics
 from .visitor import Visitor
 
 MAX_PATH = 1024
+# Headers with which browsers announce a speculative load that the visitor may never see.
+_PURPOSE_HEADERS = (b"sec-purpose", b"purpose", b"x-moz")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -52,7 +53,7 @@ class Capture:
         self._clock = clock
         self.dropped: Counter[str] = Counter()
 
-    def page_view(self, scope: Scope, path: str, headers: Headers, visitor: Visitor) -> None:
+    def page_view(self, scope: Scope, path: str, visitor: Visitor) -> None:
         """Record one served HTML page (GET, 2xx), if this visitor allows it."""
         if not visitor.allows("analytics"):
             self.dropped[Drop.NO_CONSENT] += 1
@@ -60,7 +61,13 @@ class Capture:
         if visitor.id is None:
             self.dropped[Drop.NO_VISITOR_ID] += 1
             return
-        if _is_prefetch(headers):
+        referer = purpose = b""
+        for name, value in scope["headers"]:
+            if name == b"referer":
+                referer = value
+            elif name in _PURPOSE_HEADERS:
+                purpose += value.lower()
+        if b"prefetch" in purpose or b"prerender" in purpose:
             self.dropped[Drop.PREFETCH] += 1
             return
         address = self._address(scope)
@@ -78,17 +85,12 @@ class Capture:
             visitor_id=visitor.id,
             path=_clean(path),
             topics=tuple(dict.fromkeys(self._topics(path) + labels)),
-            referrer_host=_referrer_host(headers.get("referer")),
+            referrer_host=_referrer_host(referer.decode("latin-1")),
             country=self._geo.country(address) or "",
             ip_prefix=ip_prefix,
         )
         # `address` goes out of scope here: only the truncated prefix travels on.
         self._recorder.submit(event)
-
-
-def _is_prefetch(headers: Headers) -> bool:
-    purpose = headers.get("sec-purpose") or headers.get("purpose") or headers.get("x-moz") or ""
-    return "prefetch" in purpose.lower() or "prerender" in purpose.lower()
 
 
 def _clean(path: str) -> str:

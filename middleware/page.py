@@ -65,9 +65,7 @@ class PageResponse:
         more = message.get("more_body", False)
         if not more and self._is_page:
             # Queued before the last byte leaves, so a client that has the page can rely on the event.
-            self._runtime.capture.page_view(
-                self._scope, self._path, Headers(scope=self._scope), self._visitor
-            )
+            self._runtime.capture.page_view(self._scope, self._path, self._visitor)
         if self._held is None:
             await self._send(message)
             return
