@@ -15,13 +15,13 @@ test: $(VENV)/.package $(VENV)/.test-deps chromium check
 check: lint typecheck
 
 lint: $(VENV)/.test-deps
-	$(BIN)/ruff check middleware banner analytics examples tests
-	$(BIN)/ruff format --check middleware banner analytics examples tests
+	$(BIN)/ruff check middleware banner analytics examples tests benchmarks
+	$(BIN)/ruff format --check middleware banner analytics examples tests benchmarks
 
 # mypy checks the installed package: the koekje namespace only exists there (setuptools package-dir).
 typecheck: $(VENV)/.package $(VENV)/.test-deps
 	$(BIN)/mypy -p koekje.middleware -p koekje.analytics -p koekje.banner -p koekje.demo
-	$(BIN)/mypy tests
+	$(BIN)/mypy tests benchmarks
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \

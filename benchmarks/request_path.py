@@ -1,0 +1,121 @@
+"""Cost of KoekjeMiddleware on the request path, in process (no server, no network): the same Starlette
+HTML page called through ASGI bare and wrapped, interleaved in rounds so machine noise hits both alike.
+
+    .venv/bin/python benchmarks/request_path.py [--rounds 7] [--requests 3000]
+
+Scenarios: a visitor without consent (banner injected, nothing recorded) and a consented visitor (banner
+injected, page view built and queued; the batch thread writes to a temporary embedded chDB meanwhile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from koekje.middleware import Config, KoekjeMiddleware
+from koekje.middleware.config import AnalyticsSection
+
+PAGE = "<!doctype html><html><head><title>x</title></head><body>" + "<p>text</p>" * 200 + "</body></html>"
+
+
+async def page(request: Request) -> Response:
+    return HTMLResponse(PAGE)
+
+
+def scope(cookie: str) -> dict[str, Any]:
+    headers = [(b"host", b"site.test"), (b"accept", b"text/html")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/implantologie",
+        "raw_path": b"/implantologie",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("203.0.113.77", 5000),
+        "server": ("site.test", 80),
+    }
+
+
+async def call(app: Any, cookie: str, n: int) -> float:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    start = time.perf_counter()
+    for _ in range(n):
+        await app(scope(cookie), receive, send)
+    return (time.perf_counter() - start) / n * 1e6
+
+
+async def consent_cookies(app: KoekjeMiddleware) -> str:
+    """Give consent through the real endpoint and return the cookies it set."""
+    sent: list[dict[str, Any]] = []
+    body = b'{"categories": ["analytics"]}'
+    request = scope("") | {
+        "method": "POST",
+        "path": "/_koekje/consent",
+        "headers": [(b"host", b"site.test"), (b"content-type", b"application/json")],
+    }
+    messages = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    await app(request, receive, send)
+    cookies = [v.decode().split(";")[0] for k, v in sent[0]["headers"] if k == b"set-cookie"]
+    return "; ".join(cookies)
+
+
+async def main(rounds: int, requests: int) -> None:
+    site = Starlette(routes=[Route("/implantologie", page)])
+    config = Config(
+        secret_keys=("benchmark-secret-" + "x" * 32,),
+        analytics=AnalyticsSection(
+            data_dir=tempfile.mkdtemp(), topics={"implantologie": ("/implantologie",)}, queue_size=1_000_000
+        ),
+    )
+    wrapped = KoekjeMiddleware(site, config)
+    await wrapped.runtime.ensure_started()
+    consented = await consent_cookies(wrapped)
+    results: dict[str, list[float]] = {"bare": [], "koekje, no consent": [], "koekje, consented": []}
+    for _ in range(rounds):
+        results["bare"].append(await call(site, "", requests))
+        results["koekje, no consent"].append(await call(wrapped, "", requests))
+        results["koekje, consented"].append(await call(wrapped, consented, requests))
+    await asyncio.to_thread(wrapped.runtime.recorder.flush)
+    written = wrapped.runtime.recorder.written
+    await wrapped.runtime.stop()
+    bare = statistics.median(results["bare"])
+    print(f"{rounds} rounds x {requests} requests, median us/request (ratio to bare in the same runs)")
+    for name, values in results.items():
+        print(f"  {name:22s} {statistics.median(values):8.1f} us   x{statistics.median(values) / bare:5.2f}")
+    print(f"  page views written by the batch thread meanwhile: {written}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=3000)
+    args = parser.parse_args()
+    asyncio.run(main(args.rounds, args.requests))
