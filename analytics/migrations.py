@@ -29,8 +29,7 @@ class Migration:
 
 
 def _initial(store: Store) -> list[str]:
-    raw = store.settings.raw_retention_days
-    ledger = store.settings.ledger_retention_days
+    raw, ledger = retention(store)["page_views"], retention(store)["consent_ledger"]
     return [
         f"""
         CREATE TABLE IF NOT EXISTS {store.table("page_views")} (
@@ -83,7 +82,8 @@ MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial", _initial),)
 
 
 def migrate(store: Store, clock: Clock = utcnow) -> list[int]:
-    """Apply the migrations not yet recorded; return the versions applied now."""
+    """Apply the migrations not yet recorded, then bring the TTLs in line with the retention settings;
+    return the versions applied now."""
     store.command(
         f"""
         CREATE TABLE IF NOT EXISTS {store.table("schema_migrations")} (
@@ -104,4 +104,33 @@ def migrate(store: Store, clock: Clock = utcnow) -> list[int]:
         )
         log.info("applied migration %04d_%s", migration.version, migration.name)
         applied.append(migration.version)
+    sync_retention(store)
     return applied
+
+
+def retention(store: Store) -> dict[str, int]:
+    """Days each table with visitor data keeps its rows, from the settings."""
+    return {
+        "page_views": store.settings.raw_retention_days,
+        "consent_ledger": store.settings.ledger_retention_days,
+    }
+
+
+def sync_retention(store: Store) -> list[str]:
+    """Change the TTL of tables whose retention differs from the settings; the tables changed.
+    ClickHouse applies a changed TTL to existing rows too (``materialize_ttl_after_modify``)."""
+    ddl = dict(
+        store.query(
+            "SELECT name, create_table_query FROM system.tables WHERE database = {db:String}",
+            {"db": store.settings.database},
+        )
+    )
+    changed = []
+    for table, days in retention(store).items():
+        if table in ddl and f"toIntervalDay({days})" not in ddl[table]:
+            store.command(
+                f"ALTER TABLE {store.table(table)} MODIFY TTL toDateTime(ts) + INTERVAL {days} DAY DELETE"
+            )
+            log.warning("retention of %s changed to %d days (existing rows included)", table, days)
+            changed.append(table)
+    return changed

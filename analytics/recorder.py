@@ -85,6 +85,9 @@ class Recorder(Generic[E]):
         thread.join(timeout)
         if thread.is_alive():
             log.error("koekje recorder did not drain within %.0f s; %d events lost", timeout, self.depth)
+        # Whatever a request queued while the last batch was written is counted, not silently lost.
+        self.dropped["recorder_stopped"] += len(self._queue)
+        self._queue.clear()
         self._thread = None
 
     # -- batch thread -------------------------------------------------------------------------------------

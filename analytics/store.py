@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .settings import StoreSettings
@@ -29,27 +30,40 @@ class StoreUnavailable(StoreError):
 
 
 class Store:
-    def __init__(self, settings: StoreSettings) -> None:
+    """A lazily connected client. The first use connects (and runs ``prepare``, e.g. the migrations);
+    when that fails, uses within ``retry_after`` seconds fail at once instead of waiting on a dead
+    server, and the next use after that tries again. ``close`` is final until ``open`` is called."""
+
+    def __init__(
+        self,
+        settings: StoreSettings,
+        *,
+        prepare: Callable[[Store], object] | None = None,
+        retry_after: float = 30.0,
+    ) -> None:
         self.settings = settings
+        self._prepare = prepare
+        self._retry_after = retry_after
         self._client: Client | None = None
-        self._lock = threading.Lock()
+        self._closed = False
+        self._failed_at: float | None = None
+        self._failure = ""
+        self._lock = threading.RLock()  # re-entrant: `prepare` runs under it and uses the store
 
     def table(self, name: str) -> str:
         """The fully qualified, quoted name of one of koekje's tables."""
         return f"`{self.settings.database}`.`{name}`"
 
-    @property
-    def is_open(self) -> bool:
-        return self._client is not None
-
     def open(self) -> None:
+        """Connect now (and prepare); raises StoreUnavailable with what to do when that fails."""
         with self._lock:
-            if self._client is None:
-                self._client = _connect(self.settings.dsn)
-                self._client.command(f"CREATE DATABASE IF NOT EXISTS `{self.settings.database}`")
+            self._closed = False
+            self._failed_at = None
+            self._connect()
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._client is not None:
                 self._client.close()
                 self._client = None
@@ -74,8 +88,38 @@ class Store:
 
     def _require(self) -> Client:
         if self._client is None:
-            raise StoreUnavailable("the store is not open: call Store.open() (koekje does this at startup)")
+            if self._closed:
+                raise StoreUnavailable("the store is closed")
+            if self._failed_at is not None and time.monotonic() - self._failed_at < self._retry_after:
+                raise StoreUnavailable(
+                    f"the store is unavailable (next attempt within {self._retry_after:.0f} s): "
+                    f"{self._failure}"
+                )
+            self._connect()
+        assert self._client is not None
         return self._client
+
+    def _connect(self) -> None:
+        if self._client is not None:
+            return
+        try:
+            client = _new_client(self.settings.dsn)
+            self._client = client
+            client.command(f"CREATE DATABASE IF NOT EXISTS `{self.settings.database}`")
+            if self._prepare is not None:
+                self._prepare(self)
+        except Exception as exc:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+            self._failed_at = time.monotonic()
+            self._failure = str(exc)
+            if isinstance(exc, StoreUnavailable):
+                raise
+            raise StoreUnavailable(
+                f"cannot prepare the store at {_redact(self.settings.dsn)}: {exc}"
+            ) from exc
+        self._failed_at = None
 
     def __enter__(self) -> Store:
         self.open()
@@ -85,7 +129,7 @@ class Store:
         self.close()
 
 
-def _connect(dsn: str) -> Client:
+def _new_client(dsn: str) -> Client:
     import clickhouse_connect
     from clickhouse_connect.driver.exceptions import ClickHouseError
 

@@ -1,6 +1,8 @@
 """The store on real ClickHouse engines: embedded chDB always; a ClickHouse server too when
 KOEKJE_TEST_CLICKHOUSE_URL is set (e.g. http://default:@localhost:8123). Same code, same SQL."""
 
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,14 @@ def any_store(request: pytest.FixtureRequest, chdb_dsn: str, database: str) -> I
         migrate(store)
         yield store
         store.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local port nothing listens on: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def view(ts: datetime, path: str = "/x", topics: tuple[str, ...] = ()) -> PageView:
@@ -84,10 +94,48 @@ def test_page_views_round_trip(any_store: Store) -> None:
     )
 
 
-def test_store_refuses_work_when_closed(chdb_dsn: str, database: str) -> None:
-    store = Store(StoreSettings(chdb_dsn, database))
-    with pytest.raises(StoreUnavailable, match="not open"):
+def test_connects_and_prepares_on_first_use_and_close_is_final(chdb_dsn: str, database: str) -> None:
+    store = Store(StoreSettings(chdb_dsn, database), prepare=migrate)
+    assert store.query(f"SELECT count() FROM {store.table('page_views')}") == [(0,)]
+    store.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
         store.query("SELECT 1")
+    store.open()
+    store.command(f"DROP DATABASE `{database}` SYNC")
+    store.close()
+
+
+def test_an_unreachable_server_fails_fast_until_the_retry_time(closed_port: int) -> None:
+    store = Store(StoreSettings(f"http://default:@127.0.0.1:{closed_port}"), retry_after=3600)
+    with pytest.raises(
+        StoreUnavailable, match=r"cannot reach ClickHouse at http://default:\*\*\*@127\.0\.0\.1"
+    ):
+        store.open()
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="next attempt within 3600 s"):
+        store.query("SELECT 1")
+    assert time.monotonic() - started < 0.05  # no new connection attempt inside the retry window
+
+
+def test_passwords_are_redacted_from_errors(closed_port: int) -> None:
+    store = Store(StoreSettings(f"http://koekje:s3cret@127.0.0.1:{closed_port}"))
+    with pytest.raises(StoreUnavailable) as error:
+        store.open()
+    assert "s3cret" not in str(error.value) and "koekje:***@" in str(error.value)
+
+
+def test_changed_retention_is_applied_to_the_tables(store: Store) -> None:
+    shorter = Store(StoreSettings(store.settings.dsn, store.settings.database, raw_retention_days=30))
+    with shorter:
+        assert migrate(shorter) == []
+    ddl = dict(
+        store.query(
+            "SELECT name, create_table_query FROM system.tables WHERE database = {db:String}",
+            {"db": store.settings.database},
+        )
+    )
+    assert "toIntervalDay(30)" in ddl["page_views"]
+    assert "toIntervalDay(1095)" in ddl["consent_ledger"]
 
 
 def test_a_second_embedded_data_dir_in_one_process_is_explained(tmp_path: object, chdb_dsn: str) -> None:
