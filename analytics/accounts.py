@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from argon2 import PasswordHasher
@@ -25,6 +26,8 @@ class Role(StrEnum):
 class Account:
     username: str
     role: Role
+    # Changes with the password: a session remembers it, so resetting a password ends old sessions.
+    credential: str = field(default="", repr=False)
 
 
 class Accounts:
@@ -40,8 +43,9 @@ class Accounts:
         username = validate_username(username)
         if len(password) < MIN_PASSWORD_LENGTH:
             raise ValueError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-        self._write(username, self._hasher.hash(password), role, deleted=False)
-        return Account(username, role)
+        password_hash = self._hasher.hash(password)
+        self._write(username, password_hash, role, deleted=False)
+        return _account(username, password_hash, role)
 
     def remove(self, username: str) -> bool:
         account = self.get(username)
@@ -52,7 +56,7 @@ class Accounts:
 
     def get(self, username: str) -> Account | None:
         row = self._row(username)
-        return None if row is None else Account(row[0], Role(row[2]))
+        return None if row is None else _account(*row)
 
     def list(self) -> list[Account]:
         rows = self._store.query(
@@ -68,7 +72,7 @@ class Accounts:
             self._hasher.verify(row[1] if row else self._decoy, password)
         except (VerificationError, InvalidHashError):
             return None
-        return None if row is None else Account(row[0], Role(row[2]))
+        return None if row is None else _account(*row)
 
     def _row(self, username: str) -> tuple[str, str, str] | None:
         rows = self._store.query(
@@ -89,6 +93,11 @@ class Accounts:
                 "deleted": [int(deleted)],
             },
         )
+
+
+def _account(username: str, password_hash: str, role: str) -> Account:
+    credential = hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+    return Account(username, Role(role), credential)
 
 
 def validate_username(username: str) -> str:

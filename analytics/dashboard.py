@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from importlib.resources import files
@@ -26,6 +27,9 @@ from .web import SECURITY_HEADERS, clock_signer, is_same_origin, is_secure, read
 SESSION_COOKIE = "koekje_dashboard"
 MAX_FORM_BYTES = 4096
 MAX_RANGE_DAYS = 366
+# Password checks run at most this many at a time: each argon2 verification takes ~64 MiB and tens of ms,
+# and the login form is public.
+MAX_CONCURRENT_LOGINS = 2
 _CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
@@ -70,6 +74,7 @@ class Dashboard:
             autoescape=select_autoescape(default=True),
         )
         self._css = (files("koekje.analytics") / "static" / "dashboard.css").read_bytes()
+        self._logins = asyncio.Semaphore(MAX_CONCURRENT_LOGINS)
         self._router = Router(
             routes=[
                 Route("/", self._overview, methods=["GET"]),
@@ -123,15 +128,16 @@ class Dashboard:
         form = await _read_form(request)
         if form is None:
             return self._render(request, "login.html", status=400, error="The login form was malformed.")
-        account = await run_in_threadpool(
-            self._accounts.authenticate, form.get("username", ""), form.get("password", "")
-        )
+        async with self._logins:
+            account = await run_in_threadpool(
+                self._accounts.authenticate, form.get("username", "")[:64], form.get("password", "")[:1024]
+            )
         if account is None:
             return self._render(request, "login.html", status=401, error="Unknown user or wrong password.")
         response = RedirectResponse(_base(request) + "/", status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
-            self._sessions.dumps({"u": account.username}),
+            self._sessions.dumps({"u": account.username, "c": account.credential}),
             max_age=self._settings.session_hours * 3600,
             path=_base(request) + "/",
             httponly=True,
@@ -161,8 +167,9 @@ class Dashboard:
             return None
         if not isinstance(session, dict) or not isinstance(session.get("u"), str):
             return None
-        # Looked up each time, so removing an account ends its sessions.
-        return await run_in_threadpool(self._accounts.get, session["u"])
+        # Looked up each time, so removing an account or changing its password ends its sessions.
+        account = await run_in_threadpool(self._accounts.get, session["u"])
+        return account if account is not None and account.credential == session.get("c") else None
 
     def _date_range(self, request: Request, today: date) -> tuple[date, date]:
         last = _parse_date(request.query_params.get("to")) or today
@@ -190,11 +197,12 @@ def _parse_date(value: str | None) -> date | None:
     if not value:
         return None
     try:
-        if len(value) == 10:
-            return date.fromisoformat(value)
+        parsed = date.fromisoformat(value) if len(value) == 10 else None
     except ValueError:
-        pass
-    raise ValueError(f"{value[:20]!r} is not a date in the form YYYY-MM-DD.")
+        parsed = None
+    if parsed is None or not 2000 <= parsed.year <= 2999:
+        raise ValueError(f"{value[:20]!r} is not a date from 2000 to 2999 in the form YYYY-MM-DD.")
+    return parsed
 
 
 async def _read_form(request: Request) -> dict[str, str] | None:

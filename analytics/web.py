@@ -18,15 +18,16 @@ SECURITY_HEADERS = {
 def is_same_origin(headers: Headers) -> bool:
     """True unless the browser says the request comes from another site.
 
-    Browsers send ``Sec-Fetch-Site`` and ``Origin`` with every POST; a request with neither is not a
-    browser's cross-site request (a form or fetch from another site always carries them)."""
-    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        return False
+    Current browsers send ``Sec-Fetch-Site``, which pages cannot forge; it decides when present (and keeps
+    working behind a proxy that rewrites Host). Older browsers send ``Origin`` with a POST, compared with
+    Host. A request with neither is not a browser's cross-site request."""
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
     origin = headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
-    host = headers.get("host", "")
-    return origin.partition("://")[2] == host
+    if origin is None:
+        return True
+    return origin != "null" and origin.partition("://")[2] == headers.get("host", "")
 
 
 def clock_signer(clock: Clock) -> type[TimestampSigner]:

@@ -117,6 +117,8 @@ def test_date_range(client: TestClient, clock: FakeClock) -> None:
         ("from=2026-11-30&to=2026-11-01", "start date is after the end date"),
         ("from=2020-01-01&to=2026-01-01", "at most 366 days"),
         ("from=<script>alert(1)</script>", "is not a date"),
+        ("to=9999-12-31", "from 2000 to 2999"),
+        ("to=0001-01-05", "from 2000 to 2999"),
     ],
 )
 def test_bad_ranges_are_explained_and_escaped(client: TestClient, query: str, message: str) -> None:
@@ -146,6 +148,14 @@ def test_removing_an_account_ends_its_session(client: TestClient, clock: FakeClo
     assert client.get(f"{DASH}/", follow_redirects=False).status_code == 200
     clock.advance(seconds=1)
     runtime_of(client).accounts.remove("sanne")
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 303
+
+
+def test_a_new_password_ends_the_old_sessions(client: TestClient, clock: FakeClock) -> None:
+    login(client)
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 200
+    clock.advance(seconds=1)
+    runtime_of(client).accounts.add("sanne", "a brand new password", Role.MARKETER)
     assert client.get(f"{DASH}/", follow_redirects=False).status_code == 303
 
 
