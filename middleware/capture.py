@@ -14,8 +14,7 @@ from starlette.types import Scope
 
 from koekje.analytics import Clock, PageView, Recorder
 
-from .geo import GeoLookup
-from .ip import ClientAddress, Truncator
+from .ip import Truncator
 from .topics import TopicRules, app_topics
 from .visitor import Visitor
 
@@ -39,17 +38,13 @@ class Capture:
         site: str,
         recorder: Recorder[PageView],
         topics: TopicRules,
-        address: ClientAddress,
         truncate: Truncator,
-        geo: GeoLookup,
         clock: Clock,
     ) -> None:
         self._site = site
         self._recorder = recorder
         self._topics = topics
-        self._address = address
         self._truncate = truncate
-        self._geo = geo
         self._clock = clock
         self.dropped: Counter[str] = Counter()
 
@@ -70,8 +65,7 @@ class Capture:
         if b"prefetch" in purpose or b"prerender" in purpose:
             self.dropped[Drop.PREFETCH] += 1
             return
-        address = self._address(scope)
-        ip_prefix = self._truncate(address) if address else None
+        ip_prefix = self._truncate(visitor.address) if visitor.address else None
         if ip_prefix is None:
             self.dropped[Drop.BAD_ADDRESS] += 1
             return
@@ -86,10 +80,10 @@ class Capture:
             path=_clean(path),
             topics=tuple(dict.fromkeys(self._topics(path) + labels)),
             referrer_host=_referrer_host(referer.decode("latin-1")),
-            country=self._geo.country(address) or "",
+            country=visitor.region or "",
             ip_prefix=ip_prefix,
         )
-        # `address` goes out of scope here: only the truncated prefix travels on.
+        # Only the truncated prefix travels on; the full address stays in this request's memory.
         self._recorder.submit(event)
 
 

@@ -82,9 +82,9 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _open_store(config: Config) -> Store:
-    store = Store(config.store_settings())
+    """The store, migrated first unless the configuration leaves that to `koekje migrate`."""
+    store = Store(config.store_settings(), prepare=migrate if config.analytics.auto_migrate else None)
     store.open()
-    migrate(store)
     return store
 
 

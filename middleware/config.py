@@ -17,12 +17,13 @@ import msgspec
 from koekje.analytics import DashboardSettings, RecorderSettings, StoreSettings
 from koekje.banner import available_languages
 
+from .topics import TOPIC_NAME
+
 SECRET_ENV = "KOEKJE_SECRET_KEY"  # noqa: S105 (the variable's name, not a secret)
 DSN_ENV = "KOEKJE_CLICKHOUSE_DSN"
 MIN_SECRET_LENGTH = 32
 # The categories the banner has texts for; "necessary" is implied and cannot be refused.
 KNOWN_CATEGORIES = ("analytics", "personalization", "marketing")
-_TOPIC = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _COOKIE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -116,7 +117,7 @@ class AnalyticsSection(_Section, frozen=True):
 
     def __post_init__(self) -> None:
         for topic, prefixes in self.topics.items():
-            if not _TOPIC.fullmatch(topic):
+            if not TOPIC_NAME.fullmatch(topic):
                 raise ValueError(f"analytics.topics: {topic!r} is not a topic name (lowercase, digits, _ -)")
             for prefix in prefixes:
                 if not prefix.startswith("/"):

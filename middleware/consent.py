@@ -76,7 +76,9 @@ class ConsentCookies:
         if not value or len(value) > MAX_COOKIE_LENGTH:
             return None
         consent = self._cache.get(value)
-        if consent is None:
+        if consent is not None:
+            self._cache.move_to_end(value)
+        else:
             consent = self._verify(value)
             if consent is None:
                 return None

@@ -17,8 +17,8 @@ from koekje.analytics.web import SECURITY_HEADERS, is_same_origin, read_limited
 from koekje.banner import ASSET_NAMES, asset, negotiate, texts
 
 from .consent import NECESSARY
-from .cookies import delete_cookie, set_cookie
-from .visitor import Visitor, new_visitor_cookie, visitor_id
+from .cookies import set_cookie
+from .visitor import Visitor
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -96,7 +96,7 @@ class _Handler:
             "privacy_url": self._config.banner.privacy_url,
             "consent": visitor.consent.as_json() if visitor.consent else None,
             "gpc": visitor.gpc,
-            "endpoints": {"consent": f"{self._runtime.prefix(request.scope)}/consent"},
+            "endpoints": {"consent": f"{self._runtime.prefix(request.scope.get('root_path', ''))}/consent"},
         }
         return JSONResponse(body, headers={**SECURITY_HEADERS, "Vary": "Cookie, Accept-Language"})
 
@@ -117,51 +117,47 @@ class _Handler:
 
         runtime = self._runtime
         visitor: Visitor = request.scope["koekje"]
+        before = visitor.consent.categories if visitor.consent else frozenset({NECESSARY})
         consent = runtime.cookies.new(chosen, uuid.uuid4())
-        vid = request.cookies.get(self._config.consent.visitor_cookie)
-        new_vid = None
-        if consent.allows("analytics") and visitor_id(vid) is None:
-            vid = new_vid = new_visitor_cookie()
-        address = runtime.address(request.scope)
+        cookies = [
+            set_cookie(
+                self._config.consent.cookie,
+                runtime.cookies.dumps(consent),
+                max_age=runtime.consent_max_age,
+                secure=runtime.secure(request.scope),
+            )
+        ]
+        stored_id = visitor.id  # set only when analytics was already allowed and the id is valid
+        if consent.allows("analytics"):
+            if stored_id is None:  # newly allowed: a fresh id, never one that existed before consent
+                stored_id, header = runtime.issue_visitor_id(request.scope)
+                cookies.append(header)
+        else:
+            stored_id = None
+            if self._config.consent.visitor_cookie in request.cookies:
+                cookies.append(runtime.remove_visitor_id(request.scope))
         record = ConsentRecord(
             consent_id=consent.id,
             previous_id=visitor.consent.id if visitor.consent else None,
             ts=consent.given_at,
-            visitor_id=visitor_id(vid) if consent.allows("analytics") else None,
+            visitor_id=stored_id,
             categories=tuple(sorted(consent.categories)),
             policy_revision=consent.revision,
             lang=lang,
             country=visitor.region or "",
-            ip_prefix=(runtime.truncate(address) if address else None) or "",
+            ip_prefix=(runtime.truncate(visitor.address) if visitor.address else None) or "",
             gpc=visitor.gpc,
         )
         try:
             await run_in_threadpool(record_consent, runtime.store, record)
         except Exception:
             log.exception("koekje could not write a consent record")
-            return _error(503, "your choice could not be recorded just now; please try again")
+            runtime.failures["consent_record"] += 1
+            if consent.categories - before:
+                return _error(503, "your choice could not be recorded just now; please try again")
+            # Withdrawing or narrowing takes effect without its proof: the visitor's right comes first.
 
         response = JSONResponse({"consent": consent.as_json()}, headers=SECURITY_HEADERS)
-        secure = runtime.secure(request.scope)
-        cookies = [
-            set_cookie(
-                self._config.consent.cookie,
-                runtime.cookies.dumps(consent),
-                max_age=runtime.consent_max_age,
-                secure=secure,
-            )
-        ]
-        if new_vid is not None:
-            cookies.append(
-                set_cookie(
-                    self._config.consent.visitor_cookie,
-                    new_vid,
-                    max_age=runtime.consent_max_age,
-                    secure=secure,
-                )
-            )
-        elif not consent.allows("analytics") and vid is not None:
-            cookies.append(delete_cookie(self._config.consent.visitor_cookie, secure=secure))
         response.raw_headers.extend(cookies)
         return response
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from starlette.types import Scope
 
 _V4_MAPPED = bytes(10) + b"\xff\xff"
+_6TO4 = b"\x20\x02"  # 2002::/16 carries the whole IPv4 address in bits 16-48
 
 
 class Truncator:
@@ -33,6 +34,9 @@ class Truncator:
                 return None
             if packed.startswith(_V4_MAPPED):
                 return self._v4(packed[12:])
+            if packed.startswith(_6TO4):
+                v4 = socket.inet_pton(socket.AF_INET, self._v4(packed[2:6]))
+                return socket.inet_ntop(socket.AF_INET6, _6TO4 + v4 + bytes(10))
             masked = int.from_bytes(packed, "big") & self._v6_mask
             return socket.inet_ntop(socket.AF_INET6, masked.to_bytes(16, "big"))
         try:

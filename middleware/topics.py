@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 MAX_TOPICS = 10
-_TOPIC = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+TOPIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _MAX_DEPTH = 16
 
 
@@ -41,5 +41,5 @@ def app_topics(value: object) -> tuple[tuple[str, ...], int]:
         return (), 0
     if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
         return (), 1
-    valid = [topic for topic in value if isinstance(topic, str) and _TOPIC.fullmatch(topic)]
+    valid = [topic for topic in value if isinstance(topic, str) and TOPIC_NAME.fullmatch(topic)]
     return tuple(valid[:MAX_TOPICS]), len(value) - len(valid[:MAX_TOPICS])

@@ -1,5 +1,5 @@
-"""The privacy invariants of ARCHITECTURE.md that this stage of koekje implements, each proven on the real
-store. (3: tests/analytics/test_store.py; 6: tests/analytics/test_dashboard.py.)"""
+"""The privacy invariants (README, "Privacy invariants") that this stage of koekje implements, each proven on
+the real store. (3: tests/analytics/test_store.py; 6: tests/analytics/test_dashboard.py.)"""
 
 import uuid
 from collections.abc import Callable

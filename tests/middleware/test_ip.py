@@ -18,6 +18,7 @@ truncate = Truncator()
         ("::ffff:198.51.100.9", "198.51.100.0"),
         ("fe80::1%eth0", "fe80::"),
         ("::1", "::"),
+        ("2002:cb00:714d:1234::1", "2002:cb00:7100::"),  # 6to4 of 203.0.113.77
     ],
 )
 def test_truncates_to_the_default_prefixes(address: str, expected: str) -> None:
@@ -44,14 +45,21 @@ def test_ipv4_keeps_exactly_the_first_24_bits(address: ipaddress.IPv4Address) ->
     assert int(result) == int(address) & 0xFFFFFF00
 
 
-@given(st.ip_addresses(v=6))
+def _keep_first(bits: int, value: int) -> int:
+    return value & (((1 << bits) - 1) << (128 - bits))
+
+
+@given(st.ip_addresses(v=6) | st.ip_addresses(v=6, network="2002::/16"))
 def test_ipv6_keeps_at_most_the_first_48_bits(address: ipaddress.IPv6Address) -> None:
     result = truncate(str(address))
     assert result is not None
     if address.ipv4_mapped is not None:
         assert int(ipaddress.IPv4Address(result)) == int(address.ipv4_mapped) & 0xFFFFFF00
+    elif address.sixtofour is not None:
+        # 6to4 carries a whole IPv4 address in bits 16-48: it is truncated like any IPv4 address.
+        assert int(ipaddress.IPv6Address(result)) == _keep_first(40, int(address))
     else:
-        assert int(ipaddress.IPv6Address(result)) == int(address) & ~((1 << 80) - 1) & ((1 << 128) - 1)
+        assert int(ipaddress.IPv6Address(result)) == _keep_first(48, int(address))
 
 
 @given(st.ip_addresses())

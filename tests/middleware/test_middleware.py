@@ -1,11 +1,17 @@
 """KoekjeMiddleware driven through a real client, on a real chDB store."""
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import anyio
 import msgspec
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.responses import StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.testclient import TestClient
 from support import CLIENT_IP, FakeClock, consent, ledger, page_views, runtime_of, site
 
@@ -13,6 +19,7 @@ from koekje.analytics import Store
 from koekje.banner import asset
 from koekje.middleware import Config, KoekjeMiddleware
 from koekje.middleware.config import BannerSection, SiteSection
+from koekje.middleware.visitor import visitor_id
 
 MakeClient = Callable[..., TestClient]
 
@@ -277,3 +284,116 @@ def test_as_starlette_middleware(make_config: Callable[..., Config], clock: Fake
         runtime = app.middleware_stack.app.runtime  # type: ignore[union-attr]
         assert [v["path"] for v in page_views(runtime)] == ["/implantologie"]
         runtime.store.command(f"DROP DATABASE `{config.analytics.database}` SYNC")
+
+
+# -- responses the injection must leave intact ----------------------------------------------------------
+
+
+def test_banner_url_is_right_for_pages_under_a_mount(
+    make_config: Callable[..., Config], clock: FakeClock
+) -> None:
+    app = KoekjeMiddleware(Starlette(routes=[Mount("/blog", site())]), make_config(), clock=clock)
+    with TestClient(app, base_url="http://shop.test", client=(CLIENT_IP, 1)) as client:
+        page = client.get("/blog/post")
+        assert 'src="/_koekje/banner.js?v=' in page.text
+        assert client.get("/_koekje/banner.js").status_code == 200
+        app.runtime.store.command(f"DROP DATABASE `{app.config.analytics.database}` SYNC")
+
+
+def test_many_tiny_chunks_get_one_tag(make_client: MakeClient) -> None:
+    html = b"<html><head><style>" + b"x" * 5000 + b"</style></head><body>end</body></html>"
+
+    async def tiny(request: object) -> StreamingResponse:
+        async def chunks() -> Any:
+            for i in range(len(html)):
+                yield html[i : i + 1]
+
+        return StreamingResponse(chunks(), media_type="text/html")
+
+    client = make_client(app=Starlette(routes=[Route("/", tiny)]))
+    body = client.get("/").content
+    assert body.count(b"/_koekje/banner.js") == 1
+    assert body.replace(body[body.index(b"<link rel") : body.index(b"</head>")], b"") == html
+
+
+def test_pathsend_responses_keep_their_start(
+    make_config: Callable[..., Config], clock: FakeClock, tmp_path: Path
+) -> None:
+    (tmp_path / "page.html").write_text("<html><head></head><body>file</body></html>")
+    app = KoekjeMiddleware(
+        Starlette(routes=[Mount("/", StaticFiles(directory=tmp_path))]), make_config(), clock=clock
+    )
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/page.html",
+        "raw_path": b"/page.html",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"shop.test")],
+        "client": (CLIENT_IP, 1),
+        "scheme": "http",
+        "http_version": "1.1",
+        "extensions": {"http.response.pathsend": {}},
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def run() -> None:
+        await app(scope, receive, send)
+        await app.runtime.stop()
+
+    anyio.run(run)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.pathsend"]
+    with app.runtime.store as store:
+        store.command(f"DROP DATABASE `{app.config.analytics.database}` SYNC")
+
+
+def test_range_responses_are_left_alone(
+    make_config: Callable[..., Config], clock: FakeClock, tmp_path: Path
+) -> None:
+    page = b"<html><head></head><body>" + b"0123456789" * 10 + b"</body></html>"
+    (tmp_path / "page.html").write_bytes(page)
+    app = KoekjeMiddleware(
+        Starlette(routes=[Mount("/", StaticFiles(directory=tmp_path))]), make_config(), clock=clock
+    )
+    with TestClient(app, base_url="http://shop.test", client=(CLIENT_IP, 1)) as client:
+        consent(client, "analytics")
+        part = client.get("/page.html", headers={"range": "bytes=20-40"})
+        assert part.status_code == 206 and part.content == page[20:41]
+        assert page_views(client) == []
+        whole = client.get("/page.html")
+        assert b"banner.js" in whole.content and len(page_views(client)) == 1
+        app.runtime.store.command(f"DROP DATABASE `{app.config.analytics.database}` SYNC")
+
+
+def test_a_page_that_sets_the_visitor_id_is_private(make_client: MakeClient) -> None:
+    client = make_client()
+    consent(client, "analytics")
+    client.cookies.delete("koekje_vid")
+    response = client.get("/")
+    assert response.headers["set-cookie"].startswith("koekje_vid=")
+    assert response.headers["cache-control"] == "private, no-store"
+    assert "cache-control" not in client.get("/").headers  # pages without a new cookie are untouched
+
+
+def test_a_visitor_id_planted_before_consent_is_replaced(make_client: MakeClient) -> None:
+    client = make_client()
+    client.cookies.set("koekje_vid", "A" * 22)
+    response = consent(client, "analytics")
+    issued = [c for c in response.headers.get_list("set-cookie") if c.startswith("koekje_vid=")]
+    assert len(issued) == 1 and not issued[0].startswith("koekje_vid=" + "A" * 22)
+    assert ledger(client)[0]["visitor_id"] != visitor_id("A" * 22)
+
+
+def test_consent_behind_a_proxy_that_rewrites_host(make_client: MakeClient) -> None:
+    client = make_client()
+    headers = {"origin": "https://www.praktijk.nl", "sec-fetch-site": "same-origin", "host": "backend:8000"}
+    assert client.post("/_koekje/consent", json={"categories": []}, headers=headers).status_code == 200
+    headers["sec-fetch-site"] = "same-site"  # a sibling subdomain is another site for consent
+    assert client.post("/_koekje/consent", json={"categories": []}, headers=headers).status_code == 403

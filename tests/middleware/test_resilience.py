@@ -1,0 +1,76 @@
+"""Storage trouble never takes the site down, and never blocks a visitor from withdrawing consent."""
+
+import socket
+from collections.abc import Callable
+
+import msgspec
+from starlette.testclient import TestClient
+from support import CLIENT_IP, FakeClock, consent, ledger, page_views, runtime_of, site
+
+from koekje.middleware import Config, KoekjeMiddleware
+
+MakeClient = Callable[..., TestClient]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_site_is_served_while_the_store_is_unreachable(
+    make_config: Callable[..., Config], clock: FakeClock
+) -> None:
+    config = make_config()
+    config = msgspec.structs.replace(
+        config,
+        analytics=msgspec.structs.replace(
+            config.analytics, dsn=f"http://default:@127.0.0.1:{_closed_port()}"
+        ),
+    )
+    app = KoekjeMiddleware(site(), config, clock=clock)
+    with TestClient(app, base_url="http://shop.test", client=(CLIENT_IP, 1)) as client:
+        page = client.get("/implantologie")
+        assert page.status_code == 200 and "banner.js" in page.text
+        assert client.get("/_koekje/config.json").json()["consent"] is None
+        # Granting needs its proof first: without a store the visitor is told to try again.
+        refused = client.post("/_koekje/consent", json={"categories": ["analytics"]})
+        assert refused.status_code == 503 and "set-cookie" not in refused.headers
+        # Refusing grants nothing, so it takes effect without its proof.
+        assert client.post("/_koekje/consent", json={"categories": []}).status_code == 200
+        assert app.runtime.failures["consent_record"] == 2
+
+
+def test_withdrawal_takes_effect_when_its_proof_cannot_be_written(make_client: MakeClient) -> None:
+    client = make_client()
+    consent(client, "analytics")
+    client.get("/implantologie")
+    assert len(page_views(client)) == 1
+    store = runtime_of(client).store
+    store.command(f"DROP TABLE {store.table('consent_ledger')} SYNC")  # the ledger breaks for real
+
+    response = client.post("/_koekje/consent", json={"categories": []})
+    assert response.status_code == 200
+    assert any(
+        c.startswith("koekje_vid=") and "Max-Age=0" in c for c in response.headers.get_list("set-cookie")
+    )
+    client.get("/implantologie")
+    assert len(page_views(client)) == 1
+    assert client.post("/_koekje/consent", json={"categories": ["analytics"]}).status_code == 503
+
+
+def test_after_shutdown_requests_are_served_without_restarting(
+    make_config: Callable[..., Config], clock: FakeClock
+) -> None:
+    config = make_config()
+    app = KoekjeMiddleware(site(), config, clock=clock)
+    client = TestClient(app, base_url="http://shop.test", client=(CLIENT_IP, 1))
+    with client:
+        consent(client, "analytics")
+        client.get("/a")
+    assert client.get("/b").status_code == 200  # after lifespan shutdown
+    assert app.runtime.recorder.dropped["recorder_stopped"] == 1
+    with app.runtime.store as store:
+        assert store.query(f"SELECT path FROM {store.table('page_views')}") == [("/a",)]
+        assert len(ledger(app.runtime)) == 1
+        store.command(f"DROP DATABASE `{config.analytics.database}` SYNC")
