@@ -16,6 +16,8 @@
   var config = null;
   /** @type {HTMLElement|null} */
   var root = null;
+  /** Where focus was when the banner opened; it goes back there after a choice. */
+  var returnFocus = null;
   /** Categories whose blocked scripts already ran on this page. */
   var activated = {};
 
@@ -144,6 +146,7 @@
   /** Show the banner. Placed first in <body> so keyboard and screen-reader users meet it first. */
   function show(reopened) {
     hide();
+    returnFocus = document.activeElement;
     root = build();
     document.body.insertBefore(root, document.body.firstChild);
     if (reopened) {
@@ -170,6 +173,7 @@
     }).then(function (result) {
       config.consent = result.consent;
       hide();
+      if (returnFocus && returnFocus !== document.body && document.contains(returnFocus)) returnFocus.focus();
       var withdrawn = before.some(function (category) {
         return activated[category] && result.consent.categories.indexOf(category) < 0;
       });
@@ -197,12 +201,16 @@
       credentials: "same-origin",
       headers: { Accept: "application/json" },
     }).then(function (response) {
+      if (!response.ok) throw new Error("koekje: no banner configuration (" + response.status + ")");
       return response.json();
     }).then(function (loaded) {
       config = loaded;
       bindOpeners();
       if (config.consent) activate(config.consent.categories);
       else show(false);
+    }).catch(function (error) {
+      // Without the configuration nothing is asked and nothing is consented: blocked scripts stay blocked.
+      if (window.console) window.console.warn(error);
     });
   }
 

@@ -182,3 +182,11 @@ def test_banner_is_reachable_by_keyboard_first(live: LiveSite, context: BrowserC
     page.get_by_role("button", name="Mijn keuze opslaan").press("Enter")
     expect(banner(page)).to_be_hidden()
     assert [row["categories"] for row in ledger(live.runtime)] == [["analytics", "necessary"]]
+
+    settings = page.get_by_role("button", name="Cookie-instellingen")
+    settings.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Uw keuze over cookies")).to_be_focused()
+    page.get_by_role("button", name="Alles accepteren").press("Enter")
+    expect(banner(page)).to_be_hidden()
+    expect(settings).to_be_focused()  # back where the visitor was
