@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 SOURCES := pyproject.toml $(shell find middleware banner analytics examples/demo -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: demo test check lint typecheck chromium clean
+.DELETE_ON_ERROR:
 
 demo: $(VENV)/.package
 	$(BIN)/koekje demo
@@ -24,7 +25,7 @@ typecheck: $(VENV)/.package $(VENV)/.test-deps
 	$(BIN)/mypy tests benchmarks
 
 $(BIN)/python:
-	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -q && apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); \
 	  else echo "Cannot create a virtualenv: install Debian's python3-venv (sudo apt-get install python3-venv)"; exit 1; fi; }
