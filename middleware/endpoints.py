@@ -101,7 +101,8 @@ class _Handler:
         return JSONResponse(body, headers={**SECURITY_HEADERS, "Vary": "Cookie, Accept-Language"})
 
     async def consent(self, request: Request) -> Response:
-        """Record a choice. The ledger row is durable before the answer; no cookie without it."""
+        """Record a choice. A choice that grants anything is answered (and its cookies set) only once its
+        ledger row is durable; withdrawing or narrowing takes effect even when the row cannot be written."""
         if not is_same_origin(request.headers):
             return _error(403, "consent can only be given on this site itself (cross-site request refused)")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
