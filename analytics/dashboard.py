@@ -22,7 +22,7 @@ from .accounts import Account, Accounts
 from .clock import Clock, utcnow
 from .reports import NO_TOPIC, topic_report
 from .store import Store
-from .web import SECURITY_HEADERS, clock_signer, is_same_origin, is_secure, read_limited
+from .web import SECURITY_HEADERS, clock_signer, is_same_origin, is_secure, media_type, read_limited
 
 SESSION_COOKIE = "koekje_dashboard"
 MAX_FORM_BYTES = 4096
@@ -207,7 +207,7 @@ def _parse_date(value: str | None) -> date | None:
 
 async def _read_form(request: Request) -> dict[str, str] | None:
     """An urlencoded form of bounded size, or None when it is not one."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+    if media_type(request.headers) != "application/x-www-form-urlencoded":
         return None
     body = await read_limited(request, MAX_FORM_BYTES)
     if body is None:

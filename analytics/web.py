@@ -30,6 +30,11 @@ def is_same_origin(headers: Headers) -> bool:
     return origin != "null" and origin.partition("://")[2] == headers.get("host", "")
 
 
+def media_type(headers: Headers) -> str:
+    """The request's Content-Type without parameters, lowercased."""
+    return headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 def clock_signer(clock: Clock) -> type[TimestampSigner]:
     """An itsdangerous signer class whose timestamps come from ``clock`` (so tests pin time)."""
 

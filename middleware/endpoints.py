@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 
 from koekje.analytics import ConsentRecord, Dashboard, record_consent
-from koekje.analytics.web import SECURITY_HEADERS, is_same_origin, read_limited
+from koekje.analytics.web import SECURITY_HEADERS, is_same_origin, media_type, read_limited
 from koekje.banner import ASSET_NAMES, asset, negotiate, texts
 
 from .consent import NECESSARY
@@ -105,7 +105,7 @@ class _Handler:
         ledger row is durable; withdrawing or narrowing takes effect even when the row cannot be written."""
         if not is_same_origin(request.headers):
             return _error(403, "consent can only be given on this site itself (cross-site request refused)")
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        if media_type(request.headers) != "application/json":
             return _error(415, "send the choice as JSON with Content-Type: application/json")
         body = await read_limited(request, MAX_CONSENT_BODY)
         if body is None:

@@ -64,21 +64,25 @@ class ClientAddress:
         forwarded = b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")
         for hop in reversed(forwarded.decode("latin-1").split(",")):
             hop = hop.strip()
-            if hop and not self._is_trusted(hop):
-                return hop if _is_ip(hop) else None
+            if not hop:
+                continue
+            ip = _parse(hop)
+            if ip is None:
+                return None  # garbage where the nearest untrusted hop should be: no address
+            if not self._trusted_ip(ip):
+                return hop
         return peer
 
     def _is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
+        ip = _parse(address)
+        return ip is not None and self._trusted_ip(ip)
+
+    def _trusted_ip(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         return any(ip in network for network in self._trusted)
 
 
-def _is_ip(address: str) -> bool:
+def _parse(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        ipaddress.ip_address(address)
+        return ipaddress.ip_address(address)
     except ValueError:
-        return False
-    return True
+        return None
