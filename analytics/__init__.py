@@ -5,7 +5,7 @@ from .accounts import Account, Accounts, Role
 from .clock import Clock, utcnow
 from .dashboard import Dashboard, DashboardSettings
 from .events import PageView, PageViewSink
-from .ledger import ConsentRecord, record_consent
+from .ledger import ConsentRecord, Method
 from .migrations import migrate
 from .recorder import Recorder
 from .reports import TopicReport, TopicRow, topic_report
@@ -19,6 +19,7 @@ __all__ = [
     "ConsentRecord",
     "Dashboard",
     "DashboardSettings",
+    "Method",
     "PageView",
     "PageViewSink",
     "Recorder",
@@ -31,7 +32,6 @@ __all__ = [
     "TopicReport",
     "TopicRow",
     "migrate",
-    "record_consent",
     "topic_report",
     "utcnow",
 ]

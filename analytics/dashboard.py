@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from importlib.resources import files
@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
+import anyio
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -60,8 +61,11 @@ class Dashboard:
         secret_keys: list[str],
         settings: DashboardSettings | None = None,
         clock: Clock = utcnow,
+        scheme: Callable[[Scope], str] | None = None,
     ) -> None:
         self._store = store
+        # How the visitor reached the site (http or https): behind a TLS proxy the middleware knows better.
+        self._scheme = scheme or (lambda scope: str(scope.get("scheme", "http")))
         self._accounts = accounts
         self._settings = settings or DashboardSettings()
         self._zone = ZoneInfo(self._settings.timezone)
@@ -74,7 +78,7 @@ class Dashboard:
             autoescape=select_autoescape(default=True),
         )
         self._css = (files("koekje.analytics") / "static" / "dashboard.css").read_bytes()
-        self._logins = asyncio.Semaphore(MAX_CONCURRENT_LOGINS)
+        self._logins = anyio.Semaphore(MAX_CONCURRENT_LOGINS)
         self._router = Router(
             routes=[
                 Route("/", self._overview, methods=["GET"]),
@@ -121,7 +125,7 @@ class Dashboard:
         return self._render(request, "login.html", error=None)
 
     async def _login(self, request: Request) -> Response:
-        if not is_same_origin(request.headers):
+        if not is_same_origin(request.headers, self._scheme(request.scope)):
             return self._render(
                 request, "login.html", status=403, error="This form must be sent from the dashboard itself."
             )
@@ -142,13 +146,13 @@ class Dashboard:
             path=_base(request) + "/",
             httponly=True,
             samesite="strict",
-            secure=is_secure(request.url.scheme, self._settings.secure_cookies),
+            secure=is_secure(self._scheme(request.scope), self._settings.secure_cookies),
         )
         return response
 
     async def _logout(self, request: Request) -> Response:
         response = RedirectResponse(_base(request) + "/login", status_code=303)
-        if is_same_origin(request.headers):
+        if is_same_origin(request.headers, self._scheme(request.scope)):
             response.delete_cookie(SESSION_COOKIE, path=_base(request) + "/")
         return response
 

@@ -1,29 +1,377 @@
-"""The consent ledger: proof of each choice a visitor made, written before the choice is acknowledged."""
+"""The consent ledger: an append-only, hash-chained record of every decision (GDPR art. 7(1): the site must
+be able to demonstrate consent).
+
+Every row carries the hash of the row before it in its *chain*, so an edited, deleted or inserted row breaks
+the chain and ``verify`` finds it. One writer appends to one chain: a chain starts when a writer first
+writes, anchored to the newest row already in the ledger, so only the very first chain of a site starts
+from nothing. Rows expire with the ledger's retention; a chain whose oldest rows expired is still whole,
+because each row also carries its predecessor's time.
+
+What a visitor read is stored once per distinct text (``consent_texts``), referred to by its hash.
+
+The visitor id in a row can be blanked when the visitor's data is erased: the chain covers a digest of the
+id and the consent id, not the id itself, so the proof stays verifiable and becomes pseudonymous.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from datetime import datetime
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from uuid import UUID
 
 from .store import Store
 
+GENESIS = "0" * 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Method(StrEnum):
+    """How a decision came about."""
+
+    BANNER = "banner"  # the banner's first layer
+    SETTINGS = "settings"  # the banner's second layer (per category or service)
+    FORM = "form"  # the server-rendered form, without JavaScript
+    API = "api"  # the site's own code, through the banner's JS API
+    GPC = "gpc"  # Global Privacy Control (or DNT) refused marketing and personalization
+    DEFAULT = "default"  # what an opt-out region has on before a choice
+    OBJECTION = "objection"  # an objection to direct marketing or personalisation
+    ERASURE = "erasure"  # the visitor's data was erased; the proof stays, pseudonymised
+
+
+# Decisions the visitor did not make by hand: the banner still asks them.
+IMPLICIT_METHODS = frozenset({Method.GPC, Method.DEFAULT})
+
 
 @dataclass(frozen=True, slots=True)
 class ConsentRecord:
+    """One decision, as the middleware hands it to the ledger."""
+
     consent_id: UUID
     previous_id: UUID | None
     ts: datetime
-    visitor_id: UUID | None
+    visitor_id: UUID | None  # only when analytics is granted
     categories: tuple[str, ...]
+    services: tuple[str, ...]
     policy_revision: int
     lang: str
+    method: Method
+    texts_hash: str  # what the visitor was shown (consent_texts); empty when nothing was shown
     country: str
     ip_prefix: str
     gpc: bool
-    source: str = "banner"
 
 
-def record_consent(store: Store, record: ConsentRecord) -> None:
-    """Insert one ledger row. The table is fsynced on insert, so a return means the proof is on disk."""
-    store.insert_columns("consent_ledger", {name: [value] for name, value in asdict(record).items()})
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """A record placed in its chain: what is stored."""
+
+    record: ConsentRecord
+    site: str
+    chain: UUID
+    seq: int
+    prev_hash: str
+    prev_ts: datetime
+    digest: str  # visitor_digest(): stays when the visitor id is blanked on erasure
+    hash: str = ""
+
+    def sealed(self) -> LedgerRow:
+        return replace(self, hash=row_hash(self))
+
+
+COLUMNS = (
+    "consent_id",
+    "previous_id",
+    "ts",
+    "visitor_id",
+    "categories",
+    "services",
+    "policy_revision",
+    "lang",
+    "method",
+    "texts_hash",
+    "country",
+    "ip_prefix",
+    "gpc",
+    "site",
+    "visitor_digest",
+    "chain",
+    "seq",
+    "prev_hash",
+    "prev_ts",
+    "hash",
+)
+
+
+def visitor_digest(consent_id: UUID, visitor_id: UUID | None) -> str:
+    """What the chain covers instead of the visitor id: checkable with the id, useless without it."""
+    if visitor_id is None:
+        return ""
+    return hashlib.sha256(consent_id.bytes + visitor_id.bytes).hexdigest()
+
+
+def millis(ts: datetime) -> datetime:
+    """``ts`` as stored (DateTime64(3), UTC): what the hash covers must survive the round trip."""
+    ts = ts.astimezone(UTC)
+    return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
+
+
+def row_hash(row: LedgerRow) -> str:
+    r = row.record
+    fields = {
+        "site": row.site,
+        "chain": row.chain.hex,
+        "seq": row.seq,
+        "prev_hash": row.prev_hash,
+        "prev_ts": _iso(row.prev_ts),
+        "consent_id": r.consent_id.hex,
+        "previous_id": r.previous_id.hex if r.previous_id else "",
+        "ts": _iso(r.ts),
+        "visitor_digest": row.digest,
+        "categories": sorted(r.categories),
+        "services": sorted(r.services),
+        "policy_revision": r.policy_revision,
+        "lang": r.lang,
+        "method": str(r.method),
+        "texts_hash": r.texts_hash,
+        "country": r.country,
+        "ip_prefix": r.ip_prefix,
+        "gpc": r.gpc,
+    }
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _iso(ts: datetime) -> str:
+    return millis(ts).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class Chain:
+    """The head of one writer's chain. Not thread-safe: one writer thread owns it."""
+
+    def __init__(self, site: str, chain: UUID) -> None:
+        self.site = site
+        self.id = chain
+        self.seq = 0
+        self._anchor: tuple[str, datetime] | None = None
+        self._head: tuple[str, datetime] | None = None
+
+    @property
+    def anchored(self) -> bool:
+        return self._anchor is not None
+
+    def anchor(self, store: Store) -> None:
+        """Start from the newest row already in the ledger (from nothing when it is empty)."""
+        rows = store.query(
+            f"SELECT hash, ts FROM {store.table('consent_ledger')} "
+            "WHERE site = {site:String} AND hash != '' ORDER BY ts DESC, seq DESC LIMIT 1",
+            {"site": self.site},
+        )
+        self._anchor = (rows[0][0], rows[0][1]) if rows else (GENESIS, _EPOCH)
+        self._head = self._anchor
+
+    def link(self, records: list[ConsentRecord]) -> list[LedgerRow]:
+        """Rows for ``records``, chained after the head; ``commit`` makes them the new head once stored."""
+        assert self._head is not None, "anchor() first"
+        rows = []
+        head, seq = self._head, self.seq
+        for record in records:
+            record = replace(record, ts=millis(record.ts))
+            digest = visitor_digest(record.consent_id, record.visitor_id)
+            row = LedgerRow(record, self.site, self.id, seq, head[0], head[1], digest).sealed()
+            rows.append(row)
+            head, seq = (row.hash, record.ts), seq + 1
+        return rows
+
+    def commit(self, rows: list[LedgerRow]) -> None:
+        if rows:
+            self._head = (rows[-1].hash, rows[-1].record.ts)
+            self.seq = rows[-1].seq + 1
+
+
+def insert_rows(store: Store, rows: list[LedgerRow]) -> None:
+    """One insert for a whole group of rows; the table is fsynced on insert, so a return means on disk."""
+    columns: dict[str, list[object]] = {name: [] for name in COLUMNS}
+    for row in rows:
+        r = row.record
+        values = (
+            r.consent_id,
+            r.previous_id,
+            r.ts,
+            r.visitor_id,
+            list(r.categories),
+            list(r.services),
+            r.policy_revision,
+            r.lang,
+            str(r.method),
+            r.texts_hash,
+            r.country,
+            r.ip_prefix,
+            r.gpc,
+            row.site,
+            row.digest,
+            row.chain,
+            row.seq,
+            row.prev_hash,
+            row.prev_ts,
+            row.hash,
+        )
+        for name, value in zip(COLUMNS, values, strict=True):
+            columns[name].append(value)
+    store.insert_columns("consent_ledger", columns)
+
+
+def store_texts(store: Store, texts: dict[str, tuple[str, str]], now: datetime) -> None:
+    """Keep each shown text once: ``texts`` maps its hash to (language, body)."""
+    if not texts:
+        return
+    known = {
+        row[0]
+        for row in store.query(
+            f"SELECT hash FROM {store.table('consent_texts')} WHERE hash IN {{hashes:Array(String)}}",
+            {"hashes": list(texts)},
+        )
+    }
+    missing = {h: t for h, t in texts.items() if h not in known}
+    if missing:
+        store.insert_columns(
+            "consent_texts",
+            {
+                "hash": list(missing),
+                "lang": [lang for lang, _ in missing.values()],
+                "body": [body for _, body in missing.values()],
+                "first_seen": [now] * len(missing),
+            },
+        )
+
+
+def superseded(
+    store: Store, *, written_since: datetime | None, given_since: datetime
+) -> tuple[list[tuple[UUID, datetime]], datetime | None]:
+    """Consent ids replaced by a later decision, with the time of that decision; and a cursor for the next
+    call. The first call (``written_since`` None) reads decisions given since ``given_since``; later calls
+    read rows the store received since the cursor, so rows written late (replayed from a spool) count too."""
+    condition = (
+        "written_at >= {since:DateTime64(3, 'UTC')}"
+        if written_since is not None
+        else "ts >= {since:DateTime64(3, 'UTC')}"
+    )
+    rows = store.query(
+        f"SELECT previous_id, ts, written_at FROM {store.table('consent_ledger')} "
+        f"WHERE previous_id IS NOT NULL AND {condition}",
+        {"since": written_since or given_since},
+    )
+    newest = max((row[2] for row in rows), default=None)
+    # Rows still being inserted may carry an earlier written_at than the newest one seen: look back a little.
+    cursor = _aware(newest) - timedelta(seconds=30) if newest else written_since
+    return [(previous, _aware(ts)) for previous, ts, _ in rows], cursor or _aware(given_since)
+
+
+# -- verification ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Break:
+    chain: UUID
+    seq: int
+    consent_id: UUID | None
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    rows: int
+    chains: int
+    unchained: int  # rows written before the ledger was chained (koekje 0.1)
+    heads: list[tuple[UUID, int, str]]  # (chain, seq, hash) of each chain's newest row
+    breaks: list[Break]
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaks
+
+
+def verify(store: Store, site: str, now: datetime, retention: timedelta) -> Verification:
+    """Recompute every row's hash and every link of every chain of ``site``. A missing start of a chain is
+    accepted only when the missing rows were due to expire (their successor's ``prev_ts`` says when)."""
+    selected = ", ".join(COLUMNS)
+    result = store.query(
+        f"SELECT {selected} FROM {store.table('consent_ledger')} WHERE site = {{site:String}} "
+        "ORDER BY chain, seq, ts",
+        {"site": site},
+    )
+    unchained = store.query(
+        f"SELECT count() FROM {store.table('consent_ledger')} WHERE hash = ''",
+    )[0][0]
+    rows = [_row_from(dict(zip(COLUMNS, values, strict=True))) for values in result if values[-1]]
+    chains: dict[UUID, list[LedgerRow]] = {}
+    for row in rows:
+        chains.setdefault(row.chain, []).append(row)
+    hashes = {row.hash for row in rows}
+    breaks: list[Break] = []
+    heads = []
+    starts_from_nothing = []
+    expired = now - retention
+    for chain, members in sorted(chains.items(), key=lambda item: item[1][0].record.ts):
+        heads.append((chain, members[-1].seq, members[-1].hash))
+        first = members[0]
+        if first.seq == 0 and first.prev_hash == GENESIS:
+            starts_from_nothing.append(first)
+        elif first.seq == 0 and first.prev_hash not in hashes and first.prev_ts > expired:
+            breaks.append(_break(first, "anchored to a row that is not in the ledger (deleted?)"))
+        elif first.seq > 0 and first.prev_ts > expired:
+            breaks.append(_break(first, f"rows 0-{first.seq - 1} of this chain are missing (deleted?)"))
+        previous: LedgerRow | None = None
+        for row in members:
+            if row_hash(row) != row.hash:
+                breaks.append(_break(row, "the row does not match its hash (edited?)"))
+            if previous is not None:
+                if row.seq == previous.seq:
+                    breaks.append(_break(row, "two rows claim this place in the chain (inserted?)"))
+                elif row.seq != previous.seq + 1:
+                    missing = f"{previous.seq + 1}-{row.seq - 1}"
+                    breaks.append(_break(row, f"rows {missing} before this one are missing (deleted?)"))
+                elif row.prev_hash != previous.hash:
+                    breaks.append(_break(row, "does not follow from the row before it (inserted or edited?)"))
+            previous = row
+    for extra in starts_from_nothing[1:]:
+        breaks.append(_break(extra, "a second chain that starts from nothing (inserted?)"))
+    return Verification(len(rows), len(chains), int(unchained), heads, breaks)
+
+
+def _break(row: LedgerRow, problem: str) -> Break:
+    return Break(row.chain, row.seq, row.record.consent_id, problem)
+
+
+def _row_from(values: dict[str, object]) -> LedgerRow:
+    record = ConsentRecord(
+        consent_id=values["consent_id"],  # type: ignore[arg-type]
+        previous_id=values["previous_id"],  # type: ignore[arg-type]
+        ts=_aware(values["ts"]),  # type: ignore[arg-type]
+        visitor_id=None,
+        categories=tuple(values["categories"]),  # type: ignore[arg-type]
+        services=tuple(values["services"]),  # type: ignore[arg-type]
+        policy_revision=int(values["policy_revision"]),  # type: ignore[call-overload]
+        lang=str(values["lang"]),
+        method=values["method"],  # type: ignore[arg-type]  # as stored: the hash covers the exact text
+        texts_hash=str(values["texts_hash"]),
+        country=str(values["country"]),
+        ip_prefix=str(values["ip_prefix"]),
+        gpc=bool(values["gpc"]),
+    )
+    return LedgerRow(
+        record,
+        str(values["site"]),
+        values["chain"],  # type: ignore[arg-type]
+        int(values["seq"]),  # type: ignore[call-overload]
+        str(values["prev_hash"]),
+        _aware(values["prev_ts"]),  # type: ignore[arg-type]
+        str(values["visitor_digest"]),
+        str(values["hash"]),
+    )
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)

@@ -18,6 +18,7 @@ log = logging.getLogger("koekje.analytics")
 NO_TTL_TABLES = {
     "schema_migrations": "bookkeeping, no personal data",
     "dashboard_users": "staff accounts, removed with `koekje users remove`",
+    "consent_texts": "the banner texts shown, no personal data; kept while any consent proof refers to them",
 }
 
 
@@ -29,7 +30,7 @@ class Migration:
 
 
 def _initial(store: Store) -> list[str]:
-    raw, ledger = retention(store)["page_views"], retention(store)["consent_ledger"]
+    raw, ledger = retention(store)["page_views"][1], retention(store)["consent_ledger"][1]
     return [
         f"""
         CREATE TABLE IF NOT EXISTS {store.table("page_views")} (
@@ -78,7 +79,54 @@ def _initial(store: Store) -> list[str]:
     ]
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial", _initial),)
+def _chained_ledger(store: Store) -> list[str]:
+    """The ledger becomes a hash chain with services, method and the texts shown; the texts themselves are
+    kept once per hash; the names of cookies the site sets without declaring them are tallied."""
+    ledger = store.table("consent_ledger")
+    return [
+        f"ALTER TABLE {ledger} RENAME COLUMN IF EXISTS source TO method",
+        f"""
+        ALTER TABLE {ledger}
+            ADD COLUMN IF NOT EXISTS services Array(LowCardinality(String)) AFTER categories,
+            ADD COLUMN IF NOT EXISTS texts_hash String AFTER method,
+            ADD COLUMN IF NOT EXISTS site LowCardinality(String),
+            ADD COLUMN IF NOT EXISTS visitor_digest String,
+            ADD COLUMN IF NOT EXISTS chain UUID,
+            ADD COLUMN IF NOT EXISTS seq UInt64,
+            ADD COLUMN IF NOT EXISTS prev_hash String,
+            ADD COLUMN IF NOT EXISTS prev_ts DateTime64(3, 'UTC'),
+            ADD COLUMN IF NOT EXISTS hash String,
+            ADD COLUMN IF NOT EXISTS written_at DateTime64(3, 'UTC') DEFAULT now64(3)
+        """,
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("consent_texts")} (
+            hash String,
+            lang LowCardinality(String),
+            body String,
+            first_seen DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(first_seen)
+        ORDER BY hash
+        SETTINGS fsync_after_insert = 1, fsync_part_directory = 1
+        """,
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("cookies_seen")} (
+            site LowCardinality(String),
+            name String,
+            first_seen DateTime64(3, 'UTC'),
+            last_seen DateTime64(3, 'UTC'),
+            count UInt64,
+            sample_path String
+        ) ENGINE = MergeTree
+        ORDER BY (site, name)
+        TTL toDateTime(last_seen) + INTERVAL {retention(store)["cookies_seen"][1]} DAY DELETE
+        """,
+    ]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial", _initial),
+    Migration(2, "chained_ledger", _chained_ledger),
+)
 
 
 def migrate(store: Store, clock: Clock = utcnow) -> list[int]:
@@ -108,11 +156,13 @@ def migrate(store: Store, clock: Clock = utcnow) -> list[int]:
     return applied
 
 
-def retention(store: Store) -> dict[str, int]:
-    """Days each table with visitor data keeps its rows, from the settings."""
+def retention(store: Store) -> dict[str, tuple[str, int]]:
+    """For each table with visitor data: the time column its TTL counts from, and the days it keeps rows."""
     return {
-        "page_views": store.settings.raw_retention_days,
-        "consent_ledger": store.settings.ledger_retention_days,
+        "page_views": ("ts", store.settings.raw_retention_days),
+        "consent_ledger": ("ts", store.settings.ledger_retention_days),
+        # Cookie names and a sample path the site itself produced: kept as long as raw page views.
+        "cookies_seen": ("last_seen", store.settings.raw_retention_days),
     }
 
 
@@ -126,10 +176,11 @@ def sync_retention(store: Store) -> list[str]:
         )
     )
     changed = []
-    for table, days in retention(store).items():
+    for table, (column, days) in retention(store).items():
         if table in ddl and f"toIntervalDay({days})" not in ddl[table]:
             store.command(
-                f"ALTER TABLE {store.table(table)} MODIFY TTL toDateTime(ts) + INTERVAL {days} DAY DELETE"
+                f"ALTER TABLE {store.table(table)} "
+                f"MODIFY TTL toDateTime({column}) + INTERVAL {days} DAY DELETE"
             )
             log.warning("retention of %s changed to %d days (existing rows included)", table, days)
             changed.append(table)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from itsdangerous import TimestampSigner
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -15,19 +17,36 @@ SECURITY_HEADERS = {
 }
 
 
-def is_same_origin(headers: Headers) -> bool:
+def is_same_origin(headers: Headers, scheme: str) -> bool:
     """True unless the browser says the request comes from another site.
 
     Current browsers send ``Sec-Fetch-Site``, which pages cannot forge; it decides when present (and keeps
-    working behind a proxy that rewrites Host). Older browsers send ``Origin`` with a POST, compared with
-    Host. A request with neither is not a browser's cross-site request."""
+    working behind a proxy that rewrites Host). Older browsers send ``Origin`` with a POST: its scheme, host
+    and port must be those of this request (``scheme`` as the visitor used it, Host as sent). A request with
+    neither is not a browser's cross-site request."""
     fetch_site = headers.get("sec-fetch-site")
     if fetch_site is not None:
         return fetch_site in ("same-origin", "none")
     origin = headers.get("origin")
     if origin is None:
         return True
-    return origin != "null" and origin.partition("://")[2] == headers.get("host", "")
+    return _origin(origin) == _origin(f"{scheme}://{headers.get('host', '')}") != ("", "", 0)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an origin, ports made explicit; empty for anything else (``null``, junk)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ("", "", 0)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/") or parts.username:
+        return ("", "", 0)
+    return (scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme])
 
 
 def media_type(headers: Headers) -> str:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from koekje.analytics import Clock, utcnow
+from koekje.analytics import Clock, Dashboard, utcnow
 
 from .config import Config, load_config
-from .page import PageResponse
+from .endpoints import ConsentEndpoints, build_router
 from .runtime import Runtime
 
 
@@ -27,8 +27,9 @@ class KoekjeMiddleware:
     ) -> None:
         self.app = app
         self.config = config if isinstance(config, Config) else load_config(Path(config))
-        self.runtime = Runtime(self.config, clock)
+        self.runtime = runtime = Runtime(self.config, clock)
         self._prefix = self.config.site.prefix + "/"
+        self._router = build_router(self.config.site.prefix, _consent_endpoints(runtime), _dashboard(runtime))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -39,16 +40,19 @@ class KoekjeMiddleware:
             return
         runtime = self.runtime
         await runtime.ensure_started()
-        visitor, vid = runtime.visitor(scope)
-        scope["koekje"] = visitor
+        engine = runtime.engine
+        visitor, incoming = engine.read(scope)
         path = _route_path(scope)
         if path.startswith(self._prefix):
-            await runtime.router(scope, receive, send)
+            scope["koekje"] = visitor
+            await self._router(scope, receive, send)
             return
-        await self.app(scope, receive, PageResponse(runtime, scope, path, visitor, vid, send).send)
+        implied = engine.implied(visitor)
+        scope["koekje"] = visitor if implied is None else visitor.with_consent(implied)
+        await self.app(scope, receive, runtime.pages.respond(scope, path, visitor, incoming, implied, send))
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Start with the app and drain the write queue when it stops."""
+        """Start with the app and drain the write queues when it stops."""
         runtime = self.runtime
 
         async def receive_and_start() -> Message:
@@ -63,6 +67,34 @@ class KoekjeMiddleware:
             await send(message)
 
         await self.app(scope, receive_and_start, stop_and_send)
+
+
+def _consent_endpoints(runtime: Runtime) -> ConsentEndpoints:
+    config = runtime.config
+    return ConsentEndpoints(
+        runtime.engine,
+        runtime.content,
+        runtime.guard,
+        runtime.declarations,
+        languages=config.banner.languages,
+        categories=config.consent.categories,
+        prefix=config.site.prefix,
+        honor_dnt=config.consent.honor_dnt,
+    )
+
+
+def _dashboard(runtime: Runtime) -> Dashboard | None:
+    config = runtime.config
+    if not config.dashboard.enabled:
+        return None
+    return Dashboard(
+        runtime.store,
+        runtime.accounts,
+        list(config.secret_keys),
+        config.dashboard_settings(),
+        runtime.clock,
+        scheme=runtime.proxies.scheme,
+    )
 
 
 def _route_path(scope: Scope) -> str:

@@ -14,7 +14,6 @@ from starlette.types import Scope
 
 from koekje.analytics import Clock, PageView, Recorder
 
-from .ip import Truncator
 from .topics import TopicRules, app_topics
 from .visitor import Visitor
 
@@ -38,13 +37,11 @@ class Capture:
         site: str,
         recorder: Recorder[PageView],
         topics: TopicRules,
-        truncate: Truncator,
         clock: Clock,
     ) -> None:
         self._site = site
         self._recorder = recorder
         self._topics = topics
-        self._truncate = truncate
         self._clock = clock
         self.dropped: Counter[str] = Counter()
 
@@ -53,7 +50,8 @@ class Capture:
         if not visitor.allows("analytics"):
             self.dropped[Drop.NO_CONSENT] += 1
             return
-        if visitor.id is None:
+        visitor_id = visitor.id
+        if visitor_id is None:
             self.dropped[Drop.NO_VISITOR_ID] += 1
             return
         referer = purpose = b""
@@ -65,7 +63,7 @@ class Capture:
         if b"prefetch" in purpose or b"prerender" in purpose:
             self.dropped[Drop.PREFETCH] += 1
             return
-        ip_prefix = self._truncate(visitor.address) if visitor.address else None
+        ip_prefix = visitor.prefix
         if ip_prefix is None:
             self.dropped[Drop.BAD_ADDRESS] += 1
             return
@@ -76,18 +74,19 @@ class Capture:
         event = PageView(
             ts=self._clock(),
             site=self._site,
-            visitor_id=visitor.id,
-            path=_clean(path),
+            visitor_id=visitor_id,
+            path=clean_path(path),
             topics=tuple(dict.fromkeys(self._topics(path) + labels)),
             referrer_host=_referrer_host(referer.decode("latin-1")),
-            country=visitor.region or "",
+            country=visitor.country,
             ip_prefix=ip_prefix,
         )
         # Only the truncated prefix travels on; the full address stays in this request's memory.
         self._recorder.submit(event)
 
 
-def _clean(path: str) -> str:
+def clean_path(path: str) -> str:
+    """A path as stored: bounded, without control characters."""
     return _CONTROL.sub("", path[:MAX_PATH])
 
 

@@ -11,12 +11,16 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
 from koekje.analytics import DashboardSettings, RecorderSettings, StoreSettings
 from koekje.banner import available_languages
 
+from .declarations import NECESSARY, CookieRule, Declarations, Service, parse_duration
+from .ip import ProxyHeader
+from .regions import EU_EEA_UK_CH, US_OPT_OUT_STATES, Mode, RegionRules, check_region_codes
 from .topics import TOPIC_NAME
 
 SECRET_ENV = "KOEKJE_SECRET_KEY"  # noqa: S105 (the variable's name, not a secret)
@@ -25,6 +29,8 @@ MIN_SECRET_LENGTH = 32
 # The categories the banner has texts for; "necessary" is implied and cannot be refused.
 KNOWN_CATEGORIES = ("analytics", "personalization", "marketing")
 _COOKIE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_DOMAIN = re.compile(r"\.?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_COOKIE_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,=:@/%-]{0,255}")
 
 
 class ConfigError(ValueError):
@@ -41,6 +47,9 @@ class SiteSection(_Section, frozen=True):
     timezone: str = "Europe/Amsterdam"
     # Reverse proxies whose X-Forwarded-For header is believed (CIDRs). Empty: use the peer address.
     trusted_proxies: tuple[str, ...] = ()
+    # The header those proxies write: "x-forwarded-for" (with X-Forwarded-Proto) or RFC 7239 "forwarded".
+    # Only this one is read: a proxy passes the other through from the client untouched.
+    proxy_header: ProxyHeader = "x-forwarded-for"
     # Mark cookies Secure. Unset: Secure exactly when the request came over https.
     secure_cookies: bool | None = None
 
@@ -56,13 +65,102 @@ class SiteSection(_Section, frozen=True):
                 raise ValueError(f"site.trusted_proxies: {network!r} is not an IP network") from None
 
 
+class ServiceSection(_Section, frozen=True):
+    category: str
+    provider: str = ""
+    title: dict[str, str] = {}  # per language; the service id when absent
+    purpose: dict[str, str] = {}  # per language
+    privacy_url: str | None = None
+
+
+class CookieSection(_Section, frozen=True):
+    name: str  # exact, or a prefix followed by '*' ("_ga_*")
+    duration: str  # "session", or e.g. "13 months", "30 days"
+    service: str = ""  # the category follows from the service
+    category: str = ""  # for a cookie that belongs to no service
+    provider: str = ""
+    purpose: dict[str, str] = {}  # per language
+    party: Literal["first", "third"] = "first"
+
+    def __post_init__(self) -> None:
+        parse_duration(self.duration)
+        if bool(self.service) == bool(self.category):
+            raise ValueError(f"cookie {self.name!r}: give either its service or its category (not both)")
+
+
+class RegionSection(_Section, frozen=True):
+    # For known regions that neither list names. Unknown regions (no GeoIP database, an address it does not
+    # know) are always opt-in.
+    default: Mode = "opt-in"
+    opt_in: tuple[str, ...] = EU_EEA_UK_CH
+    opt_out: tuple[str, ...] = US_OPT_OUT_STATES
+    # In opt-out regions, what is on before the visitor chooses (recorded in the ledger as method "default").
+    # GPC (and DNT when honoured) takes marketing and personalization off again.
+    opt_out_defaults: tuple[str, ...] = ("analytics",)
+
+    def __post_init__(self) -> None:
+        check_region_codes("consent.regions.opt_in", self.opt_in)
+        check_region_codes("consent.regions.opt_out", self.opt_out)
+        both = sorted(set(self.opt_in) & set(self.opt_out))
+        if both:
+            raise ValueError(f"consent.regions: {both} are listed both as opt_in and as opt_out")
+
+
+# The seven Google Consent Mode v2 types and the category (or service) that grants each.
+CONSENT_MODE_TYPES = {
+    "ad_storage": "marketing",
+    "ad_user_data": "marketing",
+    "ad_personalization": "marketing",
+    "analytics_storage": "analytics",
+    "functionality_storage": "personalization",
+    "personalization_storage": "personalization",
+    "security_storage": NECESSARY,
+}
+
+
+class ConsentModeSection(_Section, frozen=True):
+    enabled: bool = False
+    # How long tags wait for the banner's update before they act on the default (milliseconds).
+    wait_for_update: int = 500
+    # Consent Mode type -> the category or service that grants it; unlisted types keep the defaults above.
+    types: dict[str, str] = {}
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.types) - set(CONSENT_MODE_TYPES))
+        if unknown:
+            raise ValueError(
+                f"consent.google_consent_mode.types: unknown {unknown}; "
+                f"the types are {list(CONSENT_MODE_TYPES)}"
+            )
+        if not 0 <= self.wait_for_update <= 10_000:
+            raise ValueError("consent.google_consent_mode.wait_for_update must be 0-10000 (milliseconds)")
+
+
 class ConsentSection(_Section, frozen=True):
     categories: tuple[str, ...] = KNOWN_CATEGORIES
     # Raise this when the cookie policy changes: every visitor is asked again.
     policy_revision: int = 1
     max_age_days: int = 365
     cookie: str = "koekje_consent"
+    # koekje 0.1 kept the visitor id in a cookie of its own; it now travels in the signed consent cookie,
+    # and a cookie of this name is only ever removed.
     visitor_cookie: str = "koekje_vid"
+    # On https sites the consent cookie is called "__Host-<cookie>": only this host, over https, can set it.
+    host_prefix: bool = True
+    # What happens to the site's own cookies: "strict" removes undeclared ones too, "report" lets them through
+    # and records their names, "off" leaves the site's cookies alone.
+    enforce: Literal["strict", "report", "off"] = "report"
+    # Where withdrawn cookies are also expired, besides the host itself (e.g. [".example.nl"]).
+    cookie_domains: tuple[str, ...] = ()
+    cookie_paths: tuple[str, ...] = ("/",)
+    # Also treat "DNT: 1" like Global Privacy Control ("Sec-GPC: 1", always honoured).
+    honor_dnt: bool = False
+    # Recorded decisions per minute from one (truncated) address prefix; a flood beyond it is refused (429).
+    decisions_per_minute: int = 30
+    regions: RegionSection = msgspec.field(default_factory=RegionSection)
+    google_consent_mode: ConsentModeSection = msgspec.field(default_factory=ConsentModeSection)
+    services: dict[str, ServiceSection] = {}
+    cookies: tuple[CookieSection, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.categories) - set(KNOWN_CATEGORIES)
@@ -82,6 +180,58 @@ class ConsentSection(_Section, frozen=True):
                 raise ValueError(f"consent cookie name {name!r}: use letters, digits, '_' or '-'")
         if self.cookie == self.visitor_cookie:
             raise ValueError("consent.cookie and consent.visitor_cookie must differ")
+        for domain in self.cookie_domains:
+            if not _DOMAIN.fullmatch(domain):
+                raise ValueError(f"consent.cookie_domains: {domain!r} is not a domain such as '.example.nl'")
+        for path in self.cookie_paths:
+            if not _COOKIE_PATH.fullmatch(path):
+                raise ValueError(f"consent.cookie_paths: {path!r} must be a path starting with '/'")
+        if not 1 <= self.decisions_per_minute <= 10_000:
+            raise ValueError("consent.decisions_per_minute must be between 1 and 10000")
+        defaults = set(self.regions.opt_out_defaults) - set(self.categories)
+        if defaults:
+            raise ValueError(
+                f"consent.regions.opt_out_defaults: {sorted(defaults)} not in consent.categories"
+            )
+        offered = set(self.categories) | {NECESSARY} | set(self.services)
+        for kind, grantor in self.google_consent_mode.types.items():
+            if grantor not in offered:
+                raise ValueError(
+                    f"consent.google_consent_mode.types.{kind}: {grantor!r} is no category or service"
+                )
+        self.declarations()  # raises, naming the key, for inconsistent services and cookies
+
+    def declarations(self) -> Declarations:
+        services = [
+            Service(id, s.category, s.provider, s.title, s.purpose, s.privacy_url)
+            for id, s in self.services.items()
+        ]
+        rules = []
+        for index, c in enumerate(self.cookies):
+            category = c.category
+            if c.service:
+                service = self.services.get(c.service)
+                if service is None:
+                    raise ValueError(
+                        f"consent.cookies[{index}] ({c.name!r}).service: no service {c.service!r} "
+                        "is declared in [consent.services]"
+                    )
+                category = service.category
+            duration = parse_duration(c.duration)
+            rules.append(
+                CookieRule(
+                    c.name, category, c.service or None, c.provider, c.purpose, c.duration, duration, c.party
+                )
+            )
+        own = (self.cookie, f"__Host-{self.cookie}", self.visitor_cookie)
+        return Declarations(services, rules, categories=self.categories, reserved=own)
+
+    def region_rules(self) -> RegionRules:
+        r = self.regions
+        return RegionRules(r.default, r.opt_in, r.opt_out)
+
+    def consent_mode_types(self) -> dict[str, str]:
+        return {**CONSENT_MODE_TYPES, **self.google_consent_mode.types}
 
 
 class BannerSection(_Section, frozen=True):

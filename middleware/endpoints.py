@@ -5,46 +5,48 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Future
+from typing import Any
 
-from starlette.concurrency import run_in_threadpool
+import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.types import ASGIApp
 
-from koekje.analytics import ConsentRecord, Dashboard, record_consent
+from koekje.analytics.ledger import Method
 from koekje.analytics.web import SECURITY_HEADERS, is_same_origin, media_type, read_limited
-from koekje.banner import ASSET_NAMES, asset, negotiate, texts
+from koekje.banner import ASSET_NAMES, asset, negotiate
 
-from .consent import NECESSARY
-from .cookies import set_cookie
-from .visitor import Visitor
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .consent import Consent
+from .declarations import NECESSARY, Declarations
+from .enforce import CookieGuard
+from .engine import ConsentEngine, DecisionRefused
+from .shown import BannerContent
+from .visitor import Visitor, read_incoming
 
 log = logging.getLogger("koekje")
 
-MAX_CONSENT_BODY = 2048
+MAX_CONSENT_BODY = 4096
+# How long a decision that grants something waits for its proof to be durable before the visitor is asked
+# to try again.
+LEDGER_TIMEOUT = 10.0
+# Decisions waiting for their proof at once; beyond, they queue here instead of taking the site's threads.
+_WAITERS = 64
+# What the banner may say about how a choice was made (the form, GPC, defaults and objections are the
+# server's own to record).
+_CLIENT_METHODS = {Method.BANNER, Method.SETTINGS, Method.API}
 
 
-def build_router(runtime: Runtime) -> Router:
-    prefix = runtime.config.site.prefix
+def build_router(prefix: str, consent: ConsentEndpoints, dashboard: ASGIApp | None) -> Router:
     routes: list[BaseRoute] = [
         Route(f"{prefix}/{name}", _asset_endpoint(name), methods=["GET"]) for name in ASSET_NAMES
     ]
     routes += [
-        Route(f"{prefix}/config.json", _Handler(runtime).config_json, methods=["GET"]),
-        Route(f"{prefix}/consent", _Handler(runtime).consent, methods=["POST"]),
+        Route(f"{prefix}/config.json", consent.config_json, methods=["GET"]),
+        Route(f"{prefix}/consent", consent.consent, methods=["POST"]),
     ]
-    if runtime.config.dashboard.enabled:
-        dashboard = Dashboard(
-            runtime.store,
-            runtime.accounts,
-            list(runtime.config.secret_keys),
-            runtime.config.dashboard_settings(),
-            runtime.clock,
-        )
+    if dashboard is not None:
         routes.append(Mount(f"{prefix}/dashboard", app=dashboard))
     return Router(routes=routes)
 
@@ -66,44 +68,57 @@ def _asset_endpoint(name: str) -> Any:
     return endpoint
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=SECURITY_HEADERS)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": message}, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})}
+    )
 
 
-class _Handler:
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        self._config = runtime.config
-        self._languages = runtime.config.banner.languages
+class ConsentEndpoints:
+    """``config.json`` (what the banner shows this visitor) and ``consent`` (recording a decision)."""
+
+    def __init__(
+        self,
+        engine: ConsentEngine,
+        content: BannerContent,
+        guard: CookieGuard,
+        declarations: Declarations,
+        *,
+        languages: tuple[str, ...],
+        categories: tuple[str, ...],
+        prefix: str,
+        honor_dnt: bool,
+    ) -> None:
+        self._engine = engine
+        self._content = content
+        self._guard = guard
+        self._declarations = declarations
+        self._languages = languages
+        self._categories = frozenset({NECESSARY, *categories})
+        self._prefix = prefix
+        self._honor_dnt = honor_dnt
+        self._waiters = anyio.CapacityLimiter(_WAITERS)
 
     async def config_json(self, request: Request) -> Response:
         visitor: Visitor = request.scope["koekje"]
         lang = negotiate(
             request.query_params.get("lang"), request.headers.get("accept-language"), self._languages
         )
-        words = texts(lang)
-        categories = [NECESSARY, *self._config.consent.categories]
         body = {
-            "lang": lang,
+            **self._content.body(lang),
             "region": visitor.region,
-            # Until regional rules exist, every region gets the strictest: nothing before opt-in.
-            "mode": "opt-in",
-            "policy_revision": self._config.consent.policy_revision,
-            "categories": [
-                {"id": c, "required": c == NECESSARY, **words["categories"][c]} for c in categories
-            ],
-            "texts": {key: value for key, value in words.items() if key != "categories"},
-            "privacy_url": self._config.banner.privacy_url,
+            "mode": visitor.mode,
             "consent": visitor.consent.as_json() if visitor.consent else None,
             "gpc": visitor.gpc,
-            "endpoints": {"consent": f"{self._runtime.prefix(request.scope.get('root_path', ''))}/consent"},
+            "endpoints": {"consent": f"{request.scope.get('root_path', '')}{self._prefix}/consent"},
         }
         return JSONResponse(body, headers={**SECURITY_HEADERS, "Vary": "Cookie, Accept-Language"})
 
     async def consent(self, request: Request) -> Response:
-        """Record a choice. A choice that grants anything is answered (and its cookies set) only once its
-        ledger row is durable; withdrawing or narrowing takes effect even when the row cannot be written."""
-        if not is_same_origin(request.headers):
+        """Record a decision. One that grants anything is answered (and its cookie set) only once its ledger
+        row is durable; withdrawing or narrowing takes effect even when the row cannot be written."""
+        visitor: Visitor = request.scope["koekje"]
+        if not is_same_origin(request.headers, visitor.scheme):
             return _error(403, "consent can only be given on this site itself (cross-site request refused)")
         if media_type(request.headers) != "application/json":
             return _error(415, "send the choice as JSON with Content-Type: application/json")
@@ -111,73 +126,106 @@ class _Handler:
         if body is None:
             return _error(413, f"the request body is larger than {MAX_CONSENT_BODY} bytes")
         try:
-            choice = self._parse_choice(body)
+            categories, services, lang, method = self._parse_choice(body)
         except ValueError as exc:
             return _error(400, str(exc))
-        chosen, lang = choice
+        return await self.decide(request, visitor, categories, services, lang, method)
 
-        runtime = self._runtime
-        visitor: Visitor = request.scope["koekje"]
-        before = visitor.consent.categories if visitor.consent else frozenset({NECESSARY})
-        consent = runtime.cookies.new(chosen, uuid.uuid4())
-        cookies = [
-            set_cookie(
-                self._config.consent.cookie,
-                runtime.cookies.dumps(consent),
-                max_age=runtime.consent_max_age,
-                secure=runtime.secure(request.scope),
-            )
-        ]
-        stored_id = visitor.id  # set only when analytics was already allowed and the id is valid
-        if consent.allows("analytics"):
-            if stored_id is None:  # newly allowed: a fresh id, never one that existed before consent
-                stored_id, header = runtime.issue_visitor_id(request.scope)
-                cookies.append(header)
-        else:
-            stored_id = None
-            if self._config.consent.visitor_cookie in request.cookies:
-                cookies.append(runtime.remove_visitor_id(request.scope))
-        record = ConsentRecord(
-            consent_id=consent.id,
-            previous_id=visitor.consent.id if visitor.consent else None,
-            ts=consent.given_at,
-            visitor_id=stored_id,
-            categories=tuple(sorted(consent.categories)),
-            policy_revision=consent.revision,
-            lang=lang,
-            country=visitor.region or "",
-            ip_prefix=(runtime.truncate(visitor.address) if visitor.address else None) or "",
+    async def decide(
+        self,
+        request: Request,
+        visitor: Visitor,
+        categories: frozenset[str],
+        services: frozenset[str],
+        lang: str,
+        method: Method,
+    ) -> Response:
+        engine = self._engine
+        current = visitor.consent
+        if (
+            current is not None
+            and current.decided
+            and _same(current, categories, services)
+            and current.gpc >= visitor.gpc  # granted again under GPC: an explicit grant over the signal
+        ):
+            # The same decision again: nothing new to prove, no row, no new cookie.
+            engine.counts["decision_repeated"] += 1
+            return JSONResponse({"consent": current.as_json()}, headers=SECURITY_HEADERS)
+        keep = current.visitor_id if current is not None and current.allows("analytics") else None
+        consent = engine.codec.new(
+            categories,
+            uuid.uuid4(),
+            method=method,
+            services=services,
+            # A visitor id is created only by a decision that grants statistics, and kept while it stays.
+            visitor_id=keep or uuid.uuid4(),
             gpc=visitor.gpc,
         )
+        before = current or _NOTHING
+        grants_more = bool((consent.categories - before.categories) | (consent.services - before.services))
         try:
-            await run_in_threadpool(record_consent, runtime.store, record)
-        except Exception:
-            log.exception("koekje could not write a consent record")
-            runtime.failures["consent_record"] += 1
-            if consent.categories - before:
-                return _error(503, "your choice could not be recorded just now; please try again")
-            # Withdrawing or narrowing takes effect without its proof: the visitor's right comes first.
+            future = engine.record(visitor, consent, lang, previous=current, wait=True)
+        except DecisionRefused as exc:
+            if grants_more:
+                return _error(429, str(exc), {"Retry-After": str(exc.retry_after)})
+            future = None  # withdrawing is never refused; it takes effect unrecorded (counted)
+        if future is not None and not await self._durable(future) and grants_more:
+            return _error(503, "your choice could not be recorded just now; please try again")
 
         response = JSONResponse({"consent": consent.as_json()}, headers=SECURITY_HEADERS)
-        response.raw_headers.extend(cookies)
+        incoming = read_incoming(request.scope, self._honor_dnt)
+        response.raw_headers += engine.cookie_headers(consent, visitor, incoming)
+        if self._guard.enabled:
+            response.raw_headers += self._guard.expiries(
+                incoming.cookies, consent, secure=engine.secure(visitor)
+            )
         return response
 
-    def _parse_choice(self, body: bytes) -> tuple[frozenset[str], str]:
+    async def _durable(self, future: Future[None]) -> bool:
+        """Wait (in a thread of koekje's own, not the site's) until the row is on disk; False on failure."""
+        try:
+            await anyio.to_thread.run_sync(future.result, LEDGER_TIMEOUT, limiter=self._waiters)
+        except Exception as exc:
+            log.error("koekje could not record a consent decision: %s", exc)
+            self._engine.counts["decision_unrecorded"] += 1
+            return False
+        return True
+
+    def _parse_choice(self, body: bytes) -> tuple[frozenset[str], frozenset[str], str, Method]:
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):
             raise ValueError("the body is not valid JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("categories"), list):
             raise ValueError('send an object with a list of categories: {"categories": ["analytics"]}')
-        known = {NECESSARY, *self._config.consent.categories}
-        categories = data["categories"]
-        if len(categories) > len(known) or not all(isinstance(c, str) for c in categories):
-            raise ValueError(f"categories must be a list of names out of {sorted(known)}")
-        unknown = set(categories) - known
-        if unknown:
-            shown = sorted(c[:40] for c in unknown)
-            raise ValueError(f"unknown categories {shown}; this site asks for {sorted(known)}")
+        categories = _names(data["categories"], self._categories, "categories")
+        services = _names(data.get("services", []), frozenset(self._declarations.services), "services")
         lang = data.get("lang")
         if not isinstance(lang, str) or lang not in self._languages:
             lang = self._languages[0]
-        return frozenset(categories), lang
+        method = data.get("method", "banner")
+        if method not in _CLIENT_METHODS:
+            raise ValueError(f"method must be one of {sorted(_CLIENT_METHODS)}")
+        return categories, services, lang, Method(method)
+
+
+def _names(value: object, known: frozenset[str], what: str) -> frozenset[str]:
+    if not isinstance(value, list) or len(value) > len(known) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{what} must be a list of names out of {sorted(known)}")
+    unknown = set(value) - known
+    if unknown:
+        shown = sorted(v[:40] for v in unknown)
+        raise ValueError(f"unknown {what} {shown}; this site offers {sorted(known)}")
+    return frozenset(value)
+
+
+class _Nothing:
+    categories = frozenset({NECESSARY})
+    services: frozenset[str] = frozenset()
+
+
+_NOTHING = _Nothing()
+
+
+def _same(consent: Consent, categories: frozenset[str], services: frozenset[str]) -> bool:
+    return consent.categories == categories | {NECESSARY} and consent.services == services

@@ -9,11 +9,17 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable
+from typing import Literal
 
 from starlette.types import Scope
 
 _V4_MAPPED = bytes(10) + b"\xff\xff"
 _6TO4 = b"\x20\x02"  # 2002::/16 carries the whole IPv4 address in bits 16-48
+# A proxy header longer than this is not something a proxy chain sends: only its last part is read.
+MAX_PROXY_HEADER = 4096
+
+ProxyHeader = Literal["x-forwarded-for", "forwarded"]
+PROXY_HEADERS: tuple[ProxyHeader, ...] = ("x-forwarded-for", "forwarded")
 
 
 class Truncator:
@@ -49,40 +55,111 @@ class Truncator:
         return socket.inet_ntop(socket.AF_INET, masked.to_bytes(4, "big"))
 
 
-class ClientAddress:
-    """The visitor's address: the peer, or, behind trusted proxies, the nearest untrusted hop
-    of X-Forwarded-For (the left part of that header is whatever the client chose to send)."""
+class Proxies:
+    """What the trusted reverse proxies say about the client: its address and the scheme it used.
 
-    def __init__(self, trusted_proxies: Iterable[str] = ()) -> None:
-        self._trusted = tuple(ipaddress.ip_network(net, strict=False) for net in trusted_proxies)
+    Only the header the proxies are configured to write is read (``X-Forwarded-For`` or RFC 7239
+    ``Forwarded``): a proxy appends to one of them and passes the other through, so reading both would let a
+    client choose its own address. In that header the nearest untrusted hop is the client; what lies to its
+    left is whatever the client chose to send."""
 
-    def __call__(self, scope: Scope) -> str | None:
+    def __init__(self, trusted: Iterable[str] = (), header: ProxyHeader = "x-forwarded-for") -> None:
+        self._trusted = tuple(ipaddress.ip_network(net, strict=False) for net in trusted)
+        self._header = header.encode()
+
+    def client(self, scope: Scope) -> str | None:
+        """The visitor's address: the peer, or behind trusted proxies the nearest untrusted hop."""
         client = scope.get("client")
         peer: str | None = client[0] if client else None
         if not self._trusted or peer is None or not self._is_trusted(peer):
             return peer
-        forwarded = b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")
-        for hop in reversed(forwarded.decode("latin-1").split(",")):
-            hop = hop.strip()
-            if not hop:
-                continue
+        for hop in reversed(self._hops(scope)):
             ip = _parse(hop)
             if ip is None:
-                return None  # garbage where the nearest untrusted hop should be: no address
-            if not self._trusted_ip(ip):
-                return hop
+                return None  # garbage, "unknown" or an obfuscated name where the client should be
+            if not any(ip in network for network in self._trusted):
+                return str(ip)
         return peer
+
+    def scheme(self, scope: Scope) -> str:
+        """``https`` or ``http`` as the visitor used it: the proxy's word when the peer is trusted."""
+        scheme = str(scope.get("scheme", "http"))
+        client = scope.get("client")
+        if not self._trusted or not client or not self._is_trusted(client[0]):
+            return scheme
+        if self._header == b"forwarded":
+            elements = _forwarded_elements(_header(scope, b"forwarded"))
+            said = elements[-1].get("proto", "") if elements else ""
+        else:
+            said = _header(scope, b"x-forwarded-proto").rpartition(",")[2].strip()
+        said = said.lower()
+        return said if said in ("http", "https") else scheme
+
+    def _hops(self, scope: Scope) -> list[str]:
+        value = _header(scope, self._header)
+        if self._header == b"forwarded":
+            return [element.get("for", "") for element in _forwarded_elements(value)]
+        return [hop for hop in (part.strip() for part in value.split(",")) if hop]
 
     def _is_trusted(self, address: str) -> bool:
         ip = _parse(address)
-        return ip is not None and self._trusted_ip(ip)
-
-    def _trusted_ip(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        return any(ip in network for network in self._trusted)
+        return ip is not None and any(ip in network for network in self._trusted)
 
 
-def _parse(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _header(scope: Scope, name: bytes) -> str:
+    """All values of one request header joined as one list, keeping only its last MAX_PROXY_HEADER chars."""
+    value = b",".join(v for n, v in scope["headers"] if n == name)
+    return value[-MAX_PROXY_HEADER:].decode("latin-1")
+
+
+def _forwarded_elements(value: str) -> list[dict[str, str]]:
+    """RFC 7239 ``Forwarded``: a comma-separated list of ``key=value;key=value`` elements, values
+    possibly quoted. Hand-written because no maintained library parses it; it is small and property-tested."""
+    elements: list[dict[str, str]] = []
+    element: dict[str, str] = {}
+    key = ""
+    i, n = 0, len(value)
+    while i < n:
+        char = value[i]
+        if char == ",":
+            elements.append(element)
+            element, key = {}, ""
+        elif char == ";":
+            key = ""
+        elif char == "=" and key:
+            i += 1
+            if i < n and value[i] == '"':
+                end = value.find('"', i + 1)
+                end = n if end < 0 else end
+                element[key] = value[i + 1 : end].replace("\\", "")
+                i = end + 1
+                continue
+            end = i
+            while end < n and value[end] not in ",;":
+                end += 1
+            element[key] = value[i:end].strip()
+            i = end
+            continue
+        elif not char.isspace():
+            key += char.lower()
+        i += 1
+    elements.append(element)
+    return [e for e in elements if e]
+
+
+def _parse(hop: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as proxies write it: ``1.2.3.4``, ``1.2.3.4:5678``, ``2001:db8::1``, ``[2001:db8::1]`` or
+    ``[2001:db8::1]:80``; None for anything else (``unknown``, ``_hidden``, junk)."""
+    hop = hop.strip().strip('"')
+    if hop.startswith("["):
+        hop, bracket, rest = hop[1:].partition("]")
+        if not bracket or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
+            return None
+    elif hop.count(":") == 1:
+        hop, _, port = hop.partition(":")
+        if not port.isdigit():
+            return None
     try:
-        return ipaddress.ip_address(address)
+        return ipaddress.ip_address(hop)
     except ValueError:
         return None

@@ -1,43 +1,86 @@
-"""One page response passing through the middleware: the banner tag goes into the HTML, the visitor
-cookie follows the consent, and a served page becomes a page view."""
+"""One response of the site passing through the middleware: the visitor's choice is enforced on its cookies,
+an implicit decision is recorded with the first page, Consent Mode's default and the banner tags go into the
+HTML, and a served page becomes a page view."""
 
 from __future__ import annotations
-
-import re
-from typing import TYPE_CHECKING
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Scope, Send
 
-from .visitor import Visitor
+from .capture import Capture
+from .consent import Consent
+from .consent_mode import ConsentModeDefault, script_nonce
+from .enforce import CookieGuard
+from .engine import ConsentEngine, DecisionRefused
+from .inject import HeadScanner
+from .tags import BannerTags
+from .visitor import Incoming, Visitor
 
-if TYPE_CHECKING:
-    from .runtime import Runtime
-
-# How much of an HTML response is held back while looking for </head>; past it the page goes out untouched.
+# How much of an HTML response is held back while looking for the end of the head; past it the page goes
+# out untouched.
 MAX_HELD_BYTES = 256 * 1024
-_HEAD_END = re.compile(rb"</head\s*>", re.IGNORECASE)
-_OVERLAP = 16  # a match may straddle two chunks
+
+
+class Pages:
+    """The long-lived services a page response uses; ``respond`` wraps one request's ``send``."""
+
+    def __init__(
+        self,
+        engine: ConsentEngine,
+        guard: CookieGuard,
+        capture: Capture,
+        tags: BannerTags | None,
+        consent_mode: ConsentModeDefault | None,
+    ) -> None:
+        self.engine = engine
+        self.guard = guard
+        self.capture = capture
+        self.tags = tags
+        self.consent_mode = consent_mode
+
+    def respond(
+        self,
+        scope: Scope,
+        path: str,
+        visitor: Visitor,
+        incoming: Incoming,
+        implied: Consent | None,
+        send: Send,
+    ) -> Send:
+        """``visitor`` as their cookie says; ``implied``: a decision their region or signals imply that the
+        cookie does not carry yet (the app already sees the visitor under it)."""
+        return PageResponse(self, scope, path, visitor, incoming, implied, send).send
 
 
 class PageResponse:
     """Wraps ``send`` for one request. Holds nothing beyond this request."""
 
     def __init__(
-        self, runtime: Runtime, scope: Scope, path: str, visitor: Visitor, vid: str | None, send: Send
+        self,
+        pages: Pages,
+        scope: Scope,
+        path: str,
+        visitor: Visitor,
+        incoming: Incoming,
+        implied: Consent | None,
+        send: Send,
     ) -> None:
-        self._runtime = runtime
+        self._pages = pages
         self._scope = scope
         # Read now: a Starlette Mount rewrites root_path in place while the app handles the request.
         self._root_path: str = scope.get("root_path", "")
         self._path = path
-        self._visitor = visitor
-        self._vid = vid  # the koekje_vid cookie value as received
+        self._previous = visitor.consent  # what the request's cookie carried
+        # Under the implied decision, if any: what the app saw, and what is recorded unless that is refused.
+        self._visitor = visitor if implied is None else visitor.with_consent(implied)
+        self._incoming = incoming
+        self._implied = implied
         self._send = send
         self._is_page = False
-        self._held: Message | None = None  # the response start, while the banner tag is not yet placed
+        self._held: Message | None = None  # the response start, while the tags are not yet placed
+        self._nonce: str | None = None
         self._body = bytearray()
-        self._searched = 0
+        self._scanner = HeadScanner()
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -51,6 +94,7 @@ class PageResponse:
     async def _start(self, message: Message) -> None:
         message["headers"] = headers = list(message.get("headers", ()))
         html = encoded = partial = False
+        csp = None
         for name, value in headers:
             name = name.lower()
             if name == b"content-type":
@@ -59,37 +103,83 @@ class PageResponse:
                 encoded = True
             elif name == b"content-range":
                 partial = True
+            elif name == b"content-security-policy":
+                csp = value
         get = self._scope["method"] == "GET"
         self._is_page = html and get and message["status"] == 200
-        if html:
-            self._sync_visitor_cookie(message)
+        if self._is_page and self._implied is not None:
+            self._record_implied()
+        if self._cookies(headers):
+            # A response that sets or removes a visitor's cookies must not be kept by shared caches.
+            MutableHeaders(raw=headers)["cache-control"] = "private, no-store"
+        pages = self._pages
         whole = message["status"] != 206 and not partial and not encoded
-        if html and get and whole and self._runtime.inject_banner:
+        if html and get and whole and (pages.tags is not None or pages.consent_mode is not None):
+            self._nonce = script_nonce(csp)
             self._held = message
         else:
             await self._send(message)
+
+    def _record_implied(self) -> None:
+        """The first page under a decision the visitor's region or signals imply: record it (not waiting),
+        or, when this network is recording too many, apply nothing of it."""
+        assert self._implied is not None
+        try:
+            self._pages.engine.record(self._visitor, self._implied, "", previous=self._previous, wait=False)
+        except DecisionRefused:
+            self._visitor = self._visitor.with_consent(self._previous)
+            self._implied = None
+
+    def _cookies(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Enforce the visitor's choice on the app's cookies and the browser's; add koekje's own. True when
+        koekje added a Set-Cookie."""
+        pages, visitor = self._pages, self._visitor
+        engine = pages.engine
+        consent = visitor.consent
+        added = []
+        if pages.guard.enabled:
+            pages.guard.filter(headers, consent, self._path)
+            if self._incoming.cookies:
+                added += pages.guard.expiries(self._incoming.cookies, consent, secure=engine.secure(visitor))
+        if self._implied is not None:
+            added += engine.cookie_headers(self._implied, visitor, self._incoming)
+        elif self._incoming.cookies:
+            added += engine.upkeep_headers(visitor, self._incoming)
+        headers += added
+        return bool(added)
 
     async def _body_part(self, message: Message) -> None:
         more = message.get("more_body", False)
         if not more and self._is_page:
             # Queued before the last byte leaves, so a client that has the page can rely on the event.
-            self._runtime.capture.page_view(self._scope, self._path, self._visitor)
+            self._pages.capture.page_view(self._scope, self._path, self._visitor)
         if self._held is None:
             await self._send(message)
             return
         chunk = message.get("body", b"")
-        if self._body or more:  # a page in parts: gather them until </head> shows up
+        if self._body or more:  # a page in parts: gather them until the end of the head shows up
             self._body += chunk
         data = self._body or chunk
-        match = _HEAD_END.search(data, max(0, self._searched - _OVERLAP))
-        self._searched = len(data)
-        if match is None and more and len(data) <= MAX_HELD_BYTES:
+        found = self._scanner.feed(data)
+        if not found and more and len(data) <= MAX_HELD_BYTES:
             return
-        if match is not None:
-            tag = self._runtime.banner_tag(self._root_path)
-            data = data[: match.start()] + tag + data[match.start() :]
-            _add_to_content_length(self._held["headers"], len(tag))
+        if found:
+            data, extra = self._insert(bytes(data))
+            _add_to_content_length(self._held["headers"], extra)
+            _drop_validators(self._held["headers"])
         await self._release(bytes(data), more)
+
+    def _insert(self, data: bytes) -> tuple[bytes, int]:
+        """The page with Consent Mode's default before its first script and the banner tags at the end of
+        its head; and how many bytes that added."""
+        scanner, pages = self._scanner, self._pages
+        head_end = scanner.head_end
+        assert head_end is not None
+        tags = pages.tags.render(self._root_path, self._nonce) if pages.tags is not None else b""
+        default = pages.consent_mode.script(self._visitor.consent, self._nonce) if pages.consent_mode else b""
+        first = scanner.first_script if scanner.first_script is not None else head_end
+        data = data[:first] + default + data[first:head_end] + tags + data[head_end:]
+        return data, len(default) + len(tags)
 
     async def _release(self, body: bytes = b"", more: bool = True) -> None:
         """Send the held start, and the body held with it."""
@@ -100,20 +190,14 @@ class PageResponse:
         if body or not more:
             await self._send({"type": "http.response.body", "body": body, "more_body": more})
 
-    def _sync_visitor_cookie(self, message: Message) -> None:
-        """Analytics consent and no valid visitor id: issue one. An id without consent: remove it."""
-        runtime = self._runtime
-        if self._visitor.allows("analytics"):
-            if self._visitor.id is None:
-                self._visitor.id, header = runtime.issue_visitor_id(self._scope)
-                message["headers"].append(header)
-                # A response that sets a visitor's id must not be kept by shared caches.
-                MutableHeaders(raw=message["headers"])["cache-control"] = "private, no-store"
-        elif self._vid is not None:
-            message["headers"].append(runtime.remove_visitor_id(self._scope))
-
 
 def _add_to_content_length(headers: list[tuple[bytes, bytes]], extra: int) -> None:
     for i, (name, value) in enumerate(headers):
         if name.lower() == b"content-length":
             headers[i] = (name, str(int(value) + extra).encode("latin-1"))
+
+
+def _drop_validators(headers: list[tuple[bytes, bytes]]) -> None:
+    """The page koekje sends is not the one the app's ETag names, and byte ranges of it would not match the
+    app's: a resumed or conditional request must not mix the two."""
+    headers[:] = [(n, v) for n, v in headers if n.lower() not in (b"etag", b"accept-ranges")]

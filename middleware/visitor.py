@@ -1,63 +1,121 @@
-"""What koekje knows about the visitor of one request: ``request.scope["koekje"]``."""
+"""What koekje knows about the visitor of one request: ``request.scope["koekje"]``.
+
+A value: built once before the app runs and never changed behind anyone's back. The full client address is
+held here, in memory, for the region lookup; only its truncated prefix ever travels further.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import re
-import secrets
-from functools import lru_cache
+from dataclasses import dataclass
 from uuid import UUID
+
+from starlette.requests import cookie_parser
+from starlette.types import Scope
 
 from .consent import Consent
 from .geo import GeoLookup
+from .ip import Proxies, Truncator
+from .regions import Mode, RegionRules
 
-_VID = re.compile(r"[A-Za-z0-9_-]{22}")
-
-
-def new_visitor_cookie() -> str:
-    """A random visitor id (128 bits) for the ``koekje_vid`` cookie."""
-    return secrets.token_urlsafe(16)
-
-
-def visitor_id(cookie_value: str | None) -> UUID | None:
-    """The id stored for a visitor: a hash of the cookie's random value, so the stored id cannot be
-    turned back into a cookie that reads the visitor's data. None for a missing or malformed value."""
-    if cookie_value is None or not _VID.fullmatch(cookie_value):
-        return None
-    return _hashed(cookie_value)
+# A Cookie header beyond this is not something a browser sends for one site; the rest is not read.
+MAX_COOKIE_HEADER = 16 * 1024
+_UNSET = object()
 
 
-@lru_cache(maxsize=8192)
-def _hashed(cookie_value: str) -> UUID:
-    """Cached (only well-formed, 22-character values get here): a returning visitor costs a lookup."""
-    return UUID(bytes=hashlib.sha256(cookie_value.encode("ascii")).digest()[:16])
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """The request headers koekje reads, parsed in one pass."""
+
+    cookies: dict[str, str]
+    gpc: bool  # Sec-GPC: 1 (or DNT: 1 when configured)
+    clipped: bool  # the Cookie header was longer than MAX_COOKIE_HEADER
+
+
+def read_incoming(scope: Scope, honor_dnt: bool) -> Incoming:
+    cookie_headers = []
+    gpc = False
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            cookie_headers.append(value)
+        elif name == b"sec-gpc" or (honor_dnt and name == b"dnt"):
+            gpc = gpc or value.strip() == b"1"
+    if not cookie_headers:
+        return Incoming({}, gpc, False)
+    raw = b"; ".join(cookie_headers)
+    clipped = len(raw) > MAX_COOKIE_HEADER
+    return Incoming(cookie_parser(raw[:MAX_COOKIE_HEADER].decode("latin-1")), gpc, clipped)
+
+
+class Locator:
+    """Where a visitor is: address, truncated prefix, region and the consent mode there. Shared, stateless
+    apart from the GeoIP cache."""
+
+    def __init__(self, proxies: Proxies, truncate: Truncator, geo: GeoLookup, rules: RegionRules) -> None:
+        self.proxies = proxies
+        self.truncate = truncate
+        self.geo = geo
+        self.rules = rules
 
 
 class Visitor:
-    """The visitor's consent, and their region (looked up only when asked for)."""
+    """The visitor's consent (their decision, or what the region and their browser's signals imply), and
+    where they are (looked up only when asked for)."""
 
-    __slots__ = ("_geo", "_region", "address", "consent", "gpc", "id")
+    __slots__ = ("_locator", "_prefix", "_region", "address", "consent", "gpc", "scheme")
 
     def __init__(
-        self, consent: Consent | None, visitor_id: UUID | None, address: str | None, geo: GeoLookup, gpc: bool
+        self, consent: Consent | None, *, gpc: bool, address: str | None, scheme: str, locator: Locator
     ) -> None:
         self.consent = consent
-        # Only with analytics consent: without it there is no identifier at all.
-        self.id = visitor_id if consent is not None and consent.allows("analytics") else None
         self.gpc = gpc
         self.address = address  # the full client address: in memory only, never stored or logged
-        self._geo = geo
-        self._region: str | bool | None = False
+        self.scheme = scheme  # as the visitor used it (https behind a TLS proxy)
+        self._locator = locator
+        self._prefix: object = _UNSET
+        self._region: object = _UNSET
+
+    @property
+    def id(self) -> UUID | None:
+        """The visitor id: exists only with analytics consent, created by the decision that gave it."""
+        consent = self.consent
+        return consent.visitor_id if consent is not None and consent.allows("analytics") else None
 
     def allows(self, category: str) -> bool:
         return self.consent is not None and self.consent.allows(category)
 
+    def allows_service(self, service: str, category: str) -> bool:
+        return self.consent is not None and self.consent.allows_service(service, category)
+
+    @property
+    def prefix(self) -> str | None:
+        """The truncated address (what may be stored), or None without a usable address."""
+        if self._prefix is _UNSET:
+            self._prefix = self._locator.truncate(self.address) if self.address else None
+        return self._prefix  # type: ignore[return-value]
+
     @property
     def region(self) -> str | None:
-        """ISO country code, or None when unknown (then the strictest rules apply)."""
-        if self._region is False:
-            self._region = self._geo.country(self.address)
-        return self._region if isinstance(self._region, str) else None
+        """ISO 3166 country (or country-subdivision) code, or None when unknown (the strictest rules)."""
+        if self._region is _UNSET:
+            self._region = self._locator.geo.region(self.address, self.prefix)
+        return self._region  # type: ignore[return-value]
+
+    @property
+    def country(self) -> str:
+        return (self.region or "").partition("-")[0]
+
+    @property
+    def mode(self) -> Mode:
+        """``opt-in`` or ``opt-out``: which rules apply where the visitor is."""
+        return self._locator.rules.mode(self.region)
+
+    def with_consent(self, consent: Consent | None) -> Visitor:
+        """The same visitor under another consent (a new value; this one is not changed)."""
+        other = Visitor(
+            consent, gpc=self.gpc, address=self.address, scheme=self.scheme, locator=self._locator
+        )
+        other._prefix, other._region = self._prefix, self._region
+        return other
 
     def __repr__(self) -> str:
         categories = sorted(self.consent.categories) if self.consent else None

@@ -4,7 +4,7 @@
 
   /**
    * @typedef {{id: string, required: boolean, title: string, description: string}} Category
-   * @typedef {{categories: string[], given_at: string}} Consent
+   * @typedef {{categories: string[], services: string[], given_at: string, decided: boolean}} Consent
    * @typedef {{lang: string, mode: string, categories: Category[], texts: Object<string, string>,
    *            privacy_url: (string|null), consent: (Consent|null), endpoints: {consent: string}}} BannerConfig
    */
@@ -34,14 +34,23 @@
     return config && config.consent ? config.consent.categories : [];
   }
 
-  /** Run the `<script type="text/plain" data-category="...">` elements of the granted categories. */
-  function activate(categories) {
-    categories.forEach(function (category) {
-      activated[category] = true;
+  function decided() {
+    return !!(config && config.consent && config.consent.decided);
+  }
+
+  /** Run the `<script type="text/plain" data-category="..." [data-service="..."]>` elements that the
+   * granted categories or services allow. */
+  function activate(consent) {
+    var categories = consent.categories;
+    var services = consent.services || [];
+    categories.concat(services).forEach(function (name) {
+      activated[name] = true;
     });
     var blocked = document.querySelectorAll('script[type="text/plain"][data-category]');
     Array.prototype.forEach.call(blocked, function (old) {
-      if (categories.indexOf(old.getAttribute("data-category")) < 0) return;
+      var allowed = categories.indexOf(old.getAttribute("data-category")) >= 0 ||
+        services.indexOf(old.getAttribute("data-service")) >= 0;
+      if (!allowed) return;
       var live = document.createElement("script");
       Array.prototype.forEach.call(old.attributes, function (attr) {
         if (attr.name !== "type") live.setAttribute(attr.name, attr.value);
@@ -97,12 +106,12 @@
     });
 
     reject.addEventListener("click", function () {
-      decide(requiredIds());
+      decide(requiredIds(), "banner");
     });
     accept.addEventListener("click", function () {
       decide(config.categories.map(function (category) {
         return category.id;
-      }));
+      }), "banner");
     });
     choose.addEventListener("click", function () {
       expand(dialog);
@@ -113,10 +122,10 @@
       }).map(function (box) {
         return box.name;
       });
-      decide(picked);
+      decide(picked, "settings");
     });
     dialog.addEventListener("keydown", function (event) {
-      if (event.key === "Escape" && config.consent) hide();
+      if (event.key === "Escape" && decided()) hide();
     });
 
     [title, body, choices, error, actions].forEach(function (node) {
@@ -160,13 +169,13 @@
     root = null;
   }
 
-  function decide(categories) {
-    var before = granted();
+  function decide(categories, method) {
+    var before = granted().concat(config.consent && config.consent.services || []);
     fetch(config.endpoints.consent, {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ categories: categories, lang: config.lang }),
+      body: JSON.stringify({ categories: categories, lang: config.lang, method: method }),
     }).then(function (response) {
       if (!response.ok) throw new Error("koekje: consent not recorded (" + response.status + ")");
       return response.json();
@@ -174,13 +183,14 @@
       config.consent = result.consent;
       hide();
       if (returnFocus && returnFocus !== document.body && document.contains(returnFocus)) returnFocus.focus();
-      var withdrawn = before.some(function (category) {
-        return activated[category] && result.consent.categories.indexOf(category) < 0;
+      var now = result.consent.categories.concat(result.consent.services);
+      var withdrawn = before.some(function (name) {
+        return activated[name] && now.indexOf(name) < 0;
       });
       document.dispatchEvent(new CustomEvent("koekje:consent", { detail: result.consent }));
       // Scripts that already ran cannot be unloaded: a reload stops them.
       if (withdrawn) window.location.reload();
-      else activate(result.consent.categories);
+      else activate(result.consent);
     }).catch(function () {
       if (root) root.querySelector(".koekje-error").textContent = config.texts.error;
     });
@@ -206,8 +216,9 @@
     }).then(function (loaded) {
       config = loaded;
       bindOpeners();
-      if (config.consent) activate(config.consent.categories);
-      else show(false);
+      if (config.consent) activate(config.consent);
+      // A region's default or a browser signal is not a choice: the visitor is still asked.
+      if (!decided()) show(false);
     }).catch(function (error) {
       // Without the configuration nothing is asked and nothing is consented: blocked scripts stay blocked.
       if (window.console) window.console.warn(error);

@@ -44,7 +44,7 @@ def view(ts: datetime, path: str = "/x", topics: tuple[str, ...] = ()) -> PageVi
 
 def test_migrations_are_recorded_and_idempotent(any_store: Store) -> None:
     assert migrate(any_store) == []
-    versions = any_store.query(f"SELECT version FROM {any_store.table('schema_migrations')}")
+    versions = any_store.query(f"SELECT version FROM {any_store.table('schema_migrations')} ORDER BY version")
     assert [v for (v,) in versions] == [m.version for m in MIGRATIONS]
 
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from koekje.middleware.ip import ClientAddress, Truncator
+from koekje.middleware.ip import Proxies, Truncator
 
 truncate = Truncator()
 
@@ -75,24 +75,130 @@ def test_never_raises_on_arbitrary_text(text: str) -> None:
     assert result is None or ipaddress.ip_address(result)
 
 
-def _scope(peer: str, forwarded: str | None = None) -> dict[str, object]:
-    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded is not None else []
-    return {"client": (peer, 1234), "headers": headers}
+def _scope(
+    peer: str, forwarded: str | None = None, header: str = "x-forwarded-for", **more: str
+) -> dict[str, object]:
+    headers = [(header.encode(), forwarded.encode())] if forwarded is not None else []
+    headers += [(name.replace("_", "-").encode(), value.encode()) for name, value in more.items()]
+    return {"client": (peer, 1234), "headers": headers, "scheme": "http"}
 
 
 def test_without_trusted_proxies_the_peer_is_the_client() -> None:
-    assert ClientAddress()(_scope("198.51.100.1", "203.0.113.5")) == "198.51.100.1"
+    assert Proxies().client(_scope("198.51.100.1", "203.0.113.5")) == "198.51.100.1"
 
 
 def test_behind_a_trusted_proxy_the_nearest_untrusted_hop_is_the_client() -> None:
-    address = ClientAddress(["10.0.0.0/8"])
+    proxies = Proxies(["10.0.0.0/8"])
     # The client may prepend anything; only the hop the proxy itself added is believed.
-    assert address(_scope("10.0.0.2", "1.1.1.1, 203.0.113.5, 10.0.0.9")) == "203.0.113.5"
-    assert address(_scope("10.0.0.2", "garbage")) is None
-    assert address(_scope("10.0.0.2")) == "10.0.0.2"
+    assert proxies.client(_scope("10.0.0.2", "1.1.1.1, 203.0.113.5, 10.0.0.9")) == "203.0.113.5"
+    assert proxies.client(_scope("10.0.0.2", "garbage")) is None
+    assert proxies.client(_scope("10.0.0.2")) == "10.0.0.2"
     # A peer that is not a trusted proxy cannot claim another address.
-    assert address(_scope("198.51.100.1", "203.0.113.5")) == "198.51.100.1"
+    assert proxies.client(_scope("198.51.100.1", "203.0.113.5")) == "198.51.100.1"
+
+
+@pytest.mark.parametrize(
+    ("hop", "client"),
+    [
+        ("203.0.113.7:54321", "203.0.113.7"),  # nginx's $remote_addr:$remote_port, HAProxy
+        ("[2001:db8::1]:80", "2001:db8::1"),
+        ("[2001:db8::1]", "2001:db8::1"),
+        ("2001:db8::1", "2001:db8::1"),
+        ('"203.0.113.7"', "203.0.113.7"),
+        ("203.0.113.7:", None),
+        ("[2001:db8::1]:x", None),
+        ("203.0.113.7:54321:1", None),
+        ("unknown", None),
+    ],
+)
+def test_the_address_forms_proxies_send(hop: str, client: str | None) -> None:
+    assert Proxies(["10.0.0.0/8"]).client(_scope("10.0.0.2", hop)) == client
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "client"),
+    [
+        ("for=192.0.2.60;proto=http;by=10.0.0.1", "192.0.2.60"),
+        ('for="[2001:db8:cafe::17]:4711"', "2001:db8:cafe::17"),
+        ("for=198.51.100.1, for=192.0.2.43", "192.0.2.43"),
+        ('For="203.0.113.9:1234";Proto=https', "203.0.113.9"),
+        ("for=192.0.2.43, for=10.0.0.3", "192.0.2.43"),
+        ("for=unknown", None),
+        ("for=_hidden", None),
+        ("proto=https", None),  # the proxy did not say whom it forwarded for: no address
+    ],
+)
+def test_rfc_7239_forwarded(forwarded: str, client: str | None) -> None:
+    proxies = Proxies(["10.0.0.0/8"], header="forwarded")
+    assert proxies.client(_scope("10.0.0.2", forwarded, header="forwarded")) == client
+
+
+def test_only_the_configured_header_is_read() -> None:
+    """A proxy appends to one header and passes the other through: reading both would let a client pick
+    its address."""
+    spoofed = _scope("10.0.0.2", "for=198.51.100.66", header="forwarded", x_forwarded_for="203.0.113.5")
+    assert Proxies(["10.0.0.0/8"]).client(spoofed) == "203.0.113.5"
+    scope = _scope("10.0.0.2", "for=203.0.113.5", header="forwarded", x_forwarded_for="198.51.100.66")
+    assert Proxies(["10.0.0.0/8"], header="forwarded").client(scope) == "203.0.113.5"
+
+
+def test_the_scheme_comes_from_a_trusted_proxy_only() -> None:
+    assert Proxies(["10.0.0.0/8"]).scheme(_scope("10.0.0.2", x_forwarded_proto="https")) == "https"
+    assert Proxies(["10.0.0.0/8"]).scheme(_scope("10.0.0.2", x_forwarded_proto="gopher")) == "http"
+    assert Proxies(["10.0.0.0/8"]).scheme(_scope("198.51.100.1", x_forwarded_proto="https")) == "http"
+    assert Proxies().scheme(_scope("10.0.0.2", x_forwarded_proto="https")) == "http"
+    forwarded = Proxies(["10.0.0.0/8"], header="forwarded")
+    assert forwarded.scheme(_scope("10.0.0.2", "for=1.2.3.4;proto=https", header="forwarded")) == "https"
 
 
 def test_no_client_in_scope() -> None:
-    assert ClientAddress()({"client": None, "headers": []}) is None
+    assert Proxies().client({"client": None, "headers": []}) is None
+
+
+def _hop(address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int | None, style: str) -> str:
+    text = str(address)
+    if address.version == 6 and (port is not None or style == "bracketed"):
+        text = f"[{text}]"
+    return f"{text}:{port}" if port is not None else text
+
+
+@given(
+    client=st.ip_addresses(),
+    port=st.none() | st.integers(0, 65535),
+    style=st.sampled_from(["plain", "bracketed"]),
+    junk=st.lists(st.text(max_size=30).filter(lambda t: "," not in t), max_size=4),
+    forwarded=st.booleans(),
+)
+def test_the_client_is_found_behind_any_junk_it_prepends(
+    client: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    port: int | None,
+    style: str,
+    junk: list[str],
+    forwarded: bool,
+) -> None:
+    """Whatever the client puts in front, the hop our proxy wrote is the one found, in either header."""
+    hop = _hop(client, port, style)
+    if forwarded:
+        value = ", ".join([*(f"for={j!r}".replace("'", '"') for j in junk if '"' not in j), f'for="{hop}"'])
+        value += ", for=10.0.0.5"
+        scope = _scope("10.0.0.2", value, header="forwarded")
+        proxies = Proxies(["10.0.0.0/8"], header="forwarded")
+    else:
+        scope = _scope("10.0.0.2", ", ".join([*junk, hop, "10.0.0.5"]))
+        proxies = Proxies(["10.0.0.0/8"])
+    expected = str(client) if not any(client in n for n in [ipaddress.ip_network("10.0.0.0/8")]) else None
+    found = proxies.client(scope)
+    if expected is not None:
+        assert found == expected
+    else:  # the client is itself in the trusted range: the walk goes on into the junk, never crashes
+        assert found is None or ipaddress.ip_address(found)
+
+
+@given(st.text(max_size=300), st.sampled_from(["x-forwarded-for", "forwarded"]))
+def test_proxy_headers_never_raise(value: str, header: str) -> None:
+    proxies = Proxies(["10.0.0.0/8"], header=header)  # type: ignore[arg-type]
+    found = proxies.client(
+        _scope("10.0.0.2", value.encode("utf-8", "replace").decode("latin-1"), header=header)
+    )
+    assert found is None or ipaddress.ip_address(found)
+    assert proxies.scheme(_scope("10.0.0.2", value, header=header)) in ("http", "https")

@@ -19,7 +19,6 @@ from koekje.analytics import Store
 from koekje.banner import asset
 from koekje.middleware import Config, KoekjeMiddleware
 from koekje.middleware.config import BannerSection, SiteSection
-from koekje.middleware.visitor import visitor_id
 
 MakeClient = Callable[..., TestClient]
 
@@ -94,14 +93,12 @@ def test_config_language_from_accept_language(make_client: MakeClient) -> None:
     assert client.get("/_koekje/config.json", headers={"accept-language": "fr"}).json()["lang"] == "nl"
 
 
-def test_accepting_analytics_records_proof_and_sets_both_cookies(make_client: MakeClient) -> None:
+def test_accepting_analytics_records_proof_and_sets_one_signed_cookie(make_client: MakeClient) -> None:
     client = make_client()
     response = consent(client, "analytics")
-    cookies = response.headers.get_list("set-cookie")
-    assert len(cookies) == 2
-    assert all("HttpOnly" in c and "SameSite=lax" in c and "Path=/" in c for c in cookies)
-    assert any(c.startswith("koekje_consent=") for c in cookies)
-    assert any(c.startswith("koekje_vid=") for c in cookies)
+    [cookie] = response.headers.get_list("set-cookie")  # the visitor id travels inside the signed cookie
+    assert cookie.startswith("koekje_consent=")
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
     assert response.json()["consent"]["categories"] == ["necessary", "analytics"]
 
     [row] = ledger(client)
@@ -233,15 +230,21 @@ def test_only_served_html_pages_count(make_client: MakeClient) -> None:
     assert runtime_of(client).capture.dropped["prefetch"] == 1
 
 
-def test_visitor_cookie_is_issued_when_consent_exists_but_the_id_is_gone(make_client: MakeClient) -> None:
+def test_the_retired_visitor_cookie_is_removed_privately(make_client: MakeClient) -> None:
+    """koekje 0.1 kept the visitor id in a cookie of its own: any that comes back is removed, and the
+    response that removes it is not for shared caches."""
     client = make_client()
     consent(client, "analytics")
-    client.cookies.delete("koekje_vid")
+    client.cookies.set("koekje_vid", "A" * 22, domain="shop.test")
     response = client.get("/implantologie")
-    assert response.headers["set-cookie"].startswith("koekje_vid=")
-    # A response that sets a visitor's id must not be kept by shared caches.
+    assert (
+        response.headers["set-cookie"].startswith("koekje_vid=;")
+        or 'koekje_vid=""' in response.headers["set-cookie"]
+    )
+    assert "Max-Age=0" in response.headers["set-cookie"]
     assert response.headers["cache-control"] == "private, no-store"
-    assert "cache-control" not in client.get("/").headers  # pages without a new cookie are untouched
+    assert "koekje_vid" not in client.cookies
+    assert "cache-control" not in client.get("/").headers  # pages without a cookie change are untouched
     assert len(page_views(client)) == 2
 
 
@@ -364,13 +367,15 @@ def test_range_responses_are_left_alone(make_client: MakeClient, tmp_path: Path)
     assert b"banner.js" in whole.content and len(page_views(client)) == 1
 
 
-def test_a_visitor_id_planted_before_consent_is_replaced(make_client: MakeClient) -> None:
+def test_a_visitor_id_planted_before_consent_counts_for_nothing(make_client: MakeClient) -> None:
     client = make_client()
     client.cookies.set("koekje_vid", "A" * 22)
     response = consent(client, "analytics")
-    issued = [c for c in response.headers.get_list("set-cookie") if c.startswith("koekje_vid=")]
-    assert len(issued) == 1 and not issued[0].startswith("koekje_vid=" + "A" * 22)
-    assert ledger(client)[0]["visitor_id"] != visitor_id("A" * 22)
+    removed = [c for c in response.headers.get_list("set-cookie") if c.startswith("koekje_vid=")]
+    assert len(removed) == 1 and "Max-Age=0" in removed[0]
+    client.get("/implantologie")
+    [row] = ledger(client)
+    assert [v["visitor_id"] for v in page_views(client)] == [row["visitor_id"]]
 
 
 def test_consent_behind_a_proxy_that_rewrites_host(make_client: MakeClient) -> None:

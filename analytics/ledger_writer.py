@@ -1,0 +1,166 @@
+"""Appending to the consent ledger from one thread, many decisions per insert (group commit).
+
+A decision that grants something is answered only once its row is durable, so the request waits on a
+future. Waiting requests are grouped: whatever arrives while one insert is being fsynced goes into the next,
+so a burst of decisions costs a few inserts instead of one each, and never holds the store for long.
+
+The same thread keeps the middleware's list of superseded consent ids current (``on_superseded``): it reads
+what other processes recorded, so a withdrawn consent stops counting in every worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import datetime, timedelta
+from uuid import UUID, uuid4
+
+from .clock import Clock
+from .ledger import Chain, ConsentRecord, LedgerRow, insert_rows, store_texts, superseded
+from .store import Store
+
+log = logging.getLogger("koekje.analytics")
+
+Superseded = Callable[[list[tuple[UUID, datetime]]], None]
+
+
+class LedgerWriter:
+    def __init__(
+        self,
+        store: Store,
+        site: str,
+        clock: Clock,
+        *,
+        lookback: timedelta,
+        on_superseded: Superseded | None = None,
+        poll_interval: float = 5.0,
+        max_group: int = 500,
+    ) -> None:
+        self._store = store
+        self._chain = Chain(site, uuid4())
+        self._clock = clock
+        self._lookback = lookback  # how far back superseded ids still matter (the consent's lifetime)
+        self._on_superseded = on_superseded
+        self._poll_interval = poll_interval
+        self._max_group = max_group
+        self._pending: deque[tuple[ConsentRecord, Future[None] | None]] = deque()
+        self._texts: dict[str, tuple[str, str]] = {}  # texts not yet known to be stored
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._cursor: datetime | None = None
+        self.written = 0
+        self.dropped: Counter[str] = Counter()
+
+    def register_texts(self, texts_hash: str, lang: str, body: str) -> None:
+        """A text the banner shows; stored before the first row that refers to it."""
+        self._texts[texts_hash] = (lang, body)
+
+    # -- any thread ---------------------------------------------------------------------------------------
+
+    def submit(self, record: ConsentRecord, *, wait: bool) -> Future[None] | None:
+        """Queue a row. With ``wait`` the future resolves once it is durable (or fails with the reason);
+        without, a row that cannot be stored is counted as dropped."""
+        future: Future[None] | None = Future() if wait else None
+        if self._thread is None or self._stopping:
+            if future is not None:
+                future.set_exception(RuntimeError("the consent ledger is not running"))
+            else:
+                self.dropped["ledger_stopped"] += 1
+            return future
+        self._pending.append((record, future))
+        self._wake.set()
+        return future
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="koekje-ledger", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        thread.join(timeout)
+        self._thread = None
+        while self._pending:  # only when the thread did not finish in time
+            _, future = self._pending.popleft()
+            self._fail([future], RuntimeError("the consent ledger stopped"))
+
+    # -- the writer thread --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self.poll()
+        while True:
+            self._wake.wait(self._poll_interval)
+            self._wake.clear()
+            stopping = self._stopping
+            while self._pending:
+                self._write_group()
+            if stopping:
+                return
+            self.poll()
+
+    def _write_group(self) -> None:
+        group: list[tuple[ConsentRecord, Future[None] | None]] = []
+        while self._pending and len(group) < self._max_group:
+            group.append(self._pending.popleft())
+        records = [record for record, _ in group]
+        futures = [future for _, future in group]
+        try:
+            if not self._chain.anchored:
+                self._chain.anchor(self._store)
+            if self._texts:
+                store_texts(self._store, dict(self._texts), self._clock())
+                self._texts.clear()
+            rows = self._chain.link(records)
+            insert_rows(self._store, rows)
+        except Exception as exc:
+            log.error("koekje could not write %d consent records: %s", len(group), exc)
+            self._fail(futures, exc)
+            return
+        self._chain.commit(rows)
+        self.written += len(rows)
+        self._superseded_locally(rows)
+        for future in futures:
+            if future is not None:
+                future.set_result(None)
+
+    def _fail(self, futures: list[Future[None] | None], exc: BaseException) -> None:
+        for future in futures:
+            if future is None:
+                self.dropped["ledger_store_error"] += 1
+            else:
+                future.set_exception(exc)
+
+    def _superseded_locally(self, rows: list[LedgerRow]) -> None:
+        if self._on_superseded is not None:
+            replaced = [(r.record.previous_id, r.record.ts) for r in rows if r.record.previous_id]
+            if replaced:
+                self._on_superseded(replaced)
+
+    def poll(self) -> None:
+        """Learn the consent ids that were superseded (the first time: all within their lifetime; then
+        what any process recorded since). Runs on the writer thread every ``poll_interval``."""
+        if self._on_superseded is None:
+            return
+        try:
+            replaced, self._cursor = superseded(
+                self._store, written_since=self._cursor, given_since=self._clock() - self._lookback
+            )
+        except Exception as exc:
+            log.debug("koekje could not read superseded consents: %s", exc)
+            return
+        if replaced:
+            self._on_superseded(replaced)

@@ -1,0 +1,75 @@
+"""Google Consent Mode v2: the ``gtag('consent', 'default', ...)`` that must run before any tag does.
+
+Each of the seven consent types is granted by a category or a service (configurable); all are denied unless
+the visitor's consent already grants them, and tags wait ``wait_for_update`` ms for the banner's update.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Mapping
+
+from .consent import Consent
+from .declarations import NECESSARY, Declarations
+
+_NONCE = re.compile(r"'nonce-([A-Za-z0-9+/_=-]{1,128})'")
+
+
+class ConsentModeDefault:
+    def __init__(self, types: Mapping[str, str], wait_for_update: int, declarations: Declarations) -> None:
+        self._types = dict(types)
+        self._wait = wait_for_update
+        self._services = declarations.services
+        self._cache: dict[tuple[frozenset[str], frozenset[str], str | None], bytes] = {}
+
+    def granted(self, consent: Consent | None) -> dict[str, str]:
+        return {
+            kind: "granted" if self._grants(grantor, consent) else "denied"
+            for kind, grantor in self._types.items()
+        }
+
+    def script(self, consent: Consent | None, nonce: str | None) -> bytes:
+        key = (
+            consent.categories if consent else frozenset(),
+            consent.services if consent else frozenset(),
+            nonce,
+        )
+        tag = self._cache.get(key)
+        if tag is None:
+            state = {**self.granted(consent), "wait_for_update": self._wait}
+            attribute = f' nonce="{html.escape(nonce)}"' if nonce else ""
+            tag = (
+                f"<script{attribute}>window.dataLayer=window.dataLayer||[];"
+                "function gtag(){dataLayer.push(arguments);}"
+                f"gtag('consent','default',{json.dumps(state, separators=(',', ':'))});</script>"
+            ).encode()
+            if len(self._cache) < 256 and nonce is None:  # nonces change per response: never cached
+                self._cache[key] = tag
+        return tag
+
+    def _grants(self, grantor: str, consent: Consent | None) -> bool:
+        if grantor == NECESSARY:
+            return True
+        if consent is None:
+            return False
+        service = self._services.get(grantor)
+        if service is not None:
+            return consent.allows_service(grantor, service.category)
+        return consent.allows(grantor)
+
+
+def script_nonce(csp: bytes | None) -> str | None:
+    """The nonce a Content-Security-Policy allows scripts with (script-src, else default-src), if any."""
+    if not csp:
+        return None
+    directives: dict[str, str] = {}
+    for directive in csp.decode("latin-1").split(";"):
+        name, _, value = directive.strip().partition(" ")
+        directives.setdefault(name.lower(), value)
+    for name in ("script-src-elem", "script-src", "default-src"):
+        if name in directives:
+            match = _NONCE.search(directives[name])
+            return match[1] if match else None
+    return None

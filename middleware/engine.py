@@ -1,0 +1,199 @@
+"""The consent engine: which consent applies to a request, and recording decisions.
+
+A visitor's consent is their own decision when the signed cookie carries one. Without one, the rules of
+their region decide (opt-in: nothing; opt-out: the configured defaults), and Global Privacy Control refuses
+marketing and personalization until the visitor grants them by hand. Such *implicit* decisions are recorded
+once per visitor (method ``default`` or ``gpc``), with a cookie so that the next request knows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from starlette.types import Scope
+
+from koekje.analytics import Clock
+from koekje.analytics.ledger import ConsentRecord, Method
+from koekje.analytics.ledger_writer import LedgerWriter
+
+from .config import ConsentSection
+from .consent import Consent, ConsentCookies, Revocations
+from .cookies import delete_cookie, set_cookie
+from .declarations import Declarations
+from .ratelimit import PrefixBudget
+from .regions import OPT_OUT
+from .visitor import Incoming, Locator, Visitor, read_incoming
+
+# What GPC (and DNT, when honoured) refuses.
+GPC_REFUSES = frozenset({"marketing", "personalization"})
+HOST_PREFIX = "__Host-"
+Header = tuple[bytes, bytes]
+
+
+class DecisionRefused(Exception):
+    """Too many recorded decisions from this address prefix just now."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many decisions from this network; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class ConsentEngine:
+    def __init__(
+        self,
+        settings: ConsentSection,
+        declarations: Declarations,
+        codec: ConsentCookies,
+        revocations: Revocations,
+        locator: Locator,
+        ledger: LedgerWriter,
+        texts_hash: Callable[[str], str],
+        clock: Clock,
+        *,
+        secure_cookies: bool | None,
+    ) -> None:
+        self._settings = settings
+        self._declarations = declarations
+        self.codec = codec
+        self.revocations = revocations
+        self.locator = locator
+        self._ledger = ledger
+        self._texts_hash = texts_hash
+        self._clock = clock
+        self._secure_setting = secure_cookies
+        self._budget = PrefixBudget(settings.decisions_per_minute)
+        self._defaults = frozenset(settings.regions.opt_out_defaults)
+        self._max_age = settings.max_age_days * 86400
+        self.name = settings.cookie
+        self.counts: Counter[str] = Counter()
+
+    # -- per request --------------------------------------------------------------------------------------
+
+    def read(self, scope: Scope) -> tuple[Visitor, Incoming]:
+        """The visitor as their cookie and signals say, before any implicit decision."""
+        incoming = read_incoming(scope, self._settings.honor_dnt)
+        consent = self.cookie_consent(incoming)
+        proxies = self.locator.proxies
+        visitor = Visitor(
+            consent,
+            gpc=incoming.gpc,
+            address=proxies.client(scope),
+            scheme=proxies.scheme(scope),
+            locator=self.locator,
+        )
+        return visitor, incoming
+
+    def implied(self, visitor: Visitor) -> Consent | None:
+        """A decision the visitor's region and signals imply that their cookie does not carry yet (to be
+        recorded with the page), or None."""
+        current = visitor.consent
+        if current is None:
+            if visitor.gpc:
+                method, base = Method.GPC, self._defaults if visitor.mode == OPT_OUT else frozenset()
+            elif self.locator.geo.configured and visitor.mode == OPT_OUT:
+                method, base = Method.DEFAULT, self._defaults
+            else:
+                return None  # opt-in and no signal: nothing is granted, nothing to record
+            categories = base - GPC_REFUSES if visitor.gpc else base
+            vid = uuid.uuid4() if "analytics" in categories else None
+            return self.codec.new(categories, uuid.uuid4(), method=method, visitor_id=vid, gpc=visitor.gpc)
+        if visitor.gpc and not current.gpc:
+            # A decision made before the browser sent GPC: the signal takes back what it refuses.
+            refused = self._refused_services(current)
+            if current.categories & GPC_REFUSES or refused:
+                categories = current.categories - GPC_REFUSES
+                return self.codec.new(
+                    categories,
+                    uuid.uuid4(),
+                    method=Method.GPC,
+                    services=current.services - refused,
+                    visitor_id=current.visitor_id,
+                    decided=current.decided,
+                    gpc=True,
+                )
+        return None
+
+    def _refused_services(self, consent: Consent) -> frozenset[str]:
+        services = self._declarations.services
+        return frozenset(s for s in consent.services if s in services and services[s].category in GPC_REFUSES)
+
+    def cookie_consent(self, incoming: Incoming) -> Consent | None:
+        """The decision in the request's consent cookie, unless forged, expired or superseded."""
+        cookies = incoming.cookies
+        value = cookies.get(HOST_PREFIX + self.name) or cookies.get(self.name)
+        consent = self.codec.loads(value)
+        if consent is not None and consent.id in self.revocations:
+            self.counts["superseded_cookie"] += 1
+            return None
+        return consent
+
+    # -- decisions ----------------------------------------------------------------------------------------
+
+    def record(
+        self, visitor: Visitor, consent: Consent, lang: str, *, previous: Consent | None, wait: bool
+    ) -> Future[None] | None:
+        """Hand a decision to the ledger. Raises DecisionRefused when this address prefix has recorded too
+        many just now. With ``wait``, the future resolves once the row is durable."""
+        if not self._budget.take(visitor.prefix):
+            self.counts["decision_flood"] += 1
+            raise DecisionRefused(self._budget.retry_after(visitor.prefix))
+        if previous is not None:
+            self.revocations.add([(previous.id, self._clock())])
+        record = ConsentRecord(
+            consent_id=consent.id,
+            previous_id=previous.id if previous else None,
+            ts=consent.given_at,
+            visitor_id=consent.visitor_id,
+            categories=tuple(sorted(consent.categories)),
+            services=tuple(sorted(consent.services)),
+            policy_revision=consent.revision,
+            lang=lang,
+            method=consent.method,
+            texts_hash=self._texts_hash(lang) if consent.decided else "",
+            country=visitor.country,
+            ip_prefix=visitor.prefix or "",
+            gpc=visitor.gpc,
+        )
+        self.counts[f"decision_{consent.method}"] += 1
+        return self._ledger.submit(record, wait=wait)
+
+    def secure(self, visitor: Visitor) -> bool:
+        return visitor.scheme == "https" if self._secure_setting is None else self._secure_setting
+
+    def cookie_headers(self, consent: Consent, visitor: Visitor, incoming: Incoming) -> list[Header]:
+        """Set-Cookie for a decision: ``__Host-<name>`` on https (the plain name of koekje 0.1 is removed
+        then), the plain name otherwise; and the retired visitor-id cookie goes."""
+        secure = self.secure(visitor)
+        value = self.codec.dumps(consent)
+        if secure and self._settings.host_prefix:
+            headers = [set_cookie(HOST_PREFIX + self.name, value, max_age=self._max_age, secure=True)]
+            if self.name in incoming.cookies:
+                headers.append(delete_cookie(self.name, secure=True))
+        else:
+            headers = [set_cookie(self.name, value, max_age=self._max_age, secure=secure)]
+        if self._settings.visitor_cookie in incoming.cookies:
+            headers.append(delete_cookie(self._settings.visitor_cookie, secure=secure))
+        return headers
+
+    def upkeep_headers(self, visitor: Visitor, incoming: Incoming) -> list[Header]:
+        """On any page: move a valid consent cookie to its ``__Host-`` name on https (its decision time is
+        kept, so it lasts no longer), and remove koekje 0.1's visitor-id cookie."""
+        consent, cookies = visitor.consent, incoming.cookies
+        secure = self.secure(visitor)
+        if (
+            consent is not None
+            and secure
+            and self._settings.host_prefix
+            and self.name in cookies
+            and HOST_PREFIX + self.name not in cookies
+        ):
+            return self.cookie_headers(consent, visitor, incoming)
+        if self._settings.visitor_cookie in cookies:
+            return [delete_cookie(self._settings.visitor_cookie, secure=secure)]
+        return []
+
+    def own_cookie_names(self) -> frozenset[str]:
+        return frozenset({self.name, HOST_PREFIX + self.name})

@@ -1,0 +1,90 @@
+"""What the banner shows a visitor in one language, and its hash.
+
+The same content feeds ``config.json`` and the consent proof: every ledger row of a decision made in the
+banner refers to the hash of exactly this content, and the content itself is stored once per hash, so
+``koekje consent show`` can print what the visitor read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+from koekje.banner import texts
+
+from .declarations import NECESSARY, CookieRule, Declarations, Service
+
+
+class BannerContent:
+    def __init__(
+        self,
+        declarations: Declarations,
+        *,
+        languages: tuple[str, ...],
+        categories: tuple[str, ...],
+        policy_revision: int,
+        privacy_url: str | None,
+    ) -> None:
+        self._declarations = declarations
+        self._languages = languages
+        self._categories = (NECESSARY, *categories)
+        self._revision = policy_revision
+        self._privacy_url = privacy_url
+        self.body = cache(self._body)
+        self.canonical = cache(self._canonical)
+        self.hash = cache(self._hash)
+
+    def _body(self, lang: str) -> dict[str, Any]:
+        words = texts(lang)
+        return {
+            "lang": lang,
+            "policy_revision": self._revision,
+            "texts": {key: value for key, value in words.items() if key != "categories"},
+            "privacy_url": self._privacy_url,
+            "categories": [
+                {
+                    "id": category,
+                    "required": category == NECESSARY,
+                    **words["categories"][category],
+                    "services": [self._service(s, lang) for s in self._declarations.services_of(category)],
+                    "cookies": [self._cookie(c, lang) for c in self._declarations.cookies_of(category)],
+                }
+                for category in self._categories
+            ],
+        }
+
+    def _canonical(self, lang: str) -> str:
+        return json.dumps(self.body(lang), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def _hash(self, lang: str) -> str:
+        return hashlib.sha256(self.canonical(lang).encode()).hexdigest()
+
+    def _service(self, service: Service, lang: str) -> dict[str, Any]:
+        return {
+            "id": service.id,
+            "title": self._in(service.title, lang) or service.id,
+            "provider": service.provider,
+            "purpose": self._in(service.purpose, lang),
+            "privacy_url": service.privacy_url,
+        }
+
+    def _cookie(self, rule: CookieRule, lang: str) -> dict[str, Any]:
+        return {
+            "name": rule.name,
+            "service": rule.service,
+            "provider": rule.provider,
+            "purpose": self._in(rule.purpose, lang),
+            "duration": rule.duration,
+            "party": rule.party,
+        }
+
+    def _in(self, per_language: Mapping[str, str], lang: str) -> str:
+        """The text in ``lang``, else in the site's first language that has one (``koekje check`` lists the
+        missing translations)."""
+        for candidate in (lang, *self._languages, *per_language):
+            if candidate in per_language:
+                return per_language[candidate]
+        return ""
