@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -281,11 +282,29 @@ class Break:
 
 
 @dataclass(frozen=True, slots=True)
+class Head:
+    """A chain's newest row, as recorded outside the site to catch a rewritten ledger later."""
+
+    chain: UUID
+    seq: int
+    hash: str
+    ts: datetime
+
+    def line(self) -> str:
+        return f"{self.chain.hex} {self.seq} {self.hash} {_iso(self.ts)}"
+
+    @classmethod
+    def parse(cls, line: str) -> Head:
+        chain, seq, digest, ts = line.split()
+        return cls(UUID(hex=chain), int(seq), digest, datetime.fromisoformat(ts.replace("Z", "+00:00")))
+
+
+@dataclass(frozen=True, slots=True)
 class Verification:
     rows: int
     chains: int
     unchained: int  # rows written before the ledger was chained (koekje 0.1)
-    heads: list[tuple[UUID, int, str]]  # (chain, seq, hash) of each chain's newest row
+    heads: list[Head]  # each chain's newest row
     breaks: list[Break]
 
     @property
@@ -293,9 +312,15 @@ class Verification:
         return not self.breaks
 
 
-def verify(store: Store, site: str, now: datetime, retention: timedelta) -> Verification:
+def verify(
+    store: Store, site: str, now: datetime, retention: timedelta, recorded: Iterable[Head] = ()
+) -> Verification:
     """Recompute every row's hash and every link of every chain of ``site``. A missing start of a chain is
-    accepted only when the missing rows were due to expire (their successor's ``prev_ts`` says when)."""
+    accepted only when the missing rows were due to expire (their successor's ``prev_ts`` says when).
+
+    Someone who can write the database can also recompute every hash after an edit; ``recorded`` heads,
+    kept outside the site (``koekje consent verify --save-heads``), catch that: each must still be there,
+    unchanged, unless it has expired."""
     selected = ", ".join(COLUMNS)
     result = store.query(
         f"SELECT {selected} FROM {store.table('consent_ledger')} WHERE site = {{site:String}} "
@@ -311,11 +336,11 @@ def verify(store: Store, site: str, now: datetime, retention: timedelta) -> Veri
         chains.setdefault(row.chain, []).append(row)
     hashes = {row.hash for row in rows}
     breaks: list[Break] = []
-    heads = []
+    heads: list[Head] = []
     starts_from_nothing = []
     expired = now - retention
     for chain, members in sorted(chains.items(), key=lambda item: item[1][0].record.ts):
-        heads.append((chain, members[-1].seq, members[-1].hash))
+        heads.append(Head(chain, members[-1].seq, members[-1].hash, members[-1].record.ts))
         first = members[0]
         if first.seq == 0 and first.prev_hash == GENESIS:
             starts_from_nothing.append(first)
@@ -338,6 +363,14 @@ def verify(store: Store, site: str, now: datetime, retention: timedelta) -> Veri
             previous = row
     for extra in starts_from_nothing[1:]:
         breaks.append(_break(extra, "a second chain that starts from nothing (inserted?)"))
+    placed = {(row.chain, row.seq): row.hash for row in rows}
+    for head in recorded:
+        found = placed.get((head.chain, head.seq))
+        if found != head.hash and (found is not None or head.ts > expired):
+            problem = "is gone" if found is None else "has changed"
+            breaks.append(
+                Break(head.chain, head.seq, None, f"a head recorded earlier {problem} (rewritten?)")
+            )
     return Verification(len(rows), len(chains), int(unchained), heads, breaks)
 
 
@@ -375,3 +408,91 @@ def _row_from(values: dict[str, object]) -> LedgerRow:
 
 def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+# -- one visitor's history ---------------------------------------------------------------------------------
+
+_MAX_HISTORY = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One decision as ``koekje consent show`` prints it."""
+
+    consent_id: UUID
+    previous_id: UUID | None
+    ts: datetime
+    method: str
+    categories: tuple[str, ...]
+    services: tuple[str, ...]
+    policy_revision: int
+    lang: str
+    texts_hash: str
+    country: str
+    ip_prefix: str
+    gpc: bool
+    visitor_id: UUID | None
+
+
+_ENTRY_COLUMNS = (
+    "consent_id, previous_id, ts, method, categories, services, policy_revision, lang, texts_hash, country, "
+    "ip_prefix, gpc, visitor_id"
+)
+
+
+def history(store: Store, consent_id: UUID) -> list[Entry]:
+    """Every decision linked to ``consent_id`` (the decisions it replaced and those that replaced it),
+    oldest first. Empty when the id is not in the ledger."""
+    table = store.table("consent_ledger")
+
+    def one(where: str, value: UUID) -> Entry | None:
+        rows = store.query(
+            f"SELECT {_ENTRY_COLUMNS} FROM {table} WHERE {where} = {{id:UUID}} ORDER BY ts LIMIT 1",
+            {"id": value},
+        )
+        if not rows:
+            return None
+        (
+            cid,
+            previous,
+            ts,
+            method,
+            categories,
+            services,
+            revision,
+            lang,
+            texts_hash,
+            country,
+            net,
+            gpc,
+            vid,
+        ) = rows[0]
+        return Entry(
+            cid, previous, _aware(ts), method, tuple(categories), tuple(services), revision, lang, texts_hash,
+            country, net, gpc, vid,
+        )  # fmt: skip
+
+    start = one("consent_id", consent_id)
+    if start is None:
+        return []
+    entries = [start]
+    while entries[0].previous_id is not None and len(entries) < _MAX_HISTORY:
+        earlier = one("consent_id", entries[0].previous_id)
+        if earlier is None:
+            break  # expired, or erased
+        entries.insert(0, earlier)
+    while len(entries) < _MAX_HISTORY:
+        later = one("previous_id", entries[-1].consent_id)
+        if later is None:
+            break
+        entries.append(later)
+    return entries
+
+
+def shown_texts(store: Store, texts_hash: str) -> tuple[str, str] | None:
+    """(language, content) of what the banner showed, by its hash."""
+    rows = store.query(
+        f"SELECT lang, body FROM {store.table('consent_texts')} WHERE hash = {{hash:String}} LIMIT 1",
+        {"hash": texts_hash},
+    )
+    return (rows[0][0], rows[0][1]) if rows else None

@@ -49,10 +49,14 @@ class LedgerWriter:
         self._pending: deque[tuple[ConsentRecord, Future[None] | None]] = deque()
         self._texts: dict[str, tuple[str, str]] = {}  # texts not yet known to be stored
         self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._submitted = 0
+        self._processed = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._cursor: datetime | None = None
         self.written = 0
+        self.groups = 0  # inserts made: fewer than rows written when decisions arrive together
         self.dropped: Counter[str] = Counter()
 
     def register_texts(self, texts_hash: str, lang: str, body: str) -> None:
@@ -71,9 +75,19 @@ class LedgerWriter:
             else:
                 self.dropped["ledger_stopped"] += 1
             return future
+        with self._done:
+            self._submitted += 1
         self._pending.append((record, future))
         self._wake.set()
         return future
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Block until every row submitted so far is written or has failed. True when done in time."""
+        with self._done:
+            target = self._submitted
+        self._wake.set()
+        with self._done:
+            return self._done.wait_for(lambda: self._processed >= target, timeout=timeout)
 
     @property
     def depth(self) -> int:
@@ -97,6 +111,9 @@ class LedgerWriter:
         while self._pending:  # only when the thread did not finish in time
             _, future = self._pending.popleft()
             self._fail([future], RuntimeError("the consent ledger stopped"))
+            with self._done:
+                self._processed += 1
+                self._done.notify_all()
 
     # -- the writer thread --------------------------------------------------------------------------------
 
@@ -119,6 +136,14 @@ class LedgerWriter:
         records = [record for record, _ in group]
         futures = [future for _, future in group]
         try:
+            self._write(records, futures)
+        finally:
+            with self._done:
+                self._processed += len(group)
+                self._done.notify_all()
+
+    def _write(self, records: list[ConsentRecord], futures: list[Future[None] | None]) -> None:
+        try:
             if not self._chain.anchored:
                 self._chain.anchor(self._store)
             if self._texts:
@@ -127,11 +152,12 @@ class LedgerWriter:
             rows = self._chain.link(records)
             insert_rows(self._store, rows)
         except Exception as exc:
-            log.error("koekje could not write %d consent records: %s", len(group), exc)
+            log.error("koekje could not write %d consent records: %s", len(records), exc)
             self._fail(futures, exc)
             return
         self._chain.commit(rows)
         self.written += len(rows)
+        self.groups += 1
         self._superseded_locally(rows)
         for future in futures:
             if future is not None:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
+import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
-from koekje.analytics import Accounts, Role, Store, StoreError, migrate
+from koekje.analytics import Accounts, Role, Store, StoreError, migrate, utcnow
 from koekje.analytics.accounts import MIN_PASSWORD_LENGTH
+from koekje.analytics.cookies_seen import undeclared_cookies
+from koekje.analytics.ledger import Break, Head, history, shown_texts, verify
 
 from .config import Config, ConfigError, load_config
 
@@ -74,6 +79,30 @@ def _parser() -> argparse.ArgumentParser:
     remove = users.add_parser("remove", help="remove an account (its sessions end at once)")
     remove.add_argument("username")
     remove.set_defaults(run=_users_remove)
+
+    consent = commands.add_parser("consent", help="the consent ledger (proof of consent)").add_subparsers(
+        title="consent commands", metavar="ACTION"
+    )
+    check = consent.add_parser(
+        "verify", help="check the ledger's hash chains; report the first broken link (exit 1 when broken)"
+    )
+    check.add_argument(
+        "--heads",
+        type=Path,
+        help="a file of chain heads recorded earlier (--save-heads): each must still be in the ledger, "
+        "unchanged, which also catches rows rewritten with recomputed hashes",
+    )
+    check.add_argument("--save-heads", type=Path, help="write the current chain heads to this file")
+    check.set_defaults(run=_consent_verify)
+    show = consent.add_parser(
+        "show", help="one visitor's whole consent history, with the texts they were shown"
+    )
+    show.add_argument("id", help="a consent id (32 hex digits, as in the consent cookie and the ledger)")
+    show.add_argument("--texts", action="store_true", help="print the full texts shown, not only their hash")
+    show.set_defaults(run=_consent_show)
+
+    cookies = commands.add_parser("cookies", help="the declared cookies, and cookies seen but not declared")
+    cookies.set_defaults(run=_cookies)
     return parser
 
 
@@ -136,3 +165,92 @@ def _users_remove(args: argparse.Namespace) -> int:
         file=sys.stdout if removed else sys.stderr,
     )
     return 0 if removed else 1
+
+
+def _consent_verify(args: argparse.Namespace) -> int:
+    config = _config(args)
+    retention = timedelta(days=config.analytics.ledger_retention_days)
+    recorded = (
+        [Head.parse(line) for line in args.heads.read_text().split("\n") if line.strip()]
+        if args.heads
+        else []
+    )
+    with _open_store(config) as store:
+        result = verify(store, config.site.id, utcnow(), retention, recorded)
+    before = f", {result.unchained} from before the ledger was chained" if result.unchained else ""
+    print(f"{result.rows} rows in {result.chains} chains{before}")
+    if args.save_heads:
+        args.save_heads.write_text("".join(head.line() + "\n" for head in result.heads))
+        print(f"chain heads written to {args.save_heads}: keep a copy where the site cannot change it")
+    if not result.ok:
+        first, *more = result.breaks
+        print(f"BROKEN: {_describe(first)}", file=sys.stderr)
+        for other in more:
+            print(f"  also: {_describe(other)}", file=sys.stderr)
+        return 1
+    print("every chain is whole")
+    return 0
+
+
+def _describe(problem: Break) -> str:
+    consent = f" (consent {problem.consent_id.hex})" if problem.consent_id else ""
+    return f"chain {problem.chain.hex} row {problem.seq}{consent}: {problem.problem}"
+
+
+def _consent_show(args: argparse.Namespace) -> int:
+    try:
+        consent_id = uuid.UUID(hex=args.id)
+    except ValueError:
+        print(f"koekje: {args.id[:40]!r} is not a consent id (32 hex digits)", file=sys.stderr)
+        return 1
+    config = _config(args)
+    with _open_store(config) as store:
+        entries = history(store, consent_id)
+        texts = {e.texts_hash: shown_texts(store, e.texts_hash) for e in entries if e.texts_hash}
+    if not entries:
+        print(
+            f"koekje: no decision {consent_id.hex} in the ledger (expired, or never recorded)",
+            file=sys.stderr,
+        )
+        return 1
+    for entry in entries:
+        chosen = ", ".join(entry.categories) + (
+            f"; services: {', '.join(entry.services)}" if entry.services else ""
+        )
+        print(f"{entry.ts.isoformat(timespec='seconds')}  {entry.method:<9} {entry.consent_id.hex}")
+        print(f"    granted: {chosen}")
+        print(
+            f"    policy revision {entry.policy_revision}, language {entry.lang or '-'}, "
+            f"country {entry.country or 'unknown'}, network {entry.ip_prefix or '-'}, "
+            f"GPC {'on' if entry.gpc else 'off'}"
+        )
+        if entry.texts_hash:
+            shown = texts.get(entry.texts_hash)
+            print(f"    shown: texts {entry.texts_hash[:16]}" + ("" if shown else " (not found)"))
+            if shown and args.texts:
+                print(_indent(json.dumps(json.loads(shown[1]), indent=2, ensure_ascii=False), 8))
+    return 0
+
+
+def _indent(text: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line for line in text.splitlines())
+
+
+def _cookies(args: argparse.Namespace) -> int:
+    config = _config(args)
+    declarations = config.consent.declarations()
+    print("declared:")
+    for rule in declarations.cookies:
+        owner = f"service {rule.service}" if rule.service else "no service"
+        print(f"  {rule.name:<24} {rule.category:<16} {owner:<24} {rule.duration:<12} {rule.party}-party")
+    if not declarations.cookies:
+        print("  (none)")
+    with _open_store(config) as store:
+        seen = undeclared_cookies(store, config.site.id)
+    print("set by the site but not declared:" if seen else "no undeclared cookies seen")
+    for cookie in seen:
+        print(
+            f"  {cookie.name:<24} {cookie.count:>8}x  first {cookie.first_seen:%Y-%m-%d}  "
+            f"last {cookie.last_seen:%Y-%m-%d}  e.g. {cookie.sample_path}"
+        )
+    return 0

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from starlette.types import Scope
 
 from koekje.analytics import Clock
-from koekje.analytics.ledger import ConsentRecord, Method
+from koekje.analytics.ledger import IMPLICIT_METHODS, ConsentRecord, Method
 from koekje.analytics.ledger_writer import LedgerWriter
 
 from .config import ConsentSection
@@ -152,7 +152,7 @@ class ConsentEngine:
             policy_revision=consent.revision,
             lang=lang,
             method=consent.method,
-            texts_hash=self._texts_hash(lang) if consent.decided else "",
+            texts_hash=self._texts_hash(lang) if consent.method not in IMPLICIT_METHODS else "",
             country=visitor.country,
             ip_prefix=visitor.prefix or "",
             gpc=visitor.gpc,

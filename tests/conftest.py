@@ -64,9 +64,9 @@ def make_client(make_config: Callable[..., Config], clock: FakeClock) -> Iterato
     """A TestClient around KoekjeMiddleware(site()); lifespan runs, so the store opens and drains."""
     clients: list[TestClient] = []
 
-    def make(config: Config | None = None, app: Any = None) -> TestClient:
+    def make(config: Config | None = None, app: Any = None, client_ip: str = CLIENT_IP) -> TestClient:
         middleware = KoekjeMiddleware(app or site(), config or make_config(), clock=clock)
-        client = TestClient(middleware, base_url="http://shop.test", client=(CLIENT_IP, 50000))
+        client = TestClient(middleware, base_url="http://shop.test", client=(client_ip, 50000))
         client.__enter__()
         clients.append(client)
         return client

@@ -61,6 +61,14 @@ async def _json(request: Request) -> StarletteResponse:
     return JSONResponse({"html": "</head>"})
 
 
+async def _cookies(request: Request) -> StarletteResponse:
+    """A page that sets the raw Set-Cookie headers named in ``?set=`` (as an app or its framework would)."""
+    response = HTMLResponse("<!doctype html><html><head><title>c</title></head><body>cookies</body></html>")
+    for header in request.query_params.getlist("set"):
+        response.raw_headers.append((b"set-cookie", header.encode("latin-1")))
+    return response
+
+
 async def _missing(request: Request) -> StarletteResponse:
     return HTMLResponse("<html><head></head><body>gone</body></html>", status_code=404)
 
@@ -72,6 +80,7 @@ def site() -> Starlette:
             Route("/stream", _stream),
             Route("/api", _json),
             Route("/missing", _missing),
+            Route("/cookies", _cookies),
             Route("/{path:path}", _page, methods=["GET", "HEAD", "POST"]),
         ]
     )
@@ -93,8 +102,10 @@ def runtime_of(client: TestClient) -> Any:
     return client.app.runtime  # type: ignore[attr-defined]
 
 
-def consent(client: TestClient, *categories: str) -> Response:
-    response = client.post("/_koekje/consent", json={"categories": list(categories)})
+def consent(client: TestClient, *categories: str, services: tuple[str, ...] = ()) -> Response:
+    response = client.post(
+        "/_koekje/consent", json={"categories": list(categories), "services": list(services)}
+    )
     assert response.status_code == 200, response.text
     return response
 
@@ -105,8 +116,11 @@ LEDGER_COLUMNS = (
     "previous_id",
     "visitor_id",
     "categories",
+    "services",
     "policy_revision",
     "lang",
+    "method",
+    "country",
     "ip_prefix",
     "gpc",
 )
@@ -126,5 +140,21 @@ def page_views(client: TestClient | Any) -> list[dict[str, Any]]:
 
 
 def ledger(client: TestClient | Any) -> list[dict[str, Any]]:
+    """Every ledger row, once everything handed to the ledger writer so far is written."""
     runtime = runtime_of(client) if isinstance(client, TestClient) else client
-    return stored(runtime, "consent_ledger", LEDGER_COLUMNS, "ts, consent_id")
+    assert runtime.ledger.flush(timeout=30)
+    return stored(runtime, "consent_ledger", LEDGER_COLUMNS, "ts, seq")
+
+
+def set_cookie_names(response: Response) -> list[str]:
+    return [header.partition("=")[0] for header in response.headers.get_list("set-cookie")]
+
+
+def cookie_from(response: Response, name: str) -> str:
+    """The value of a cookie a response set."""
+    [value] = [
+        h.split(";")[0].partition("=")[2]
+        for h in response.headers.get_list("set-cookie")
+        if h.startswith(name + "=")
+    ]
+    return value

@@ -1,0 +1,208 @@
+"""The visitor's choice enforced on the site's own cookies, through the middleware on a real store."""
+
+from collections.abc import Callable
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+from support import consent, page_views, runtime_of, set_cookie_names
+
+from koekje.analytics.cookies_seen import undeclared_cookies
+from koekje.middleware import Config
+from koekje.middleware.config import ConsentSection, CookieSection, ServiceSection
+
+MakeClient = Callable[..., TestClient]
+
+
+def declared(**options: object) -> ConsentSection:
+    """Services and cookies as a site would declare them."""
+    return ConsentSection(
+        services={
+            "youtube": ServiceSection(category="marketing", provider="Google"),
+            "matomo": ServiceSection(category="analytics"),
+        },
+        cookies=(
+            CookieSection(name="_fbp", category="marketing", duration="3 months"),
+            CookieSection(name="_ga_*", category="analytics", duration="13 months"),
+            CookieSection(name="YSC", service="youtube", duration="session", party="third"),
+            CookieSection(name="_pk_id.*", service="matomo", duration="13 months"),
+            CookieSection(name="sessionid", category="necessary", duration="2 weeks"),
+        ),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def client_with(make_client: MakeClient, make_config: Callable[..., Config], **options: object) -> TestClient:
+    return make_client(make_config(consent=declared(**options)))
+
+
+def visit(client: TestClient, *set_cookies: str) -> list[str]:
+    """The names of the cookies a page that sets ``set_cookies`` really sends to the browser."""
+    return set_cookie_names(client.get("/cookies", params={"set": list(set_cookies)}))
+
+
+def test_declared_cookies_wait_for_their_category(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    client = client_with(make_client, make_config)
+    sets = ("_fbp=fb.1; Path=/; HttpOnly", "_ga_X1=GA1; Path=/", "sessionid=abc; HttpOnly")
+    assert visit(client, *sets) == ["sessionid"]  # necessary: always
+    guard = runtime_of(client).guard
+    assert guard.removed[("_fbp", "not_granted")] == 1 and guard.removed[("_ga_*", "not_granted")] == 1
+    consent(client, "analytics")
+    assert sorted(visit(client, *sets)) == ["_ga_X1", "sessionid"]
+    consent(client, "analytics", "marketing")
+    assert sorted(visit(client, *sets)) == ["_fbp", "_ga_X1", "sessionid"]
+
+
+def test_a_single_service_can_be_granted(make_client: MakeClient, make_config: Callable[..., Config]) -> None:
+    client = client_with(make_client, make_config)
+    consent(client, services=("youtube",))
+    assert visit(client, "YSC=1", "_fbp=2") == ["YSC"]  # youtube's cookie, not the rest of marketing
+    assert visit(client, "_pk_id.1.abcd=3") == []
+
+
+def test_report_mode_lets_undeclared_cookies_through_and_tallies_them(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    client = client_with(make_client, make_config)
+    assert visit(client, "cart=1; Path=/", "cart=2") == ["cart", "cart"]
+    client.get("/cookies?set=theme%3Ddark&q=secret")
+    runtime = runtime_of(client)
+    assert runtime.sightings.flush(timeout=30)
+    seen = {cookie.name: cookie for cookie in undeclared_cookies(runtime.store, "default")}
+    assert set(seen) == {"cart", "theme"}
+    assert seen["cart"].count == 2 and seen["cart"].sample_path == "/cookies"  # never the query
+    assert seen["theme"].first_seen == seen["theme"].last_seen
+
+
+def test_strict_mode_removes_undeclared_cookies(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    client = client_with(make_client, make_config, enforce="strict")
+    consent(client, "analytics", "personalization", "marketing")
+    assert visit(client, "cart=1", "_fbp=2", "sessionid=3") == ["_fbp", "sessionid"]
+    assert runtime_of(client).guard.removed[("cart", "undeclared")] == 1
+
+
+def test_off_leaves_the_sites_cookies_alone(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    client = client_with(make_client, make_config, enforce="off")
+    assert visit(client, "_fbp=1", "cart=2") == ["_fbp", "cart"]
+
+
+def test_malformed_set_cookie_passes_untouched_and_counted(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    client = client_with(make_client, make_config, enforce="strict")
+    response = client.get("/cookies", params={"set": ["no equals sign", "=value-only", "_fbp=1"]})
+    assert response.headers.get_list("set-cookie") == ["no equals sign", "=value-only"]
+    assert runtime_of(client).guard.counts["malformed_set_cookie"] == 2
+
+
+def test_withdrawal_expires_the_withdrawn_cookies_everywhere_they_may_live(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    client = client_with(
+        make_client, make_config, cookie_domains=(".shop.test",), cookie_paths=("/", "/shop")
+    )
+    consent(client, "analytics", "marketing")
+    for name in ("_fbp", "_ga_X1", "sessionid"):
+        client.cookies.set(name, "x", domain="shop.test")
+    response = consent(client, "analytics")  # marketing withdrawn
+    expired = [h for h in response.headers.get_list("set-cookie") if h.startswith("_fbp=")]
+    assert len(expired) == 4  # the host and .shop.test, each on / and /shop
+    assert all("Max-Age=0" in h for h in expired)
+    assert {h.split("Domain=")[1].split(";")[0] for h in expired if "Domain=" in h} == {".shop.test"}
+    assert "_fbp" not in client.cookies
+    assert "_ga_X1" in client.cookies and "sessionid" in client.cookies
+
+
+def test_a_withdrawn_cookie_that_comes_back_keeps_being_expired(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    client = client_with(make_client, make_config)
+    consent(client)
+    client.cookies.set("_fbp", "planted-by-a-script", domain="shop.test")
+    client.cookies.set("cart", "1", domain="shop.test")
+    response = client.get("/")
+    assert set_cookie_names(response) == ["_fbp"]  # cart is undeclared: report mode leaves it
+    assert response.headers["cache-control"] == "private, no-store"
+    assert "_fbp" not in client.cookies and "cart" in client.cookies
+
+
+def test_absurd_cookie_headers_neither_crash_nor_expire_without_bound(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    client = client_with(make_client, make_config, enforce="strict")
+    header = "; ".join(f"c{i}={'x' * 20}" for i in range(3000))  # ~80 KB of undeclared cookies
+    response = client.get("/", headers={"cookie": header})
+    assert response.status_code == 200
+    assert len(response.headers.get_list("set-cookie")) <= 64
+    guard = runtime_of(client).guard
+    assert guard.counts["cookies_not_examined"] == 1
+
+
+_SETS = st.lists(
+    st.sampled_from(["_fbp=1; HttpOnly", "_ga_Z=2", "YSC=3", "_pk_id.9=4", "sessionid=5", "cart=6"]),
+    max_size=6,
+)
+_DECISIONS = st.fixed_dictionaries(
+    {
+        "categories": st.lists(st.sampled_from(["analytics", "personalization", "marketing"]), unique=True),
+        "services": st.lists(st.sampled_from(["youtube", "matomo"]), unique=True),
+    }
+)
+_CATEGORY = {"_fbp": "marketing", "_ga_Z": "analytics", "YSC": "marketing", "_pk_id.9": "analytics"}
+_SERVICE = {"YSC": "youtube", "_pk_id.9": "matomo"}
+
+
+def test_no_cookie_of_a_category_not_granted_reaches_the_browser(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    """Property (strict): for any sequence of consent states and app responses, what reaches the browser is
+    necessary, or granted by category or service; and without analytics consent nothing is recorded."""
+    client = client_with(make_client, make_config, enforce="strict", decisions_per_minute=10_000)
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(steps=st.lists(st.tuples(st.none() | _DECISIONS, _SETS), min_size=1, max_size=4))
+    def sequence(steps: list[tuple[dict[str, list[str]] | None, list[str]]]) -> None:
+        client.cookies.clear()
+        granted: tuple[set[str], set[str]] = (set(), set())
+        for decision, sets in steps:
+            if decision is not None:
+                response = client.post("/_koekje/consent", json=decision)
+                assert response.status_code == 200, response.text
+                granted = (set(decision["categories"]), set(decision["services"]))
+            for name in visit(client, *sets):
+                allowed = (
+                    name == "sessionid"
+                    or _CATEGORY.get(name) in granted[0]
+                    or _SERVICE.get(name, "-") in granted[1]
+                )
+                assert allowed, (name, granted)
+
+    sequence()
+    views = page_views(client)
+    runtime = runtime_of(client)
+    table = runtime.store.table("consent_ledger")
+    rows = runtime.store.query(f"SELECT visitor_id FROM {table} WHERE has(categories, 'analytics')")
+    decided_with_stats = {row[0] for row in rows}
+    assert {v["visitor_id"] for v in views} <= decided_with_stats  # every event has a grant behind it
+
+
+def test_undeclared_names_are_remembered_in_a_bounded_cache(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    client = client_with(make_client, make_config)
+    guard = runtime_of(client).guard
+    for i in range(5000):
+        guard.rule(f"name{i}")
+    assert len(guard._rules) <= 4096
+
+
+def test_enforcement_leaves_responses_without_cookies_untouched(make_client: MakeClient) -> None:
+    client = make_client()
+    response = client.get("/")
+    assert "set-cookie" not in response.headers and "cache-control" not in response.headers
