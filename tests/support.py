@@ -87,7 +87,7 @@ def site() -> Starlette:
 
 
 def demo_config(base: Any) -> Any:
-    """``base`` (a test Config) with the demo's site, banner and topics from its packaged koekje.toml."""
+    """``base`` (a test Config) with the demo's site, consent, banner and topics from its koekje.toml."""
     import msgspec
 
     from koekje.middleware import load_config
@@ -95,7 +95,9 @@ def demo_config(base: Any) -> Any:
     with as_file(files("koekje.demo").joinpath("koekje.toml")) as path:
         demo = load_config(path, {"KOEKJE_SECRET_KEY": SECRET})
     analytics = msgspec.structs.replace(base.analytics, topics=demo.analytics.topics)
-    return msgspec.structs.replace(base, site=demo.site, banner=demo.banner, analytics=analytics)
+    return msgspec.structs.replace(
+        base, site=demo.site, consent=demo.consent, banner=demo.banner, analytics=analytics
+    )
 
 
 def runtime_of(client: TestClient) -> Any:

@@ -82,3 +82,73 @@ def test_a_data_dir_held_by_another_process_is_explained(tmp_path: Path, store: 
     assert result.returncode == 1
     assert "one process per data directory" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+DECIDE = """
+import sys
+from starlette.testclient import TestClient
+from koekje.middleware import KoekjeMiddleware
+from support import site
+
+app = KoekjeMiddleware(site(), "koekje.toml")
+with TestClient(app, base_url="http://shop.test", client=("203.0.113.77", 1)) as client:
+    first = client.post("/_koekje/consent", json={"categories": ["analytics"], "lang": "nl"}).json()
+    client.post("/_koekje/consent", json={"categories": [], "method": "settings"})
+    client.get("/cookies?set=cart%3D1")
+    print(first["consent"]["id"])
+"""
+
+TAMPER = """
+from koekje.analytics import Store
+from koekje.middleware import load_config
+
+with Store(load_config("koekje.toml").store_settings()) as store:
+    store.command(
+        f"ALTER TABLE {store.table('consent_ledger')} UPDATE ip_prefix = '198.51.100.0' WHERE seq = 0 "
+        "SETTINGS mutations_sync = 2"
+    )
+"""
+
+
+def python(script: str, cwd: Path) -> str:
+    env = {**os.environ, "KOEKJE_SECRET_KEY": SECRET, "PYTHONPATH": str(Path(__file__).parent)}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_consent_verify_show_and_cookies(site_dir: Path) -> None:
+    (site_dir / "koekje.toml").write_text(
+        "[analytics]\ndata_dir = 'data'\n"
+        "[[consent.cookies]]\nname = '_fbp'\ncategory = 'marketing'\nduration = '3 months'\n"
+    )
+    consent_id = python(DECIDE, site_dir).strip()
+
+    verified = koekje("consent", "verify", "--save-heads", "heads.txt", cwd=site_dir)
+    assert verified.returncode == 0, verified.stderr
+    assert "2 rows in 1 chains" in verified.stdout and "every chain is whole" in verified.stdout
+    assert len((site_dir / "heads.txt").read_text().splitlines()) == 1
+
+    shown = koekje("consent", "show", consent_id, "--texts", cwd=site_dir)
+    assert shown.returncode == 0, shown.stderr
+    assert "banner" in shown.stdout and "settings" in shown.stdout
+    assert "granted: analytics, necessary" in shown.stdout and "network 203.0.113.0" in shown.stdout
+    assert "Uw keuze over cookies" in shown.stdout  # the texts the visitor was shown
+    assert koekje("consent", "show", "not-an-id", cwd=site_dir).returncode == 1
+
+    cookies = koekje("cookies", cwd=site_dir)
+    assert "_fbp" in cookies.stdout and "marketing" in cookies.stdout
+    assert "cart" in cookies.stdout and "e.g. /cookies" in cookies.stdout
+
+    python(TAMPER, site_dir)
+    broken = koekje("consent", "verify", "--heads", "heads.txt", cwd=site_dir)
+    assert broken.returncode == 1
+    assert "BROKEN: chain" in broken.stderr and "edited?" in broken.stderr

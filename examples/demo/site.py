@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 HERE = Path(__file__).resolve().parent
+INTEREST_COOKIE = "tw_interest"  # declared in koekje.toml (marketing, service "newsletter")
 
 Lang = Literal["nl", "en"]
 LANGS: tuple[Lang, ...] = ("nl", "en")
@@ -159,7 +160,15 @@ def create_site() -> Starlette:
                 # Picked up by the analytics middleware, in addition to the
                 # topic it derives from the path.
                 request.state.koekje_topics = list(page.topics)
-            return render(request, lang, page.key, page)
+            response = render(request, lang, page.key, page)
+            if page.section == "courses":
+                # The site remembers course interest for newsletter offers. It
+                # sets the cookie unconditionally, as sites do; koekje removes
+                # it unless the visitor granted the newsletter service.
+                response.set_cookie(
+                    INTEREST_COOKIE, page.key, max_age=90 * 86400, httponly=True, samesite="lax"
+                )
+            return response
 
         endpoint.__name__ = f"{lang}_{page.key.replace('-', '_')}"
         return endpoint

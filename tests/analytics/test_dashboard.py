@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from starlette.testclient import TestClient
-from support import FakeClock, runtime_of
+from support import FakeClock, consent, page_views, runtime_of
 
 from koekje.analytics import PageView, PageViewSink, Role
 from koekje.analytics.dashboard import SESSION_COOKIE
@@ -169,3 +169,18 @@ def test_logout(client: TestClient) -> None:
 def test_dashboard_can_be_disabled(make_client: MakeClient, make_config: Callable[..., Config]) -> None:
     client = make_client(make_config(dashboard=DashboardSection(enabled=False)))
     assert client.get(f"{DASH}/login").status_code == 404
+
+
+def test_invented_visitor_ids_cannot_lift_a_suppressed_topic(client: TestClient, clock: FakeClock) -> None:
+    """Found by trying: five made-up koekje_vid cookies beside one consent used to count as five visitors.
+    The visitor id now comes from the signed consent, so one visitor stays one visitor."""
+    add_views(client, clock, "implantologie", visitors=1)  # with this visitor: 2, below min_visitors=3
+    consent(client, "analytics")
+    for i in range(5):
+        client.cookies.set("koekje_vid", f"{i}" * 22, domain="shop.test")
+        client.get("/implantologie")
+    mine = [v for v in page_views(client) if v["ts"] == clock.now.replace(tzinfo=None)]
+    assert len(mine) == 5 and len({v["visitor_id"] for v in mine}) == 1
+    assert login(client) == 303
+    html = client.get(f"{DASH}/").text
+    assert "implantologie" not in rows(html)  # six "visitors" would have shown it

@@ -190,3 +190,37 @@ def test_banner_is_reachable_by_keyboard_first(live: LiveSite, context: BrowserC
     page.get_by_role("button", name="Alles accepteren").press("Enter")
     expect(banner(page)).to_be_hidden()
     expect(settings).to_be_focused()  # back where the visitor was
+
+
+def test_a_marketing_cookie_of_the_site_waits_for_consent_and_goes_with_it(
+    live: LiveSite, context: BrowserContext
+) -> None:
+    """The course pages set an HttpOnly marketing cookie whatever the visitor chose; koekje keeps it out of
+    the browser until the newsletter service is granted, and removes it when that is withdrawn."""
+    course = live.url + "/cursussen/implantologie-basis"
+    page = context.new_page()
+    page.goto(course)
+    assert "tw_interest" not in cookie_names(context)
+    page.get_by_role("button", name="Alles weigeren").click()
+    expect(banner(page)).to_be_hidden()
+    page.goto(course)
+    assert "tw_interest" not in cookie_names(context)
+
+    page.get_by_role("button", name="Cookie-instellingen").click()
+    page.get_by_role("button", name="Alles accepteren").click()
+    expect(banner(page)).to_be_hidden()
+    page.goto(course)
+    [interest] = [c for c in context.cookies() if c["name"] == "tw_interest"]
+    assert interest["httpOnly"]
+
+    page.get_by_role("button", name="Cookie-instellingen").click()
+    page.get_by_role("checkbox", name="Marketing").uncheck()
+    with page.expect_response("**/_koekje/consent") as choice:
+        page.get_by_role("button", name="Mijn keuze opslaan").click()
+    expect(banner(page)).to_be_hidden()
+    removals = [h["value"] for h in choice.value.headers_array() if h["name"].lower() == "set-cookie"]
+    assert any(v.startswith("tw_interest=;") and "Max-Age=0" in v for v in removals)  # by the choice itself
+    assert "tw_interest" not in cookie_names(context)
+    page.goto(course)
+    assert "tw_interest" not in cookie_names(context)
+    assert live.runtime.guard.removed[("tw_interest", "not_granted")] >= 2

@@ -1,0 +1,162 @@
+"""Where koekje's tags go into a page: the scanner that finds the head's end without breaking the page, and
+Consent Mode's default before any script."""
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+
+from hypothesis import given
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+from support import consent
+
+from koekje.middleware import Config
+from koekje.middleware.config import ConsentModeSection, ConsentSection
+from koekje.middleware.inject import HeadScanner
+
+MakeClient = Callable[..., TestClient]
+
+# Places where "</head>" and "<script" may appear without being markup.
+DECOYS = [
+    "<!-- </head> <script> -->",
+    "<script>var s = '</head><body>';</script>",
+    "<style>/* </head> */ body{}</style>",
+    "<template><head></head><script></script></template>",
+    "<title>a </head> title</title>",
+    "<textarea></head></textarea>",
+    '<meta name="x" content="a > b </head>">',
+    "<!DOCTYPE html>",
+    "<noscript>plain</noscript>",
+    "text with < and </ and a <3",
+]
+
+
+def scan(document: bytes, pieces: int = 1) -> HeadScanner:
+    scanner = HeadScanner()
+    size = max(1, len(document) // pieces)
+    for end in range(size, len(document) + size, size):
+        if scanner.feed(document[: min(end, len(document))]):
+            break
+    return scanner
+
+
+@given(
+    before=st.lists(st.sampled_from(DECOYS), max_size=6),
+    after=st.lists(st.sampled_from(DECOYS), max_size=3),
+    closing=st.sampled_from(["</head>", "</HEAD >", "</head\n>", "<body>", "<BODY class='x'>"]),
+    pieces=st.integers(1, 40),
+)
+def test_the_head_end_is_found_past_every_decoy(
+    before: list[str], after: list[str], closing: str, pieces: int
+) -> None:
+    head = "<html><head>" + "".join(before)
+    document = (head + closing + "".join(after) + "</body></html>").encode()
+    scanner = scan(document, pieces)
+    assert scanner.head_end == len(head.encode())
+    scripts = [i for i, d in enumerate(before) if d.startswith("<script")]
+    if scripts:  # the first real script start tag, not one inside a comment or a template
+        assert scanner.first_script == len(("<html><head>" + "".join(before[: scripts[0]])).encode())
+    else:
+        assert scanner.first_script is None
+
+
+def test_an_unfinished_head_is_waited_for() -> None:
+    scanner = HeadScanner()
+    assert not scanner.feed(b"<html><head><script>x = '</he")
+    assert not scanner.feed(b"<html><head><script>x = '</head>'</scr")
+    assert scanner.feed(b"<html><head><script>x = '</head>'</script></head>")
+    assert scanner.head_end == len(b"<html><head><script>x = '</head>'</script>")
+
+
+def _page(html: str, **headers: str) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return HTMLResponse(html, headers=headers)
+
+    return endpoint
+
+
+def client_for(
+    make_client: MakeClient, make_config: Callable[..., Config], page: str, **headers: str
+) -> TestClient:
+    config = make_config(consent=ConsentSection(google_consent_mode=ConsentModeSection(enabled=True)))
+    return make_client(config, app=Starlette(routes=[Route("/", _page(page, **headers))]))
+
+
+GTAG = re.compile(
+    r"<script( nonce=\"[^\"]+\")?>window\.dataLayer.*?gtag\('consent','default',(\{.*?\})\);</script>"
+)
+
+
+def test_consent_mode_default_runs_before_any_script(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    page = (
+        "<html><head><!-- <script> --><title>t</title><script src='/gtm.js'></script></head>"
+        "<body></body></html>"
+    )
+    client = client_for(make_client, make_config, page)
+    html = client.get("/").text
+    match = GTAG.search(html)
+    assert match is not None and html.index(match[0]) < html.index("<script src='/gtm.js'>")
+    assert html.index("<!-- <script> -->") < html.index(match[0])
+    state = json.loads(match[2])
+    assert state.pop("wait_for_update") == 500
+    assert state == {
+        "ad_storage": "denied",
+        "ad_user_data": "denied",
+        "ad_personalization": "denied",
+        "analytics_storage": "denied",
+        "functionality_storage": "denied",
+        "personalization_storage": "denied",
+        "security_storage": "granted",  # granted by what is strictly necessary
+    }
+    consent(client, "analytics")
+    granted = json.loads(GTAG.search(client.get("/").text)[2])  # type: ignore[index]
+    assert granted["analytics_storage"] == "granted" and granted["ad_storage"] == "denied"
+
+
+def test_the_pages_csp_nonce_is_used(make_client: MakeClient, make_config: Callable[..., Config]) -> None:
+    csp = "default-src 'self'; script-src 'self' 'nonce-r4nd0m+/='"
+    page = "<html><head><script nonce='r4nd0m+/='>1</script></head><body></body></html>"
+    html = client_for(make_client, make_config, page, **{"content-security-policy": csp}).get("/").text
+    assert '<script nonce="r4nd0m+/=">window.dataLayer' in html
+    assert '<script nonce="r4nd0m+/=" src="/_koekje/banner.js' in html
+
+
+def test_without_a_script_in_the_head_the_default_goes_before_its_end(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    html = (
+        client_for(make_client, make_config, "<html><head><title>t</title></head><body></body></html>")
+        .get("/")
+        .text
+    )
+    assert html.index("gtag('consent','default'") < html.index("banner.css") < html.index("</head>")
+
+
+def test_a_changed_page_drops_the_apps_validators(make_client: MakeClient) -> None:
+    async def page(request: Request) -> Response:
+        return HTMLResponse(
+            "<html><head></head><body>x</body></html>", headers={"etag": '"v1"', "accept-ranges": "bytes"}
+        )
+
+    client = make_client(app=Starlette(routes=[Route("/", page)]))
+    response = client.get("/")
+    assert "banner.js" in response.text
+    assert "etag" not in response.headers and "accept-ranges" not in response.headers
+
+
+def test_a_page_without_head_end_gets_the_tags_before_body(make_client: MakeClient) -> None:
+    async def page(request: Request) -> Response:
+        async def parts() -> object:
+            yield b"<html><head><title>t</title>"
+            yield b"<body><p>no closing head</p></body></html>"
+
+        return StreamingResponse(parts(), media_type="text/html")  # type: ignore[arg-type]
+
+    html = make_client(app=Starlette(routes=[Route("/", page)])).get("/").text
+    assert html.index("banner.js") < html.index("<body>")
