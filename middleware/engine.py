@@ -68,6 +68,7 @@ class ConsentEngine:
         self._defaults = frozenset(settings.regions.opt_out_defaults)
         self._max_age = settings.max_age_days * 86400
         self.name = settings.cookie
+        self._host_name = HOST_PREFIX + settings.cookie
         self.counts: Counter[str] = Counter()
 
     # -- per request --------------------------------------------------------------------------------------
@@ -76,15 +77,7 @@ class ConsentEngine:
         """The visitor as their cookie and signals say, before any implicit decision."""
         incoming = read_incoming(scope, self._settings.honor_dnt)
         consent = self.cookie_consent(incoming)
-        proxies = self.locator.proxies
-        visitor = Visitor(
-            consent,
-            gpc=incoming.gpc,
-            address=proxies.client(scope),
-            scheme=proxies.scheme(scope),
-            locator=self.locator,
-        )
-        return visitor, incoming
+        return Visitor(consent, gpc=incoming.gpc, scope=scope, locator=self.locator), incoming
 
     def implied(self, visitor: Visitor) -> Consent | None:
         """A decision the visitor's region and signals imply that their cookie does not carry yet (to be
@@ -123,7 +116,9 @@ class ConsentEngine:
     def cookie_consent(self, incoming: Incoming) -> Consent | None:
         """The decision in the request's consent cookie, unless forged, expired or superseded."""
         cookies = incoming.cookies
-        value = cookies.get(HOST_PREFIX + self.name) or cookies.get(self.name)
+        if not cookies:
+            return None
+        value = cookies.get(self._host_name) or cookies.get(self.name)
         consent = self.codec.loads(value)
         if consent is not None and consent.id in self.revocations:
             self.counts["superseded_cookie"] += 1

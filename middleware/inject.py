@@ -9,102 +9,108 @@ textarea, title, ...) and templates, and finds:
 - the end of the head: ``</head>``, or the ``<body>`` start tag of a page that omits ``</head>``.
 
 Hand-written: html.parser and friends decode and rebuild the document; this needs byte offsets in a page
-that arrives in pieces, without copying it. It resumes where it stopped when more of the page arrives.
+that arrives in pieces, without copying it. The walk is one regular expression, so the head of a page costs
+one pass in C, not a Python step per tag; while the head is incomplete it is tried again only once the page
+has doubled, so a page in tiny pieces still costs linear time.
 """
 
 from __future__ import annotations
 
 import re
 
-_RAW_TEXT = frozenset(
-    {b"script", b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes", b"template"}
+
+def _ci(word: bytes) -> bytes:
+    """``word`` in either case, as a pattern: cheaper than compiling the whole walk with IGNORECASE."""
+    return b"".join(b"[%c%c]" % (c, c ^ 0x20) if chr(c).isalpha() else re.escape(bytes([c])) for c in word)
+
+
+_RAW_TAGS = (
+    b"script",
+    b"style",
+    b"textarea",
+    b"title",
+    b"xmp",
+    b"iframe",
+    b"noembed",
+    b"noframes",
+    b"template",
 )
-_TAG_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9-]*")
-_COMMENT_END = re.compile(rb"--!?>")
+_RAW = b"|".join(_ci(tag) for tag in _RAW_TAGS)
+_HEAD, _BODY = _ci(b"head"), _ci(b"body")
+# What may stand between a tag's name and its ">": runs of plain characters, and attribute values; a quote
+# opens a value only right after "=" and must be closed (a value may contain ">", and a page that arrives in
+# pieces may end inside one).
+_ATTRIBUTES = rb"""(?:[^>="']++|=\s*"[^"]*"|=\s*'[^']*'|=(?!\s*["'])|["'])*+"""
+
+
+def _walk(stop_at_script: bool) -> re.Pattern[bytes]:
+    """Markup that is not the end of the head (nor, when asked, a script): text, comments, declarations,
+    raw-text elements with their content, other tags. Possessive: it never backtracks, so no input costs
+    more than linear time. (No capturing groups: CPython 3.11's re mishandles them in possessive loops.)"""
+    raw = [tag for tag in _RAW_TAGS if not (stop_at_script and tag == b"script")]
+    # A raw-text element whole, up to its end tag: runs of text at C speed, never a lazy ".*?".
+    elements = b"|".join(
+        _ci(t)
+        + rb"(?=[\s/>])"
+        + _ATTRIBUTES
+        + rb">(?:[^<]++|<(?!/"
+        + _ci(t)
+        + rb"[\s/>]))*+</"
+        + _ci(t)
+        + rb"[\s/>]"
+        for t in raw
+    )
+    # Most common first: text, then tags whose first letter no raw-text element (nor body) has.
+    return re.compile(
+        rb"(?:"
+        rb"[^<]++"  # text
+        rb"|<(?![sStTxXiInNbB])[A-Za-z][A-Za-z0-9-]*+" + _ATTRIBUTES + rb">"  # most start tags
+        rb"|</(?!" + _HEAD + rb"[\s/>])[A-Za-z][^>]*+>"  # end tags
+        rb"|<(?=[sStTxXiInN])(?:" + elements + rb")"  # raw text, to its end tag
+        rb"|<(?!(?:"
+        + _BODY
+        + b"|"
+        + _RAW
+        + rb")[\s/>])[A-Za-z][A-Za-z0-9-]*+"
+        + _ATTRIBUTES
+        + rb">"  # the rest
+        rb"|<!--(?:[^-]++|-(?!-!?>))*+--!?>"  # a comment
+        rb"|<(?!!--)[!?][^>]*+>"  # <!DOCTYPE>, <?...>
+        rb"|</?(?![!?/A-Za-z])"  # a "<" or "</" in text
+        rb")*+",
+    )
+
+
+_TO_HEAD_END = _walk(stop_at_script=False)
+_TO_SCRIPT = _walk(stop_at_script=True)
+_HEAD_END = re.compile(rb"</" + _HEAD + rb"[\s/>]|<" + _BODY + rb"[\s/>]")
+_SCRIPT = re.compile(rb"<" + _ci(b"script") + rb"[\s/>]")
 
 
 class HeadScanner:
+    __slots__ = ("_tried_at", "head_end")
+
     def __init__(self) -> None:
-        self._pos = 0
-        self._raw_end: re.Pattern[bytes] | None = None  # inside a raw-text element: its end tag
-        self.first_script: int | None = None
+        self._tried_at = 0  # the page's length when the walk last stopped short of the head's end
         self.head_end: int | None = None
 
-    def feed(self, data: bytes | bytearray) -> bool:
-        """Scan ``data`` (everything received so far) from where the last call stopped; True once the end
-        of the head is known."""
+    def feed(self, data: bytes | bytearray, final: bool = False) -> bool:
+        """Look at ``data`` (everything received so far; ``final`` when that is all); True once the end of
+        the head is known (``head_end``)."""
+        if self.head_end is not None:
+            return True
         n = len(data)
-        while self.head_end is None:
-            if self._raw_end is not None:
-                match = self._raw_end.search(data, self._pos)
-                if match is None:
-                    self._pos = max(self._pos, n - 16)  # the end tag may straddle the next piece
-                    return False
-                self._pos, self._raw_end = match.start(), None
-                continue
-            lt = data.find(b"<", self._pos)
-            if lt < 0 or lt + 1 >= n:
-                self._pos = n if lt < 0 else lt
-                return False
-            after = data[lt + 1 : lt + 2]
-            if data.startswith(b"<!--", lt):
-                comment = _COMMENT_END.search(data, lt + 4)
-                if comment is None:
-                    self._pos = lt
-                    return False
-                self._pos = comment.end()
-            elif after in (b"!", b"?"):
-                end = data.find(b">", lt)
-                if end < 0:
-                    self._pos = lt
-                    return False
-                self._pos = end + 1
-            elif after == b"/":
-                closing = _TAG_NAME.match(data, lt + 2)
-                if closing is None or closing.end() >= n:
-                    if closing is None and lt + 2 < n:
-                        self._pos = lt + 1  # "</ " or "</3": text, not a tag
-                        continue
-                    self._pos = lt
-                    return False
-                if closing[0].lower() == b"head":
-                    self.head_end = lt
-                    return True
-                self._pos = closing.end()
-            else:
-                name = _TAG_NAME.match(data, lt + 1)
-                if name is None:
-                    self._pos = lt + 1  # a "<" in text
-                    continue
-                end = _tag_end(data, name.end())
-                if end < 0:
-                    self._pos = lt
-                    return False
-                tag = name[0].lower()
-                if tag == b"body":
-                    self.head_end = lt
-                    return True
-                if tag == b"script" and self.first_script is None:
-                    self.first_script = lt
-                if tag in _RAW_TEXT:  # "<script/>" opens a script too: HTML has no self-closing here
-                    self._raw_end = re.compile(rb"</" + re.escape(tag) + rb"[\s/>]", re.IGNORECASE)
-                self._pos = end
+        if n < 2 * self._tried_at and not final:
+            return False
+        end = _TO_HEAD_END.match(data).end()  # type: ignore[union-attr]  # matches, if only the empty string
+        if _HEAD_END.match(data, end) is None:
+            self._tried_at = max(n, 1)  # incomplete (or broken) markup at ``end``: wait for more
+            return False
+        self.head_end = end
         return True
 
-
-def _tag_end(data: bytes | bytearray, i: int) -> int:
-    """The offset just past a start tag's ``>`` (quoted attribute values may contain ``>``); -1 when the
-    tag is not complete yet."""
-    n = len(data)
-    while i < n:
-        char = data[i]
-        if char == 0x3E:  # >
-            return i + 1
-        if char in (0x22, 0x27):  # " or '
-            close = data.find(bytes((char,)), i + 1)
-            if close < 0:
-                return -1
-            i = close + 1
-        else:
-            i += 1
-    return -1
+    def first_script(self, data: bytes | bytearray) -> int | None:
+        """Where the first script of the head starts, if one does (after ``feed`` found the head's end)."""
+        assert self.head_end is not None
+        script = _TO_SCRIPT.match(data, 0, self.head_end).end()  # type: ignore[union-attr]
+        return script if _SCRIPT.match(data, script) is not None else None

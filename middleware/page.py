@@ -55,6 +55,23 @@ class Pages:
 class PageResponse:
     """Wraps ``send`` for one request. Holds nothing beyond this request."""
 
+    __slots__ = (
+        "_body",
+        "_held",
+        "_implied",
+        "_incoming",
+        "_is_page",
+        "_nonce",
+        "_pages",
+        "_path",
+        "_previous",
+        "_root_path",
+        "_scanner",
+        "_scope",
+        "_send",
+        "_visitor",
+    )
+
     def __init__(
         self,
         pages: Pages,
@@ -80,7 +97,7 @@ class PageResponse:
         self._held: Message | None = None  # the response start, while the tags are not yet placed
         self._nonce: str | None = None
         self._body = bytearray()
-        self._scanner = HeadScanner()
+        self._scanner: HeadScanner | None = None  # only for a page whose start is held
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -93,12 +110,14 @@ class PageResponse:
 
     async def _start(self, message: Message) -> None:
         message["headers"] = headers = list(message.get("headers", ()))
-        html = encoded = partial = False
+        html = encoded = partial = sets_cookies = False
         csp = None
         for name, value in headers:
             name = name.lower()
             if name == b"content-type":
                 html = value.startswith(b"text/html")
+            elif name == b"set-cookie":
+                sets_cookies = True
             elif name == b"content-encoding":
                 encoded = True
             elif name == b"content-range":
@@ -109,13 +128,16 @@ class PageResponse:
         self._is_page = html and get and message["status"] == 200
         if self._is_page and self._implied is not None:
             self._record_implied()
-        if self._cookies(headers):
+        if (sets_cookies or self._incoming.cookies or self._implied is not None) and self._cookies(
+            headers, sets_cookies
+        ):
             # A response that sets or removes a visitor's cookies must not be kept by shared caches.
             MutableHeaders(raw=headers)["cache-control"] = "private, no-store"
         pages = self._pages
         whole = message["status"] != 206 and not partial and not encoded
         if html and get and whole and (pages.tags is not None or pages.consent_mode is not None):
-            self._nonce = script_nonce(csp)
+            self._nonce = script_nonce(csp) if csp is not None else None
+            self._scanner = HeadScanner()
             self._held = message
         else:
             await self._send(message)
@@ -130,7 +152,7 @@ class PageResponse:
             self._visitor = self._visitor.with_consent(self._previous)
             self._implied = None
 
-    def _cookies(self, headers: list[tuple[bytes, bytes]]) -> bool:
+    def _cookies(self, headers: list[tuple[bytes, bytes]], sets_cookies: bool) -> bool:
         """Enforce the visitor's choice on the app's cookies and the browser's; add koekje's own. True when
         koekje added a Set-Cookie."""
         pages, visitor = self._pages, self._visitor
@@ -138,7 +160,8 @@ class PageResponse:
         consent = visitor.consent
         added = []
         if pages.guard.enabled:
-            pages.guard.filter(headers, consent, self._path)
+            if sets_cookies:
+                pages.guard.filter(headers, consent, self._path)
             if self._incoming.cookies:
                 added += pages.guard.expiries(self._incoming.cookies, consent, secure=engine.secure(visitor))
         if self._implied is not None:
@@ -160,24 +183,28 @@ class PageResponse:
         if self._body or more:  # a page in parts: gather them until the end of the head shows up
             self._body += chunk
         data = self._body or chunk
-        found = self._scanner.feed(data)
+        assert self._scanner is not None
+        found = self._scanner.feed(data, final=not more)
         if not found and more and len(data) <= MAX_HELD_BYTES:
             return
         if found:
             data, extra = self._insert(bytes(data))
-            _add_to_content_length(self._held["headers"], extra)
-            _drop_validators(self._held["headers"])
+            self._held["headers"] = _changed_body(self._held["headers"], extra)
         await self._release(bytes(data), more)
 
     def _insert(self, data: bytes) -> tuple[bytes, int]:
         """The page with Consent Mode's default before its first script and the banner tags at the end of
         its head; and how many bytes that added."""
         scanner, pages = self._scanner, self._pages
+        assert scanner is not None
         head_end = scanner.head_end
         assert head_end is not None
         tags = pages.tags.render(self._root_path, self._nonce) if pages.tags is not None else b""
-        default = pages.consent_mode.script(self._visitor.consent, self._nonce) if pages.consent_mode else b""
-        first = scanner.first_script if scanner.first_script is not None else head_end
+        if pages.consent_mode is None:
+            return data[:head_end] + tags + data[head_end:], len(tags)
+        default = pages.consent_mode.script(self._visitor.consent, self._nonce)
+        first = scanner.first_script(data)
+        first = head_end if first is None else first
         data = data[:first] + default + data[first:head_end] + tags + data[head_end:]
         return data, len(default) + len(tags)
 
@@ -191,13 +218,15 @@ class PageResponse:
             await self._send({"type": "http.response.body", "body": body, "more_body": more})
 
 
-def _add_to_content_length(headers: list[tuple[bytes, bytes]], extra: int) -> None:
-    for i, (name, value) in enumerate(headers):
-        if name.lower() == b"content-length":
-            headers[i] = (name, str(int(value) + extra).encode("latin-1"))
-
-
-def _drop_validators(headers: list[tuple[bytes, bytes]]) -> None:
-    """The page koekje sends is not the one the app's ETag names, and byte ranges of it would not match the
-    app's: a resumed or conditional request must not mix the two."""
-    headers[:] = [(n, v) for n, v in headers if n.lower() not in (b"etag", b"accept-ranges")]
+def _changed_body(headers: list[tuple[bytes, bytes]], extra: int) -> list[tuple[bytes, bytes]]:
+    """The headers of a page that grew by ``extra`` bytes. Its ETag named the app's page, and byte ranges of
+    this one would not match the app's: a resumed or conditional request must not mix the two."""
+    changed = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"content-length":
+            value = str(int(value) + extra).encode("latin-1")
+        elif lower == b"etag" or lower == b"accept-ranges":
+            continue
+        changed.append((name, value))
+    return changed

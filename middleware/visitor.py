@@ -6,7 +6,7 @@ held here, in memory, for the region lookup; only its truncated prefix ever trav
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 from uuid import UUID
 
 from starlette.requests import cookie_parser
@@ -22,13 +22,16 @@ MAX_COOKIE_HEADER = 16 * 1024
 _UNSET = object()
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
+class Incoming(NamedTuple):
     """The request headers koekje reads, parsed in one pass."""
 
     cookies: dict[str, str]
     gpc: bool  # Sec-GPC: 1 (or DNT: 1 when configured)
     clipped: bool  # the Cookie header was longer than MAX_COOKIE_HEADER
+
+
+_NOTHING = Incoming({}, False, False)  # shared: nobody changes an Incoming
+_SIGNAL = Incoming({}, True, False)
 
 
 def read_incoming(scope: Scope, honor_dnt: bool) -> Incoming:
@@ -40,7 +43,7 @@ def read_incoming(scope: Scope, honor_dnt: bool) -> Incoming:
         elif name == b"sec-gpc" or (honor_dnt and name == b"dnt"):
             gpc = gpc or value.strip() == b"1"
     if not cookie_headers:
-        return Incoming({}, gpc, False)
+        return _SIGNAL if gpc else _NOTHING
     raw = b"; ".join(cookie_headers)
     clipped = len(raw) > MAX_COOKIE_HEADER
     return Incoming(cookie_parser(raw[:MAX_COOKIE_HEADER].decode("latin-1")), gpc, clipped)
@@ -59,20 +62,33 @@ class Locator:
 
 class Visitor:
     """The visitor's consent (their decision, or what the region and their browser's signals imply), and
-    where they are (looked up only when asked for)."""
+    where they are: worked out only when asked for, so a visitor nobody asks about costs nothing."""
 
-    __slots__ = ("_locator", "_prefix", "_region", "address", "consent", "gpc", "scheme")
+    __slots__ = ("_address", "_locator", "_prefix", "_region", "_scheme", "_scope", "consent", "gpc")
 
-    def __init__(
-        self, consent: Consent | None, *, gpc: bool, address: str | None, scheme: str, locator: Locator
-    ) -> None:
+    def __init__(self, consent: Consent | None, *, gpc: bool, scope: Scope, locator: Locator) -> None:
         self.consent = consent
         self.gpc = gpc
-        self.address = address  # the full client address: in memory only, never stored or logged
-        self.scheme = scheme  # as the visitor used it (https behind a TLS proxy)
+        self._scope = scope
         self._locator = locator
+        self._address: object = _UNSET
+        self._scheme: object = _UNSET
         self._prefix: object = _UNSET
         self._region: object = _UNSET
+
+    @property
+    def address(self) -> str | None:
+        """The full client address: in memory only, never stored or logged."""
+        if self._address is _UNSET:
+            self._address = self._locator.proxies.client(self._scope)
+        return self._address  # type: ignore[return-value]
+
+    @property
+    def scheme(self) -> str:
+        """``https`` or ``http``, as the visitor used it (https behind a TLS proxy)."""
+        if self._scheme is _UNSET:
+            self._scheme = self._locator.proxies.scheme(self._scope)
+        return self._scheme  # type: ignore[return-value]
 
     @property
     def id(self) -> UUID | None:
@@ -90,14 +106,16 @@ class Visitor:
     def prefix(self) -> str | None:
         """The truncated address (what may be stored), or None without a usable address."""
         if self._prefix is _UNSET:
-            self._prefix = self._locator.truncate(self.address) if self.address else None
+            address = self.address
+            self._prefix = self._locator.truncate(address) if address else None
         return self._prefix  # type: ignore[return-value]
 
     @property
     def region(self) -> str | None:
         """ISO 3166 country (or country-subdivision) code, or None when unknown (the strictest rules)."""
         if self._region is _UNSET:
-            self._region = self._locator.geo.region(self.address, self.prefix)
+            geo = self._locator.geo
+            self._region = geo.region(self.address, self.prefix) if geo.configured else None
         return self._region  # type: ignore[return-value]
 
     @property
@@ -111,9 +129,8 @@ class Visitor:
 
     def with_consent(self, consent: Consent | None) -> Visitor:
         """The same visitor under another consent (a new value; this one is not changed)."""
-        other = Visitor(
-            consent, gpc=self.gpc, address=self.address, scheme=self.scheme, locator=self._locator
-        )
+        other = Visitor(consent, gpc=self.gpc, scope=self._scope, locator=self._locator)
+        other._address, other._scheme = self._address, self._scheme
         other._prefix, other._region = self._prefix, self._region
         return other
 

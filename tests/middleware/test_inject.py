@@ -5,6 +5,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -39,7 +40,7 @@ def scan(document: bytes, pieces: int = 1) -> HeadScanner:
     scanner = HeadScanner()
     size = max(1, len(document) // pieces)
     for end in range(size, len(document) + size, size):
-        if scanner.feed(document[: min(end, len(document))]):
+        if scanner.feed(document[: min(end, len(document))], final=end >= len(document)):
             break
     return scanner
 
@@ -59,16 +60,18 @@ def test_the_head_end_is_found_past_every_decoy(
     assert scanner.head_end == len(head.encode())
     scripts = [i for i, d in enumerate(before) if d.startswith("<script")]
     if scripts:  # the first real script start tag, not one inside a comment or a template
-        assert scanner.first_script == len(("<html><head>" + "".join(before[: scripts[0]])).encode())
+        assert scanner.first_script(document) == len(
+            ("<html><head>" + "".join(before[: scripts[0]])).encode()
+        )
     else:
-        assert scanner.first_script is None
+        assert scanner.first_script(document) is None
 
 
 def test_an_unfinished_head_is_waited_for() -> None:
     scanner = HeadScanner()
     assert not scanner.feed(b"<html><head><script>x = '</he")
     assert not scanner.feed(b"<html><head><script>x = '</head>'</scr")
-    assert scanner.feed(b"<html><head><script>x = '</head>'</script></head>")
+    assert scanner.feed(b"<html><head><script>x = '</head>'</script></head>", final=True)
     assert scanner.head_end == len(b"<html><head><script>x = '</head>'</script>")
 
 
@@ -160,3 +163,20 @@ def test_a_page_without_head_end_gets_the_tags_before_body(make_client: MakeClie
 
     html = make_client(app=Starlette(routes=[Route("/", page)])).get("/").text
     assert html.index("banner.js") < html.index("<body>")
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        b'<meta a="x ' * 20_000,  # a tag that never ends, full of half-open values
+        b"<!-- " + b"-- > " * 20_000,  # a comment that never ends
+        b"<script>" + b"</scrip " * 20_000,  # a script that never ends
+        b"<a " + b"= " * 20_000,
+    ],
+)
+def test_hostile_heads_cost_linear_time(hostile: bytes) -> None:
+    """Each would take exponential time in a backtracking pattern; here each finishes (and finds nothing)."""
+    scanner = HeadScanner()
+    page = b"<html><head>" + hostile
+    assert not scanner.feed(page, final=True)
+    assert scanner.head_end is None
