@@ -65,6 +65,8 @@ class Runtime:
             categories=consent.categories,
             policy_revision=consent.policy_revision,
             privacy_url=config.banner.privacy_url,
+            consent_cookie=consent.cookie,
+            consent_days=consent.max_age_days,
         )
         for language in config.banner.languages:
             self.ledger.register_texts(

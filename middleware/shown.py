@@ -18,6 +18,9 @@ from koekje.banner import texts
 from .declarations import NECESSARY, CookieRule, Declarations, Service
 
 
+_NOT_TEXTS = frozenset({"categories", "consent_cookie"})  # shown elsewhere in the content
+
+
 class BannerContent:
     def __init__(
         self,
@@ -27,12 +30,16 @@ class BannerContent:
         categories: tuple[str, ...],
         policy_revision: int,
         privacy_url: str | None,
+        consent_cookie: str,
+        consent_days: int,
     ) -> None:
         self._declarations = declarations
         self._languages = languages
         self._categories = (NECESSARY, *categories)
         self._revision = policy_revision
         self._privacy_url = privacy_url
+        self._consent_cookie = consent_cookie
+        self._consent_days = consent_days
         self.body = cache(self._body)
         self.canonical = cache(self._canonical)
         self.hash = cache(self._hash)
@@ -42,7 +49,7 @@ class BannerContent:
         return {
             "lang": lang,
             "policy_revision": self._revision,
-            "texts": {key: value for key, value in words.items() if key != "categories"},
+            "texts": {key: value for key, value in words.items() if key not in _NOT_TEXTS},
             "privacy_url": self._privacy_url,
             "categories": [
                 {
@@ -50,11 +57,25 @@ class BannerContent:
                     "required": category == NECESSARY,
                     **words["categories"][category],
                     "services": [self._service(s, lang) for s in self._declarations.services_of(category)],
-                    "cookies": [self._cookie(c, lang) for c in self._declarations.cookies_of(category)],
+                    "cookies": self._own(words) * (category == NECESSARY)
+                    + [self._cookie(c, lang) for c in self._declarations.cookies_of(category)],
                 }
                 for category in self._categories
             ],
         }
+
+    def _own(self, words: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """koekje's own cookie, declared by koekje (``__Host-`` prefixed on https)."""
+        return [
+            {
+                "name": self._consent_cookie,
+                "service": None,
+                "provider": "",
+                "purpose": words["consent_cookie"],
+                "duration": f"{self._consent_days} days",
+                "party": "first",
+            }
+        ]
 
     def _canonical(self, lang: str) -> str:
         return json.dumps(self.body(lang), sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -206,3 +206,17 @@ def test_enforcement_leaves_responses_without_cookies_untouched(make_client: Mak
     client = make_client()
     response = client.get("/")
     assert "set-cookie" not in response.headers and "cache-control" not in response.headers
+
+
+def test_config_json_lists_services_and_cookies_per_category(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    client = client_with(make_client, make_config)
+    body = client.get("/_koekje/config.json?lang=en").json()
+    by_id = {category["id"]: category for category in body["categories"]}
+    assert [c["name"] for c in by_id["necessary"]["cookies"]] == ["koekje_consent", "sessionid"]
+    assert "only if you allow statistics" in by_id["necessary"]["cookies"][0]["purpose"]
+    assert [s["id"] for s in by_id["marketing"]["services"]] == ["youtube"]
+    assert by_id["marketing"]["services"][0]["provider"] == "Google"
+    assert {c["name"]: c["service"] for c in by_id["marketing"]["cookies"]} == {"_fbp": None, "YSC": "youtube"}
+    assert [c["duration"] for c in by_id["analytics"]["cookies"]] == ["13 months", "13 months"]
