@@ -35,6 +35,9 @@ class KoekjeMiddleware:
         if scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
             return
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -50,6 +53,23 @@ class KoekjeMiddleware:
         implied = engine.implied(visitor)
         scope["koekje"] = visitor if implied is None else visitor.with_consent(implied)
         await self.app(scope, receive, runtime.pages.respond(scope, path, visitor, incoming, implied, send))
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket handshake can set cookies too: its accept goes through the same enforcement, and the
+        app sees the visitor in ``scope["koekje"]`` (no implicit decision is made here: no page, no proof)."""
+        runtime = self.runtime
+        await runtime.ensure_started()
+        visitor, _ = runtime.engine.read(scope)
+        scope["koekje"] = visitor
+        guard, path = runtime.guard, _route_path(scope)
+
+        async def send_enforced(message: Message) -> None:
+            if message["type"] == "websocket.accept" and guard.enabled and message.get("headers"):
+                message["headers"] = headers = list(message["headers"])
+                guard.filter(headers, visitor.consent, path)
+            await send(message)
+
+        await self.app(scope, receive, send_enforced)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Start with the app and drain the write queues when it stops."""

@@ -26,6 +26,7 @@ from .topics import TOPIC_NAME
 SECRET_ENV = "KOEKJE_SECRET_KEY"  # noqa: S105 (the variable's name, not a secret)
 DSN_ENV = "KOEKJE_CLICKHOUSE_DSN"
 MIN_SECRET_LENGTH = 32
+MIN_SECRET_SYMBOLS = 12  # distinct characters: a random 32-character key has about 25
 # The categories the banner has texts for; "necessary" is implied and cannot be refused.
 KNOWN_CATEGORIES = ("analytics", "personalization", "marketing")
 _COOKIE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -54,7 +55,7 @@ class SiteSection(_Section, frozen=True):
     secure_cookies: bool | None = None
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"(/[A-Za-z0-9_.-]+)+", self.prefix):
+        if not re.fullmatch(r"(/[A-Za-z0-9_.-]+)+", self.prefix) or {".", ".."} & set(self.prefix.split("/")):
             raise ValueError(f"site.prefix must look like '/_koekje', not {self.prefix!r}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.id):
             raise ValueError("site.id must be 1-64 letters, digits, '.', '_' or '-'")
@@ -178,10 +179,15 @@ class ConsentSection(_Section, frozen=True):
         for name in (self.cookie, self.visitor_cookie):
             if not _COOKIE_NAME.fullmatch(name):
                 raise ValueError(f"consent cookie name {name!r}: use letters, digits, '_' or '-'")
+            if name.lower().startswith(("__host-", "__secure-")):
+                raise ValueError(
+                    f"consent cookie name {name!r}: leave out the prefix; koekje adds __Host- on https "
+                    "itself (consent.host_prefix), and a prefixed cookie would not be kept on http"
+                )
         if self.cookie == self.visitor_cookie:
             raise ValueError("consent.cookie and consent.visitor_cookie must differ")
         for domain in self.cookie_domains:
-            if not _DOMAIN.fullmatch(domain):
+            if not _DOMAIN.fullmatch(domain.lower()) or "." not in domain.strip("."):
                 raise ValueError(f"consent.cookie_domains: {domain!r} is not a domain such as '.example.nl'")
         for path in self.cookie_paths:
             if not _COOKIE_PATH.fullmatch(path):
@@ -242,6 +248,12 @@ class BannerSection(_Section, frozen=True):
     privacy_url: str | None = None
 
     def __post_init__(self) -> None:
+        url = self.privacy_url
+        if url is not None and not (re.match(r"https?://[^\s]+$", url) or re.match(r"/(?!/)[^\s]*$", url)):
+            raise ValueError(
+                f"banner.privacy_url {url[:60]!r}: give a path on this site ('/privacy') "
+                "or an http(s) address"
+            )
         missing = [lang for lang in self.languages if lang not in available_languages()]
         if not self.languages or missing:
             raise ValueError(
@@ -338,6 +350,11 @@ class Config(_Section, frozen=True):
             )
         if any(len(key) < MIN_SECRET_LENGTH for key in self.secret_keys):
             raise ConfigError(f"each key in {SECRET_ENV} must have at least {MIN_SECRET_LENGTH} characters")
+        if any(len(set(key)) < MIN_SECRET_SYMBOLS for key in self.secret_keys):
+            raise ConfigError(
+                f"a key in {SECRET_ENV} repeats a few characters: use a random value, e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
         try:
             self.store_settings()
             self.recorder_settings()

@@ -46,6 +46,7 @@ class Consent:
     # banner still asks. Survives a later GPC narrowing of a hand-made choice.
     decided: bool = True
     gpc: bool = False  # the browser sent Global Privacy Control when this decision was made
+    legacy: bool = False  # signed by koekje 0.1 (no decision time of its own)
 
     def allows(self, category: str) -> bool:
         return category in self.categories
@@ -187,6 +188,7 @@ class ConsentCookies:
             visitor,
             decided=payload.get("d", 1) == 1,
             gpc=payload.get("g", 0) == 1,
+            legacy="t" not in payload,
         )
 
 

@@ -163,12 +163,15 @@ class ConsentEndpoints:
         )
         before = current or _NOTHING
         grants_more = bool((consent.categories - before.categories) | (consent.services - before.services))
+        # A narrowing of a valid decision is never refused and costs no budget (it needs an earlier,
+        # budgeted grant); a first decision that grants nothing is budgeted but takes effect regardless.
+        charge = grants_more or current is None
         try:
-            future = engine.record(visitor, consent, lang, previous=current, wait=True)
+            future = engine.record(visitor, consent, lang, previous=current, wait=True, charge=charge)
         except DecisionRefused as exc:
             if grants_more:
                 return _error(429, str(exc), {"Retry-After": str(exc.retry_after)})
-            future = None  # withdrawing is never refused; it takes effect unrecorded (counted)
+            future = None  # refusing is never refused: it takes effect, unrecorded (counted)
         if future is not None and not await self._durable(future) and grants_more:
             return _error(503, "your choice could not be recorded just now; please try again")
 
@@ -204,7 +207,7 @@ class ConsentEndpoints:
         if not isinstance(lang, str) or lang not in self._languages:
             lang = self._languages[0]
         method = data.get("method", "banner")
-        if method not in _CLIENT_METHODS:
+        if not isinstance(method, str) or method not in _CLIENT_METHODS:
             raise ValueError(f"method must be one of {sorted(_CLIENT_METHODS)}")
         return categories, services, lang, Method(method)
 

@@ -17,11 +17,14 @@ from enum import StrEnum
 from typing import Literal
 
 from .consent import Consent
-from .cookies import expire, set_cookie_name
+from .cookies import expire, is_token, set_cookie_name
 from .declarations import NECESSARY, CookieRule, Declarations
 
 # More cookies than this in one request are not looked at (and counted): a browser sends far fewer.
 MAX_EXPIRED_PER_REQUEST = 64
+# Removal headers per response, at most (about 3 KB): response headers beyond a proxy's buffer (nginx: 4 KB
+# by default) turn into 502s. What is left over goes with the next responses.
+MAX_EXPIRY_HEADERS = 32
 _CACHE_SIZE = 4096
 Header = tuple[bytes, bytes]
 Enforce = Literal["strict", "report", "off"]
@@ -92,10 +95,10 @@ class CookieGuard:
                 kept.append(header)
                 continue
             name = set_cookie_name(header[1])
-            if name is None:
-                self.counts["malformed_set_cookie"] += 1  # passed through untouched
-                kept.append(header)
-                continue
+            if not is_token(name):
+                # Browsers keep such cookies (no name, spaces, quotes, non-ASCII): never declared, so
+                # undeclared; strict removes them like any other.
+                self.counts["odd_cookie_name"] += 1
             reason = self.allowed(name, consent)
             if reason is None:
                 if self.mode == "report" and name not in self._own and self.rule(name) is None:
@@ -117,6 +120,9 @@ class CookieGuard:
                 break
             if self.allowed(name, consent) is None:
                 continue
+            if len(headers) + len(self._places) > MAX_EXPIRY_HEADERS:
+                self.counts["expiries_deferred"] += 1
+                break
             for domain, path in self._places:
                 header = expire(name, domain=domain, path=path, secure=secure)
                 if header is not None:

@@ -23,6 +23,7 @@ from .config import ConsentSection
 from .consent import Consent, ConsentCookies, Revocations
 from .cookies import delete_cookie, set_cookie
 from .declarations import Declarations
+from .ip import Truncator
 from .ratelimit import PrefixBudget
 from .regions import OPT_OUT
 from .visitor import Incoming, Locator, Visitor, read_incoming
@@ -64,7 +65,12 @@ class ConsentEngine:
         self._texts_hash = texts_hash
         self._clock = clock
         self._secure_setting = secure_cookies
+        # Decisions are budgeted per network, independent of how much of the address is stored: per /24 for
+        # IPv4 and /48 for IPv6, and (since one site may hold many /48s) per IPv6 /32 at eight times that.
         self._budget = PrefixBudget(settings.decisions_per_minute)
+        self._wide_budget = PrefixBudget(settings.decisions_per_minute * 8)
+        self._network = Truncator(24, 48)
+        self._wide_network = Truncator(24, 32)
         self._defaults = frozenset(settings.regions.opt_out_defaults)
         self._max_age = settings.max_age_days * 86400
         self.name = settings.cookie
@@ -76,7 +82,7 @@ class ConsentEngine:
     def read(self, scope: Scope) -> tuple[Visitor, Incoming]:
         """The visitor as their cookie and signals say, before any implicit decision."""
         incoming = read_incoming(scope, self._settings.honor_dnt)
-        consent = self.cookie_consent(incoming)
+        consent = self.cookie_consent(incoming, scope)
         return Visitor(consent, gpc=incoming.gpc, scope=scope, locator=self.locator), incoming
 
     def implied(self, visitor: Visitor) -> Consent | None:
@@ -113,30 +119,55 @@ class ConsentEngine:
         services = self._declarations.services
         return frozenset(s for s in consent.services if s in services and services[s].category in GPC_REFUSES)
 
-    def cookie_consent(self, incoming: Incoming) -> Consent | None:
-        """The decision in the request's consent cookie, unless forged, expired or superseded."""
+    def cookie_consent(self, incoming: Incoming, scope: Scope) -> Consent | None:
+        """The decision in the request's consent cookie, unless forged, expired or superseded.
+
+        On https the cookie is ``__Host-`` prefixed, which a sibling subdomain or a network attacker cannot
+        plant. Under the plain name there, only a cookie from before the prefix existed (koekje 0.1, no
+        decision time of its own) still counts, to be moved over: anyone could plant a newer one."""
         cookies = incoming.cookies
         if not cookies:
             return None
-        value = cookies.get(self._host_name) or cookies.get(self.name)
+        value = cookies.get(self._host_name)
+        plain = value is None
+        if plain:
+            value = cookies.get(self.name)
         consent = self.codec.loads(value)
-        if consent is not None and consent.id in self.revocations:
+        if consent is None:
+            return None
+        if plain and not consent.legacy and self._settings.host_prefix and self._secure_scope(scope):
+            self.counts["plain_cookie_on_https"] += 1
+            return None
+        if consent.id in self.revocations:
             self.counts["superseded_cookie"] += 1
             return None
         return consent
 
+    def _secure_scope(self, scope: Scope) -> bool:
+        if self._secure_setting is not None:
+            return self._secure_setting
+        return self.locator.proxies.scheme(scope) == "https"
+
     # -- decisions ----------------------------------------------------------------------------------------
 
     def record(
-        self, visitor: Visitor, consent: Consent, lang: str, *, previous: Consent | None, wait: bool
+        self,
+        visitor: Visitor,
+        consent: Consent,
+        lang: str,
+        *,
+        previous: Consent | None,
+        wait: bool,
+        charge: bool = True,
     ) -> Future[None] | None:
-        """Hand a decision to the ledger. Raises DecisionRefused when this address prefix has recorded too
-        many just now. With ``wait``, the future resolves once the row is durable."""
-        if not self._budget.take(visitor.prefix):
-            self.counts["decision_flood"] += 1
-            raise DecisionRefused(self._budget.retry_after(visitor.prefix))
+        """Hand a decision to the ledger; ``previous`` stops counting at once, recorded or not. With
+        ``charge``, the decision spends its network's budget and raises DecisionRefused when that is used
+        up; a narrowing of an earlier decision need not (each needs a budgeted grant before it). With
+        ``wait``, the future resolves once the row is durable."""
         if previous is not None:
             self.revocations.add([(previous.id, self._clock())])
+        if charge:
+            self._charge(visitor)
         record = ConsentRecord(
             consent_id=consent.id,
             previous_id=previous.id if previous else None,
@@ -154,6 +185,18 @@ class ConsentEngine:
         )
         self.counts[f"decision_{consent.method}"] += 1
         return self._ledger.submit(record, wait=wait)
+
+    def _charge(self, visitor: Visitor) -> None:
+        address = visitor.address
+        network = self._network(address) if address else None
+        wide = self._wide_network(address) if address else None
+        budgets = [(self._budget, network)]
+        if wide != network:
+            budgets.append((self._wide_budget, wide))
+        for budget, key in budgets:
+            if not budget.take(key):
+                self.counts["decision_flood"] += 1
+                raise DecisionRefused(budget.retry_after(key))
 
     def secure(self, visitor: Visitor) -> bool:
         return visitor.scheme == "https" if self._secure_setting is None else self._secure_setting

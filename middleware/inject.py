@@ -2,8 +2,8 @@
 
 A ``</head>`` inside a comment, a script string, a style sheet or a template is not the end of the head, so
 a plain search would put the banner inside someone's script or comment it out. ``HeadScanner`` walks the
-markup the way an HTML parser does, just enough to skip comments, raw-text elements (script, style,
-textarea, title, ...) and templates, and finds:
+markup the way an HTML parser does, just enough to skip comments (as browsers end them), raw-text elements
+(script, with its escaped states; style, textarea, title, noscript, ...) and templates, and finds:
 
 - the first ``<script`` start tag in the head: Consent Mode's default must run before any script;
 - the end of the head: ``</head>``, or the ``<body>`` start tag of a page that omits ``</head>``.
@@ -24,90 +24,128 @@ def _ci(word: bytes) -> bytes:
     return b"".join(b"[%c%c]" % (c, c ^ 0x20) if chr(c).isalpha() else re.escape(bytes([c])) for c in word)
 
 
-_RAW_TAGS = (
-    b"script",
-    b"style",
-    b"textarea",
-    b"title",
-    b"xmp",
-    b"iframe",
-    b"noembed",
-    b"noframes",
-    b"template",
-)
-_RAW = b"|".join(_ci(tag) for tag in _RAW_TAGS)
-_HEAD, _BODY = _ci(b"head"), _ci(b"body")
+# Elements whose content is text up to their own end tag (noscript too: browsers run scripts).
+_TEXT_TAGS = (b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes", b"noscript")
+_SPECIAL = b"|".join(_ci(tag) for tag in (*_TEXT_TAGS, b"script", b"template", b"body"))
+_HEAD, _SCRIPT_NAME, _TEMPLATE = _ci(b"head"), _ci(b"script"), _ci(b"template")
 # What may stand between a tag's name and its ">": runs of plain characters, and attribute values; a quote
 # opens a value only right after "=" and must be closed (a value may contain ">", and a page that arrives in
 # pieces may end inside one).
 _ATTRIBUTES = rb"""(?:[^>="']++|=\s*"[^"]*"|=\s*'[^']*'|=(?!\s*["'])|["'])*+"""
+_END = rb"[\s/>]"  # what may follow a tag name
+# Comments as browsers end them: "<!-->" and "<!--->" are whole (empty) comments; "--!>" ends one too.
+_COMMENT = rb"<!--(?:-?>|(?:[^-]++|-(?!-!?>))*+--!?>)"
+# Bogus comments: "<!DOCTYPE ...>", "<?...>", and "</" not followed by a letter, up to the next ">".
+_BOGUS = rb"<(?:!(?!--)|\?|/(?![A-Za-z]))[^>]*+>"
+
+
+def _text_element(tag: bytes) -> bytes:
+    name = _ci(tag)
+    return (
+        b"<"
+        + name
+        + rb"(?="
+        + _END
+        + rb")"
+        + _ATTRIBUTES
+        + rb">(?:[^<]++|<(?!/"
+        + name
+        + _END
+        + rb"))*+</"
+        + name
+        + _END
+    )
+
+
+def _script_element() -> bytes:
+    """A script up to its real end tag. Inside "<!--" a script is *escaped*, and there "<script" makes it
+    *double escaped*: a "</script>" then does not end it (HTML's script data states)."""
+    name, end = _SCRIPT_NAME, b"</" + _SCRIPT_NAME + _END
+    double = rb"(?:[^<-]++|-(?!->)|<(?!/" + name + _END + rb"))*+"
+    escaped = (
+        rb"(?:[^<-]++|-(?!->)|<(?!/" + name + _END + b"|" + name + _END + rb")|<" + name + _END + double
+        + rb"(?:" + end + rb"|(?=-->)))*+"
+    )  # fmt: skip
+    data = (
+        rb"(?:[^<]++|<!---*>|<!--"
+        + escaped
+        + rb"(?:-->|(?="
+        + end
+        + rb"))|<(?!/"
+        + name
+        + _END
+        + rb"|!--))*+"
+    )
+    return b"<" + name + rb"(?=" + _END + rb")" + _ATTRIBUTES + b">" + data + end
+
+
+def _template_element(inner: bytes) -> bytes:
+    """A template up to its end tag, its scripts and text elements whole; a nested template is not
+    followed (the walk stops there, and nothing is inserted)."""
+    name = _TEMPLATE
+    # A "<" that is not the start of an element followed whole: an unfinished one stops the walk here.
+    content = (
+        rb"(?:[^<]++|" + inner + rb"|<(?!/" + name + _END + rb"|(?:" + _SPECIAL + rb")" + _END + rb"|!--))*+"
+    )
+    return b"<" + name + rb"(?=" + _END + rb")" + _ATTRIBUTES + b">" + content + rb"</" + name + _END
 
 
 def _walk(stop_at_script: bool) -> re.Pattern[bytes]:
-    """Markup that is not the end of the head (nor, when asked, a script): text, comments, declarations,
-    raw-text elements with their content, other tags. Possessive: it never backtracks, so no input costs
+    """Markup that is not the end of the head (nor, when asked, a script): text, comments, raw-text
+    elements with their content, templates, other tags. Possessive: it never backtracks, so no input costs
     more than linear time. (No capturing groups: CPython 3.11's re mishandles them in possessive loops.)"""
-    raw = [tag for tag in _RAW_TAGS if not (stop_at_script and tag == b"script")]
-    # A raw-text element whole, up to its end tag: runs of text at C speed, never a lazy ".*?".
-    elements = b"|".join(
-        _ci(t)
-        + rb"(?=[\s/>])"
-        + _ATTRIBUTES
-        + rb">(?:[^<]++|<(?!/"
-        + _ci(t)
-        + rb"[\s/>]))*+</"
-        + _ci(t)
-        + rb"[\s/>]"
-        for t in raw
-    )
-    # Most common first: text, then tags whose first letter no raw-text element (nor body) has.
+    texts = b"|".join(_text_element(tag) for tag in _TEXT_TAGS)
+    inner = texts + b"|" + _script_element() + b"|" + _COMMENT
+    specials = texts + (b"" if stop_at_script else b"|" + _script_element()) + b"|" + _template_element(inner)
+    # Most common first: text, then tags whose first letter no special element has.
     return re.compile(
         rb"(?:"
         rb"[^<]++"  # text
         rb"|<(?![sStTxXiInNbB])[A-Za-z][A-Za-z0-9-]*+" + _ATTRIBUTES + rb">"  # most start tags
-        rb"|</(?!" + _HEAD + rb"[\s/>])[A-Za-z][^>]*+>"  # end tags
-        rb"|<(?=[sStTxXiInN])(?:" + elements + rb")"  # raw text, to its end tag
-        rb"|<(?!(?:"
-        + _BODY
-        + b"|"
-        + _RAW
-        + rb")[\s/>])[A-Za-z][A-Za-z0-9-]*+"
-        + _ATTRIBUTES
-        + rb">"  # the rest
-        rb"|<!--(?:[^-]++|-(?!-!?>))*+--!?>"  # a comment
-        rb"|<(?!!--)[!?][^>]*+>"  # <!DOCTYPE>, <?...>
-        rb"|</?(?![!?/A-Za-z])"  # a "<" or "</" in text
+        rb"|</(?!" + _HEAD + _END + rb")[A-Za-z][^>]*+>"  # end tags
+        rb"|(?=<[sStTxXiInN])(?:" + specials + rb")"  # raw text and templates, whole
+        rb"|<(?!(?:" + _SPECIAL + rb")" + _END + rb")[A-Za-z][A-Za-z0-9-]*+" + _ATTRIBUTES + rb">"  # the rest
+        rb"|" + _COMMENT + rb"|" + _BOGUS + rb"|<(?![!?/A-Za-z])"  # comments, bogus comments, a "<" in text
         rb")*+",
     )
 
 
 _TO_HEAD_END = _walk(stop_at_script=False)
 _TO_SCRIPT = _walk(stop_at_script=True)
-_HEAD_END = re.compile(rb"</" + _HEAD + rb"[\s/>]|<" + _BODY + rb"[\s/>]")
-_SCRIPT = re.compile(rb"<" + _ci(b"script") + rb"[\s/>]")
+_HEAD_END = re.compile(rb"</" + _HEAD + _END + rb"|<" + _ci(b"body") + _END)
+_SCRIPT = re.compile(rb"<" + _SCRIPT_NAME + _END)
 
 
 class HeadScanner:
-    __slots__ = ("_tried_at", "head_end")
+    """Finds where the tags go. ``head_end`` is the end of the head; when the walk meets markup it does not
+    follow (a nested template, an attribute value that never closes) or the page ends without a head end,
+    the tags go where the walk stopped instead (``fallback``): still in the head, before anything unknown."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_limit", "_tried_at", "fallback", "head_end")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit  # bytes of the page that are looked at, at most
         self._tried_at = 0  # the page's length when the walk last stopped short of the head's end
         self.head_end: int | None = None
+        self.fallback = False
 
     def feed(self, data: bytes | bytearray, final: bool = False) -> bool:
-        """Look at ``data`` (everything received so far; ``final`` when that is all); True once the end of
-        the head is known (``head_end``)."""
+        """Look at ``data`` (everything received so far; ``final`` when no more will be looked at); True
+        once the place for the tags is known (``head_end``)."""
         if self.head_end is not None:
             return True
-        n = len(data)
+        n = min(len(data), self._limit)
         if n < 2 * self._tried_at and not final:
             return False
-        end = _TO_HEAD_END.match(data).end()  # type: ignore[union-attr]  # matches, if only the empty string
-        if _HEAD_END.match(data, end) is None:
-            self._tried_at = max(n, 1)  # incomplete (or broken) markup at ``end``: wait for more
-            return False
-        self.head_end = end
-        return True
+        end = _TO_HEAD_END.match(data, 0, n).end()  # type: ignore[union-attr]  # matches, if only ""
+        if _HEAD_END.match(data, end, n) is not None:
+            self.head_end = end
+            return True
+        if final and 0 < end < n:
+            self.head_end, self.fallback = end, True
+            return True
+        self._tried_at = max(n, 1)  # incomplete markup at ``end``: wait for more
+        return False
 
     def first_script(self, data: bytes | bytearray) -> int | None:
         """Where the first script of the head starts, if one does (after ``feed`` found the head's end)."""

@@ -7,6 +7,7 @@ queued gets the truncated form (IPv4 /24 and IPv6 /48 by default).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from collections.abc import Iterable
 from typing import Literal
@@ -19,6 +20,7 @@ _6TO4 = b"\x20\x02"  # 2002::/16 carries the whole IPv4 address in bits 16-48
 MAX_PROXY_HEADER = 4096
 
 ProxyHeader = Literal["x-forwarded-for", "forwarded"]
+log = logging.getLogger("koekje")
 PROXY_HEADERS: tuple[ProxyHeader, ...] = ("x-forwarded-for", "forwarded")
 
 
@@ -66,12 +68,17 @@ class Proxies:
     def __init__(self, trusted: Iterable[str] = (), header: ProxyHeader = "x-forwarded-for") -> None:
         self._trusted = tuple(ipaddress.ip_network(net, strict=False) for net in trusted)
         self._header = header.encode()
+        self._warned = bool(self._trusted)  # without trusted proxies: say once if one seems to be there
 
     def client(self, scope: Scope) -> str | None:
         """The visitor's address: the peer, or behind trusted proxies the nearest untrusted hop."""
         client = scope.get("client")
         peer: str | None = client[0] if client else None
-        if not self._trusted or peer is None or not self._is_trusted(peer):
+        if not self._trusted:
+            if not self._warned:
+                self._warn_if_proxied(scope, peer)
+            return peer
+        if peer is None or not self._is_trusted(peer):
             return peer
         for hop in reversed(self._hops(scope)):
             ip = _parse(hop)
@@ -95,6 +102,18 @@ class Proxies:
         said = said.lower()
         return said if said in ("http", "https") else scheme
 
+    def _warn_if_proxied(self, scope: Scope, peer: str | None) -> None:
+        """A site behind a proxy that is not listed sees every visitor as the proxy: one address prefix for
+        all (one budget of decisions, one truncated address). Said once, in the log."""
+        if any(name in (b"x-forwarded-for", b"forwarded") for name, _ in scope["headers"]):
+            self._warned = True
+            log.warning(
+                "koekje: requests carry X-Forwarded-For or Forwarded, but site.trusted_proxies is empty, so "
+                "every visitor appears as the peer (%s). If a reverse proxy runs in front of this site, list "
+                "its network in site.trusted_proxies.",
+                _network_of(peer),
+            )
+
     def _hops(self, scope: Scope) -> list[str]:
         value = _header(scope, self._header)
         if self._header == b"forwarded":
@@ -104,6 +123,13 @@ class Proxies:
     def _is_trusted(self, address: str) -> bool:
         ip = _parse(address)
         return ip is not None and any(ip in network for network in self._trusted)
+
+
+def _network_of(peer: str | None) -> str:
+    """Enough of the peer's address to recognise a proxy's network, never a visitor's whole address."""
+    if peer is None:
+        return "no address"
+    return Truncator()(peer) or "no address"
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -4,6 +4,8 @@ HTML, and a served page becomes a page view."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Scope, Send
 
@@ -37,6 +39,7 @@ class Pages:
         self.capture = capture
         self.tags = tags
         self.consent_mode = consent_mode
+        self.counts: Counter[str] = Counter()
 
     def respond(
         self,
@@ -115,7 +118,7 @@ class PageResponse:
         for name, value in headers:
             name = name.lower()
             if name == b"content-type":
-                html = value.startswith(b"text/html")
+                html = value.lstrip()[:9].lower() == b"text/html"
             elif name == b"set-cookie":
                 sets_cookies = True
             elif name == b"content-encoding":
@@ -126,8 +129,8 @@ class PageResponse:
                 csp = value
         get = self._scope["method"] == "GET"
         self._is_page = html and get and message["status"] == 200
-        if self._is_page and self._implied is not None:
-            self._record_implied()
+        if self._implied is not None:
+            self._record_implied(self._is_page)
         if (sets_cookies or self._incoming.cookies or self._implied is not None) and self._cookies(
             headers, sets_cookies
         ):
@@ -137,20 +140,32 @@ class PageResponse:
         whole = message["status"] != 206 and not partial and not encoded
         if html and get and whole and (pages.tags is not None or pages.consent_mode is not None):
             self._nonce = script_nonce(csp) if csp is not None else None
-            self._scanner = HeadScanner()
+            self._scanner = HeadScanner(MAX_HELD_BYTES)
             self._held = message
         else:
             await self._send(message)
 
-    def _record_implied(self) -> None:
-        """The first page under a decision the visitor's region or signals imply: record it (not waiting),
-        or, when this network is recording too many, apply nothing of it."""
-        assert self._implied is not None
-        try:
-            self._pages.engine.record(self._visitor, self._implied, "", previous=self._previous, wait=False)
-        except DecisionRefused:
-            self._visitor = self._visitor.with_consent(self._previous)
-            self._implied = None
+    def _record_implied(self, page: bool) -> None:
+        """A decision the visitor's region or signals imply is recorded with the first page, and only then
+        does its cookie go out. On any other response, or when this network is recording too many, it is
+        not: what it grants is not applied (a narrowing, such as GPC's, still is, unrecorded)."""
+        implied, previous = self._implied, self._previous
+        assert implied is not None
+        grants = (
+            previous is None
+            or implied.categories - previous.categories
+            or implied.services - previous.services
+        )
+        if page:
+            try:
+                engine = self._pages.engine
+                engine.record(self._visitor, implied, "", previous=previous, wait=False, charge=bool(grants))
+                return
+            except DecisionRefused:
+                pass
+        self._implied = None
+        if grants:
+            self._visitor = self._visitor.with_consent(previous)
 
     def _cookies(self, headers: list[tuple[bytes, bytes]], sets_cookies: bool) -> bool:
         """Enforce the visitor's choice on the app's cookies and the browser's; add koekje's own. True when
@@ -184,10 +199,12 @@ class PageResponse:
             self._body += chunk
         data = self._body or chunk
         assert self._scanner is not None
-        found = self._scanner.feed(data, final=not more)
+        found = self._scanner.feed(data, final=not more or len(data) > MAX_HELD_BYTES)
         if not found and more and len(data) <= MAX_HELD_BYTES:
             return
         if found:
+            if self._scanner.fallback:
+                self._pages.counts["tags_before_unknown_markup"] += 1
             data, extra = self._insert(bytes(data))
             self._held["headers"] = _changed_body(self._held["headers"], extra)
         await self._release(bytes(data), more)

@@ -47,6 +47,11 @@ def test_the_demo_configuration_is_valid() -> None:
         ("[analytics.topics]\nimplants = ['x']\n", "must start with '/'"),
         ("[geo]\nipv4_prefix = 32\n", "at least the last byte"),
         ("[site]\ntrusted_proxies = ['proxy']\n", "not an IP network"),
+        ("[site]\nprefix = '/..'\n", "site.prefix must look like"),
+        ("[consent]\ncookie = '__Host-consent'\n", "leave out the prefix"),
+        ("[consent]\ncookie_domains = ['com']\n", "consent.cookie_domains: 'com'"),
+        ("[banner]\nprivacy_url = 'javascript:alert(1)'\n", "banner.privacy_url 'javascript:alert(1)'"),
+        ("[banner]\nprivacy_url = '//evil.test/x'\n", "give a path on this site"),
         ("[dashboard]\nmin_visitors = 0\n", "at least 1"),
         ("secret_keys = ['abc']\n", "do not put secret keys in the file"),
         ("[site\n", "not valid TOML"),
@@ -66,9 +71,11 @@ def test_missing_secret_says_how_to_make_one(tmp_path: Path) -> None:
 
 
 def test_secret_rotation_list_newest_last(tmp_path: Path) -> None:
-    newer = "n" * 40
+    newer = "newer-secret-key-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     config = load_config(write(tmp_path, ""), {"KOEKJE_SECRET_KEY": f"{SECRET}, {newer}"})
     assert config.secret_keys == (SECRET, newer)
+    with pytest.raises(ConfigError, match="repeats a few characters"):
+        load_config(write(tmp_path, ""), {"KOEKJE_SECRET_KEY": "n" * 40})
 
 
 def test_dsn_from_the_environment_wins(tmp_path: Path) -> None:

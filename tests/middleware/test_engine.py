@@ -182,3 +182,29 @@ def test_the_same_choice_again_costs_no_row(make_client: MakeClient, regional: C
         assert again.json()["consent"]["id"] == first["id"] and set_cookie_names(again) == []
     assert len(ledger(client)) == 1
     assert runtime_of(client).engine.counts["decision_repeated"] == 5
+
+
+def test_an_implied_decision_goes_out_only_with_a_recorded_page(
+    make_client: MakeClient, regional: Config
+) -> None:
+    """Found by trying: JSON, 404 or HEAD responses used to carry an implied consent cookie whose decision
+    was never recorded, and page views were then counted under it."""
+    client = make_client(regional, client_ip=CALIFORNIA)
+    for _ in range(3):
+        assert set_cookie_names(client.get("/api")) == []
+        assert set_cookie_names(client.get("/missing")) == []
+        assert set_cookie_names(client.head("/")) == []
+    assert ledger(client) == [] and page_views(client) == []
+    assert set_cookie_names(client.get("/")) == ["koekje_consent"]
+    [row] = ledger(client)
+    assert [v["visitor_id"] for v in page_views(client)] == [row["visitor_id"]]
+
+
+def test_a_gpc_narrowing_applies_on_any_response_but_is_recorded_with_a_page(
+    make_client: MakeClient, regional: Config
+) -> None:
+    client = make_client(regional, client_ip=NL)
+    consent(client, "marketing")
+    assert set_cookie_names(client.get("/api", headers=GPC)) == []  # no cookie, no row
+    assert "_fbp" not in set_cookie_names(client.get("/cookies?set=_fbp%3D1", headers=GPC))
+    assert [r["method"] for r in ledger(client)] == ["banner", "gpc"]  # the page recorded it

@@ -6,7 +6,7 @@ import re
 from collections.abc import Awaitable, Callable
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,12 +32,18 @@ DECOYS = [
     '<meta name="x" content="a > b </head>">',
     "<!DOCTYPE html>",
     "<noscript>plain</noscript>",
-    "text with < and </ and a <3",
+    "text with < and a <3 and </ b>",  # "</ " opens a bogus comment up to the next ">"
+    "<!-->",  # an empty comment, as browsers end it
+    "<!--->",
+    "<script><!-- <script> </script> </head> --></script>",  # double-escaped: the first </script> is text
+    "<noscript><link href='</head>'></noscript>",
+    "<template><script>'</template></head>'</script></template>",
+    "<style>/* <!-- */ </head> </style>",
 ]
 
 
 def scan(document: bytes, pieces: int = 1) -> HeadScanner:
-    scanner = HeadScanner()
+    scanner = HeadScanner(len(document))
     size = max(1, len(document) // pieces)
     for end in range(size, len(document) + size, size):
         if scanner.feed(document[: min(end, len(document))], final=end >= len(document)):
@@ -45,6 +51,7 @@ def scan(document: bytes, pieces: int = 1) -> HeadScanner:
     return scanner
 
 
+@settings(max_examples=400)
 @given(
     before=st.lists(st.sampled_from(DECOYS), max_size=6),
     after=st.lists(st.sampled_from(DECOYS), max_size=3),
@@ -68,7 +75,7 @@ def test_the_head_end_is_found_past_every_decoy(
 
 
 def test_an_unfinished_head_is_waited_for() -> None:
-    scanner = HeadScanner()
+    scanner = HeadScanner(1024)
     assert not scanner.feed(b"<html><head><script>x = '</he")
     assert not scanner.feed(b"<html><head><script>x = '</head>'</scr")
     assert scanner.feed(b"<html><head><script>x = '</head>'</script></head>", final=True)
@@ -176,7 +183,32 @@ def test_a_page_without_head_end_gets_the_tags_before_body(make_client: MakeClie
 )
 def test_hostile_heads_cost_linear_time(hostile: bytes) -> None:
     """Each would take exponential time in a backtracking pattern; here each finishes (and finds nothing)."""
-    scanner = HeadScanner()
+    scanner = HeadScanner(len(hostile) + 12)
     page = b"<html><head>" + hostile
-    assert not scanner.feed(page, final=True)
-    assert scanner.head_end is None
+    assert scanner.feed(page, final=True)  # the tags would go before the hostile markup
+    assert scanner.head_end == 12 and scanner.fallback
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "<template><template></template></head></template>",  # a nested template: not followed
+        '<meta content="never closed></head>',
+    ],
+)
+def test_markup_it_does_not_follow_gets_the_tags_before_it(head: str) -> None:
+    """Not inside what it cannot follow, and not left out: before it, still in the head."""
+    scanner = HeadScanner(1024)
+    page = f"<html><head><title>t</title>{head}<body>x</body></html>".encode()
+    assert not scanner.feed(page)  # not yet: more of the page might make it clear
+    assert scanner.feed(page, final=True)
+    assert scanner.head_end == len(b"<html><head><title>t</title>") and scanner.fallback
+
+
+def test_only_the_first_bytes_are_looked_at() -> None:
+    page = b"<html><head>" + b"<meta x>" * 1000 + b"</head>"
+    scanner = HeadScanner(1000)
+    assert scanner.feed(page, final=True) and scanner.fallback
+    assert scanner.head_end == 996 and page[996:1000] == b"<met"  # before the tag the limit cut
+    whole = HeadScanner(len(page))
+    assert whole.feed(page, final=True) and not whole.fallback and whole.head_end == len(page) - 7

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.testclient import TestClient
@@ -384,3 +384,13 @@ def test_consent_behind_a_proxy_that_rewrites_host(make_client: MakeClient) -> N
     assert client.post("/_koekje/consent", json={"categories": []}, headers=headers).status_code == 200
     headers["sec-fetch-site"] = "same-site"  # a sibling subdomain is another site for consent
     assert client.post("/_koekje/consent", json={"categories": []}, headers=headers).status_code == 403
+
+
+def test_a_content_type_in_capitals_is_html_too(make_client: MakeClient) -> None:
+    async def page(request: object) -> Response:
+        return Response(b"<html><head></head><body>x</body></html>", headers={"content-type": " Text/HTML"})
+
+    client = make_client(app=Starlette(routes=[Route("/", page)]))
+    consent(client, "analytics")
+    assert "banner.js" in client.get("/").text
+    assert len(page_views(client)) == 1
