@@ -72,7 +72,7 @@ async def main(decisions: int) -> None:
     async def flood() -> None:
         async with anyio.create_task_group() as group:
             for n in range(decisions):
-                group.start_soon(lambda n=n: _record(statuses, decide(app, n)))
+                group.start_soon(_record, statuses, decide(app, n))
 
     async def query_meanwhile() -> None:
         while len(statuses) < decisions:

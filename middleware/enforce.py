@@ -111,6 +111,10 @@ class CookieGuard:
             headers[:] = kept
         return removed
 
+    def only_own(self, cookies: dict[str, str]) -> bool:
+        """Whether the browser sent koekje's own cookies only (the common case for a consented visitor)."""
+        return cookies.keys() <= self._own
+
     def expiries(self, cookies: Iterable[str], consent: Consent | None, *, secure: bool) -> list[Header]:
         """Set-Cookie headers that expire every cookie the browser sent that this consent does not allow."""
         headers: list[Header] = []

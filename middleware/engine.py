@@ -220,18 +220,14 @@ class ConsentEngine:
         """On any page: move a valid consent cookie to its ``__Host-`` name on https (its decision time is
         kept, so it lasts no longer), and remove koekje 0.1's visitor-id cookie."""
         consent, cookies = visitor.consent, incoming.cookies
+        legacy_name = self.name in cookies and self._host_name not in cookies
+        retired = self._settings.visitor_cookie in cookies
+        if not (legacy_name or retired):  # the common case: nothing to do, and no need to know the scheme
+            return []
         secure = self.secure(visitor)
-        if (
-            consent is not None
-            and secure
-            and self._settings.host_prefix
-            and self.name in cookies
-            and HOST_PREFIX + self.name not in cookies
-        ):
+        if consent is not None and legacy_name and secure and self._settings.host_prefix:
             return self.cookie_headers(consent, visitor, incoming)
-        if self._settings.visitor_cookie in cookies:
-            return [delete_cookie(self._settings.visitor_cookie, secure=secure)]
-        return []
+        return [delete_cookie(self._settings.visitor_cookie, secure=secure)] if retired else []
 
     def own_cookie_names(self) -> frozenset[str]:
         return frozenset({self.name, HOST_PREFIX + self.name})

@@ -69,6 +69,7 @@ class Proxies:
         self._trusted = tuple(ipaddress.ip_network(net, strict=False) for net in trusted)
         self._header = header.encode()
         self._warned = bool(self._trusted)  # without trusted proxies: say once if one seems to be there
+        self._looked = 0
 
     def client(self, scope: Scope) -> str | None:
         """The visitor's address: the peer, or behind trusted proxies the nearest untrusted hop."""
@@ -76,7 +77,10 @@ class Proxies:
         peer: str | None = client[0] if client else None
         if not self._trusted:
             if not self._warned:
-                self._warn_if_proxied(scope, peer)
+                self._looked += 1
+                # A proxy sends its header with every request: the first ones and then a sample will do.
+                if self._looked <= 64 or self._looked & 63 == 0:
+                    self._warn_if_proxied(scope, peer)
             return peer
         if peer is None or not self._is_trusted(peer):
             return peer

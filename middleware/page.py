@@ -174,11 +174,12 @@ class PageResponse:
         engine = pages.engine
         consent = visitor.consent
         added = []
-        if pages.guard.enabled:
+        guard = pages.guard
+        if guard.enabled:
             if sets_cookies:
-                pages.guard.filter(headers, consent, self._path)
-            if self._incoming.cookies:
-                added += pages.guard.expiries(self._incoming.cookies, consent, secure=engine.secure(visitor))
+                guard.filter(headers, consent, self._path)
+            if self._incoming.cookies and not guard.only_own(self._incoming.cookies):
+                added += guard.expiries(self._incoming.cookies, consent, secure=engine.secure(visitor))
         if self._implied is not None:
             added += engine.cookie_headers(self._implied, visitor, self._incoming)
         elif self._incoming.cookies:
