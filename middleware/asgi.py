@@ -11,6 +11,7 @@ from koekje.analytics import Clock, Dashboard, utcnow
 
 from .config import Config, load_config
 from .endpoints import ConsentEndpoints, build_router
+from .page import PageResponse
 from .runtime import Runtime
 
 
@@ -29,6 +30,7 @@ class KoekjeMiddleware:
         self.config = config if isinstance(config, Config) else load_config(Path(config))
         self.runtime = runtime = Runtime(self.config, clock)
         self._prefix = self.config.site.prefix + "/"
+        self._regional = runtime.geo.configured
         self._router = build_router(self.config.site.prefix, _consent_endpoints(runtime), _dashboard(runtime))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,9 +52,11 @@ class KoekjeMiddleware:
             scope["koekje"] = visitor
             await self._router(scope, receive, send)
             return
-        implied = engine.implied(visitor)
+        # Only a browser signal or a region's rules can imply a decision: without either, skip the question.
+        implied = engine.implied(visitor) if visitor.gpc or self._regional else None
         scope["koekje"] = visitor if implied is None else visitor.with_consent(implied)
-        await self.app(scope, receive, runtime.pages.respond(scope, path, visitor, incoming, implied, send))
+        page = PageResponse(runtime.pages, scope, path, visitor, incoming, implied, send)
+        await self.app(scope, receive, page.send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket handshake can set cookies too: its accept goes through the same enforcement, and the

@@ -113,6 +113,10 @@ def _walk(stop_at_script: bool) -> re.Pattern[bytes]:
 
 
 _TO_HEAD_END = _walk(stop_at_script=False)
+# The walk and the check that it stopped at the head's end, in one call: the common case of a whole page.
+_AT_HEAD_END = re.compile(
+    _TO_HEAD_END.pattern + rb"(?=</" + _HEAD + _END + rb"|<" + _ci(b"body") + _END + b")"
+)
 _TO_SCRIPT = _walk(stop_at_script=True)
 _HEAD_END = re.compile(rb"</" + _HEAD + _END + rb"|<" + _ci(b"body") + _END)
 _SCRIPT = re.compile(rb"<" + _SCRIPT_NAME + _END)
@@ -130,6 +134,14 @@ class HeadScanner:
         self._tried_at = 0  # the page's length when the walk last stopped short of the head's end
         self.head_end: int | None = None
         self.fallback = False
+
+    def whole(self, data: bytes | bytearray) -> bool:
+        """``feed`` for a page that came in one piece: the common case, in one call to the walk."""
+        found = _AT_HEAD_END.match(data, 0, self._limit)
+        if found is None:
+            return self.feed(data, final=True)  # markup it does not follow: the fallback, if any
+        self.head_end = found.end()
+        return True
 
     def feed(self, data: bytes | bytearray, final: bool = False) -> bool:
         """Look at ``data`` (everything received so far; ``final`` when no more will be looked at); True

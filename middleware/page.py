@@ -24,7 +24,7 @@ MAX_HELD_BYTES = 256 * 1024
 
 
 class Pages:
-    """The long-lived services a page response uses; ``respond`` wraps one request's ``send``."""
+    """The long-lived services a page response uses."""
 
     def __init__(
         self,
@@ -41,22 +41,12 @@ class Pages:
         self.consent_mode = consent_mode
         self.counts: Counter[str] = Counter()
 
-    def respond(
-        self,
-        scope: Scope,
-        path: str,
-        visitor: Visitor,
-        incoming: Incoming,
-        implied: Consent | None,
-        send: Send,
-    ) -> Send:
-        """``visitor`` as their cookie says; ``implied``: a decision their region or signals imply that the
-        cookie does not carry yet (the app already sees the visitor under it)."""
-        return PageResponse(self, scope, path, visitor, incoming, implied, send).send
-
 
 class PageResponse:
-    """Wraps ``send`` for one request. Holds nothing beyond this request."""
+    """Wraps ``send`` for one request (its ``send`` goes to the app). Holds nothing beyond this request.
+
+    ``visitor`` is the visitor as their cookie says; ``implied`` a decision their region or signals imply
+    that the cookie does not carry yet (the app already sees the visitor under it)."""
 
     __slots__ = (
         "_body",
@@ -199,12 +189,16 @@ class PageResponse:
         if self._body or more:  # a page in parts: gather them until the end of the head shows up
             self._body += chunk
         data = self._body or chunk
-        assert self._scanner is not None
-        found = self._scanner.feed(data, final=not more or len(data) > MAX_HELD_BYTES)
+        scanner = self._scanner
+        assert scanner is not None
+        if not more and data is chunk:  # the whole page in one piece
+            found = scanner.whole(chunk)
+        else:
+            found = scanner.feed(data, final=not more or len(data) > MAX_HELD_BYTES)
         if not found and more and len(data) <= MAX_HELD_BYTES:
             return
         if found:
-            if self._scanner.fallback:
+            if scanner.fallback:
                 self._pages.counts["tags_before_unknown_markup"] += 1
             data, extra = self._insert(bytes(data))
             self._held["headers"] = _changed_body(self._held["headers"], extra)

@@ -44,6 +44,9 @@ DECOYS = [
 
 def scan(document: bytes, pieces: int = 1) -> HeadScanner:
     scanner = HeadScanner(len(document))
+    if pieces == 1:
+        scanner.whole(document)  # the one-call path for a page that came in one piece
+        return scanner
     size = max(1, len(document) // pieces)
     for end in range(size, len(document) + size, size):
         if scanner.feed(document[: min(end, len(document))], final=end >= len(document)):
@@ -203,6 +206,8 @@ def test_markup_it_does_not_follow_gets_the_tags_before_it(head: str) -> None:
     assert not scanner.feed(page)  # not yet: more of the page might make it clear
     assert scanner.feed(page, final=True)
     assert scanner.head_end == len(b"<html><head><title>t</title>") and scanner.fallback
+    whole = HeadScanner(1024)
+    assert whole.whole(page) and (whole.head_end, whole.fallback) == (scanner.head_end, True)
 
 
 def test_only_the_first_bytes_are_looked_at() -> None:
