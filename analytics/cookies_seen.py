@@ -30,40 +30,28 @@ class SeenCookie:
 
 
 @dataclass(slots=True)
-class _Tally:
-    first: datetime
-    last: datetime
+class Tally:
+    """One row of ``cookies_seen``: a batch's sightings of one cookie name."""
+
+    site: str
+    name: str
+    first_seen: datetime
+    last_seen: datetime
     count: int
-    path: str
+    sample_path: str
 
 
-class CookieSightingSink:
-    """Writes a batch of sightings as one row per cookie name (the batch is tallied first)."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def write(self, batch: Sequence[CookieSighting]) -> None:
-        tally: dict[tuple[str, str], _Tally] = {}
-        for s in batch:
-            entry = tally.get((s.site, s.name))
-            if entry is None:
-                tally[(s.site, s.name)] = _Tally(s.ts, s.ts, 1, s.path)
-            else:
-                entry.last = max(entry.last, s.ts)
-                entry.count += 1
-        keys, values = list(tally), list(tally.values())
-        self._store.insert_columns(
-            "cookies_seen",
-            {
-                "site": [site for site, _ in keys],
-                "name": [name for _, name in keys],
-                "first_seen": [v.first for v in values],
-                "last_seen": [v.last for v in values],
-                "count": [v.count for v in values],
-                "sample_path": [v.path for v in values],
-            },
-        )
+def tally(batch: Sequence[CookieSighting]) -> list[Tally]:
+    """A batch of sightings as one row per site and cookie name."""
+    rows: dict[tuple[str, str], Tally] = {}
+    for s in batch:
+        row = rows.get((s.site, s.name))
+        if row is None:
+            rows[(s.site, s.name)] = Tally(s.site, s.name, s.ts, s.ts, 1, s.path)
+        else:
+            row.last_seen = max(row.last_seen, s.ts)
+            row.count += 1
+    return list(rows.values())
 
 
 def undeclared_cookies(store: Store, site: str) -> list[SeenCookie]:

@@ -224,30 +224,6 @@ def insert_rows(store: Store, rows: list[LedgerRow]) -> None:
     store.insert_columns("consent_ledger", columns)
 
 
-def store_texts(store: Store, texts: dict[str, tuple[str, str]], now: datetime) -> None:
-    """Keep each shown text once: ``texts`` maps its hash to (language, body)."""
-    if not texts:
-        return
-    known = {
-        row[0]
-        for row in store.query(
-            f"SELECT hash FROM {store.table('consent_texts')} WHERE hash IN {{hashes:Array(String)}}",
-            {"hashes": list(texts)},
-        )
-    }
-    missing = {h: t for h, t in texts.items() if h not in known}
-    if missing:
-        store.insert_columns(
-            "consent_texts",
-            {
-                "hash": list(missing),
-                "lang": [lang for lang, _ in missing.values()],
-                "body": [body for _, body in missing.values()],
-                "first_seen": [now] * len(missing),
-            },
-        )
-
-
 def superseded(
     store: Store, *, written_since: datetime | None, given_since: datetime
 ) -> tuple[list[tuple[UUID, datetime]], datetime | None]:

@@ -1,8 +1,10 @@
-"""Appending to the consent ledger from one thread, many decisions per insert (group commit).
+"""Making consent decisions durable from one thread, many decisions per fsync (group commit).
 
-A decision that grants something is answered only once its row is durable, so the request waits on a
-future. Waiting requests are grouped: whatever arrives while one insert is being fsynced goes into the next,
-so a burst of decisions costs a few inserts instead of one each, and never holds the store for long.
+A decision that grants something is answered only once its record is durable, so the request waits on a
+future. A record is durable once its batch is in the spool (fsynced): from there the loader puts it in the
+ledger's hash chain, also after a crash, and also when the store is down for a while. Waiting requests are
+grouped: whatever arrives while one batch is being fsynced goes into the next, so a burst of decisions costs
+a few fsyncs instead of one each, and never holds the store at all.
 
 The same thread keeps the middleware's list of superseded consent ids current (``on_superseded``): it reads
 what other processes recorded, so a withdrawn consent stops counting in every worker.
@@ -16,10 +18,13 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import UUID
+
+import msgspec
 
 from .clock import Clock
-from .ledger import Chain, ConsentRecord, LedgerRow, insert_rows, store_texts, superseded
+from .ledger import ConsentRecord, superseded
+from .spool import Spool, SpoolFull
 from .store import Store
 
 log = logging.getLogger("koekje.analytics")
@@ -31,23 +36,26 @@ class LedgerWriter:
     def __init__(
         self,
         store: Store,
-        site: str,
+        spool: Spool,
         clock: Clock,
         *,
         lookback: timedelta,
         on_superseded: Superseded | None = None,
+        on_spooled: Callable[[], None] | None = None,
         poll_interval: float = 5.0,
         max_group: int = 500,
     ) -> None:
         self._store = store
-        self._chain = Chain(site, uuid4())
+        self._spool = spool
+        self._encoder = msgspec.json.Encoder()
+        self._on_spooled = on_spooled
         self._clock = clock
         self._lookback = lookback  # how far back superseded ids still matter (the consent's lifetime)
         self._on_superseded = on_superseded
         self._poll_interval = poll_interval
         self._max_group = max_group
         self._pending: deque[tuple[ConsentRecord, Future[None] | None]] = deque()
-        self._texts: dict[str, tuple[str, str]] = {}  # texts not yet known to be stored
+        self._texts: dict[str, tuple[str, str]] = {}  # texts not yet spooled by this process
         self._wake = threading.Event()
         self._done = threading.Condition()
         self._submitted = 0
@@ -55,8 +63,8 @@ class LedgerWriter:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._cursor: datetime | None = None
-        self.written = 0
-        self.groups = 0  # inserts made: fewer than rows written when decisions arrive together
+        self.written = 0  # records made durable
+        self.groups = 0  # fsyncs made: fewer than records when decisions arrive together
         self.dropped: Counter[str] = Counter()
 
     def register_texts(self, texts_hash: str, lang: str, body: str) -> None:
@@ -144,35 +152,42 @@ class LedgerWriter:
 
     def _write(self, records: list[ConsentRecord], futures: list[Future[None] | None]) -> None:
         try:
-            if not self._chain.anchored:
-                self._chain.anchor(self._store)
             if self._texts:
-                store_texts(self._store, dict(self._texts), self._clock())
-                self._texts.clear()
-            rows = self._chain.link(records)
-            insert_rows(self._store, rows)
-        except Exception as exc:
-            log.error("koekje could not write %d consent records: %s", len(records), exc)
+                self._spool_texts()
+            self._spool.write("consent_ledger", self._encoder.encode_lines(records))
+        except (SpoolFull, OSError) as exc:
+            log.error("koekje could not keep %d consent records: %s", len(records), exc)
             self._fail(futures, exc)
             return
-        self._chain.commit(rows)
-        self.written += len(rows)
+        self.written += len(records)
         self.groups += 1
-        self._superseded_locally(rows)
+        if self._on_spooled is not None:
+            self._on_spooled()
+        self._superseded_locally(records)
         for future in futures:
             if future is not None:
                 future.set_result(None)
 
+    def _spool_texts(self) -> None:
+        """The texts this process shows, kept once per hash (the store collapses repeats)."""
+        now = self._clock()
+        rows = [
+            {"hash": digest, "lang": lang, "body": body, "first_seen": now}
+            for digest, (lang, body) in self._texts.items()
+        ]
+        self._spool.write("consent_texts", self._encoder.encode_lines(rows))
+        self._texts.clear()
+
     def _fail(self, futures: list[Future[None] | None], exc: BaseException) -> None:
         for future in futures:
             if future is None:
-                self.dropped["ledger_store_error"] += 1
+                self.dropped["ledger_spool_error"] += 1
             else:
                 future.set_exception(exc)
 
-    def _superseded_locally(self, rows: list[LedgerRow]) -> None:
+    def _superseded_locally(self, records: list[ConsentRecord]) -> None:
         if self._on_superseded is not None:
-            replaced = [(r.record.previous_id, r.record.ts) for r in rows if r.record.previous_id]
+            replaced = [(r.previous_id, r.ts) for r in records if r.previous_id]
             if replaced:
                 self._on_superseded(replaced)
 

@@ -123,9 +123,20 @@ def _chained_ledger(store: Store) -> list[str]:
     ]
 
 
+def _spooled_loading(store: Store) -> list[str]:
+    """Batches come from the spool, each with its id as deduplication token: a batch loaded twice (after a
+    crash between insert and removal) must count once. Replicated tables deduplicate anyway; MergeTree needs
+    a window of remembered tokens."""
+    return [
+        f"ALTER TABLE {store.table(table)} MODIFY SETTING non_replicated_deduplication_window = 10000"
+        for table in ("page_views", "cookies_seen", "consent_texts")
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "chained_ledger", _chained_ledger),
+    Migration(3, "spooled_loading", _spooled_loading),
 )
 
 

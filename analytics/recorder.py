@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar
 
 from .settings import RecorderSettings
+from .spool import SpoolFull
 
 log = logging.getLogger("koekje.analytics")
 
@@ -111,9 +112,14 @@ class Recorder(Generic[E]):
     def _write(self, batch: list[E]) -> None:
         try:
             self._sink.write(batch)
+        except SpoolFull as exc:
+            log.error("koekje dropped %d events: %s", len(batch), exc)
+            self.dropped["spool_full"] += len(batch)
+        except OSError as exc:  # e.g. the disk is full
+            log.error("koekje dropped %d events, the spool cannot be written: %s", len(batch), exc)
+            self.dropped["spool_error"] += len(batch)
         except Exception:
-            # Spooling failed batches to disk is a later step; until then they are dropped, counted, logged.
-            log.exception("koekje could not write %d events to the store", len(batch))
+            log.exception("koekje could not write %d events", len(batch))
             self.dropped["store_error"] += len(batch)
         else:
             self.written += len(batch)

@@ -86,6 +86,21 @@ class Store:
                 column_oriented=True,
             )
 
+    def insert_raw(self, table: str, payload: bytes, *, token: str | None = None) -> None:
+        """Insert JSON rows (one per line) as they are; ``token`` makes a repeated insert of the same batch a
+        no-op (ClickHouse's insert deduplication)."""
+        settings: dict[str, Any] = {"date_time_input_format": "best_effort"}
+        if token is not None:
+            settings["insert_deduplication_token"] = token
+        with self._lock:
+            self._require().raw_insert(
+                f"{self.settings.database}.{table}",
+                None,
+                insert_block=payload,
+                fmt="JSONEachRow",
+                settings=settings,
+            )
+
     def _require(self) -> Client:
         if self._client is None:
             if self._closed:

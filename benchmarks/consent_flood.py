@@ -61,7 +61,7 @@ async def report(app: Any) -> float:
 async def main(decisions: int) -> None:
     config = Config(
         secret_keys=("benchmark-secret-" + "abcdefghijklmnopqrstuvwxyz0123456789",),
-        analytics=AnalyticsSection(data_dir=tempfile.mkdtemp()),
+        analytics=AnalyticsSection(data_dir=tempfile.mkdtemp(), spool_dir=tempfile.mkdtemp()),
     )
     app = KoekjeMiddleware(Starlette(routes=[Route("/", lambda r: HTMLResponse("x"))]), config)
     await app.runtime.ensure_started()

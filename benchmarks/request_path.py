@@ -92,7 +92,10 @@ async def main(rounds: int, requests: int) -> None:
     config = Config(
         secret_keys=("benchmark-secret-" + "x" * 32,),
         analytics=AnalyticsSection(
-            data_dir=tempfile.mkdtemp(), topics={"implantologie": ("/implantologie",)}, queue_size=1_000_000
+            data_dir=tempfile.mkdtemp(),
+            spool_dir=tempfile.mkdtemp(),
+            topics={"implantologie": ("/implantologie",)},
+            queue_size=1_000_000,
         ),
     )
     wrapped = KoekjeMiddleware(site, config)

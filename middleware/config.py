@@ -274,6 +274,10 @@ class AnalyticsSection(_Section, frozen=True):
     queue_size: int = 10_000
     batch_size: int = 1_000
     flush_interval_seconds: float = 1.0
+    # Where batches wait for the store (relative to the config file): on disk, so an outage or a crash loses
+    # nothing; bounded, so a long outage cannot fill the disk.
+    spool_dir: str = "koekje-spool"
+    spool_max_mb: int = 1024
     # topic -> path prefixes, e.g. implantologie = ["/implantologie", "/en/implantology"]
     topics: dict[str, tuple[str, ...]] = {}
 
@@ -336,6 +340,9 @@ class Config(_Section, frozen=True):
             session_hours=self.dashboard.session_hours,
             secure_cookies=self.site.secure_cookies,
         )
+
+    def spool_path(self) -> Path:
+        return (Path(self.base_dir) / self.analytics.spool_dir).resolve()
 
     def geo_database(self) -> Path | None:
         return Path(self.base_dir, self.geo.database).resolve() if self.geo.database else None

@@ -14,9 +14,12 @@ from datetime import timedelta
 import anyio
 from starlette.concurrency import run_in_threadpool
 
-from koekje.analytics import Accounts, Clock, PageView, PageViewSink, Recorder, Store, StoreError, migrate
-from koekje.analytics.cookies_seen import CookieSighting, CookieSightingSink
+from koekje.analytics import Accounts, Clock, PageView, Recorder, Store, StoreError, migrate
+from koekje.analytics.cookies_seen import CookieSighting, tally
+from koekje.analytics.events import SpoolSink
 from koekje.analytics.ledger_writer import LedgerWriter
+from koekje.analytics.loader import Loader
+from koekje.analytics.spool import Spool
 from koekje.banner import ASSET_NAMES, asset
 
 from .capture import Capture, clean_path
@@ -43,9 +46,14 @@ class Runtime:
         site, consent = config.site, config.consent
         prepare = (lambda store: migrate(store, clock)) if config.analytics.auto_migrate else None
         self.store = Store(config.store_settings(), prepare=prepare)
-        self.recorder: Recorder[PageView] = Recorder(PageViewSink(self.store), config.recorder_settings())
+        self.spool = Spool(config.spool_path(), max_bytes=config.analytics.spool_max_mb << 20)
+        self.loader = Loader(self.store, self.spool, site.id, clock)
+        wake = self.loader.wake
+        self.recorder: Recorder[PageView] = Recorder(
+            SpoolSink(self.spool, "page_views", wake), config.recorder_settings()
+        )
         self.sightings: Recorder[CookieSighting] = Recorder(
-            CookieSightingSink(self.store), config.recorder_settings()
+            SpoolSink(self.spool, "cookies_seen", wake, rows=tally), config.recorder_settings()
         )
         self.accounts = Accounts(self.store, clock)
         self.geo = GeoLookup(config.geo_database())
@@ -57,7 +65,12 @@ class Runtime:
         lifetime = timedelta(days=consent.max_age_days)
         self.revocations = Revocations(lifetime, clock)
         self.ledger = LedgerWriter(
-            self.store, site.id, clock, lookback=lifetime, on_superseded=self.revocations.add
+            self.store,
+            self.spool,
+            clock,
+            lookback=lifetime,
+            on_superseded=self.revocations.add,
+            on_spooled=wake,
         )
         self.content = BannerContent(
             declarations,
@@ -143,22 +156,35 @@ class Runtime:
             await run_in_threadpool(self._stop)
 
     def _start(self) -> None:
+        self.spool.open()
         self.recorder.start()
         self.sightings.start()
         self.ledger.start()
         try:
             self.store.open()
         except StoreError as exc:
-            log.error("koekje cannot use its store; pages are served, page views are not kept: %s", exc)
+            log.error(
+                "koekje cannot use its store now; what it records waits in %s: %s", self.spool.root, exc
+            )
         else:
             log.info("koekje started: %s, database %s", _kind(self.store), self.store.settings.database)
+        self.loader.start()
 
     def _stop(self) -> None:
+        """Everything queued goes to the spool, then the loader takes what the store can take now."""
         self.ledger.stop()
         self.recorder.stop()
         self.sightings.stop()
+        self.loader.stop()
         self.store.close()
         self.geo.close()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Everything recorded so far in the store (or, when it is down, in the spool). Blocking."""
+        spooled = (
+            self.recorder.flush(timeout) and self.sightings.flush(timeout) and self.ledger.flush(timeout)
+        )
+        return self.loader.flush() and spooled
 
 
 def _kind(store: Store) -> str:

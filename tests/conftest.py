@@ -43,14 +43,18 @@ def store(chdb_dsn: str, database: str) -> Iterator[Store]:
 
 
 @pytest.fixture
-def make_config(chdb_dsn: str, database: str) -> Callable[..., Config]:
-    """A valid Config on this test's database; keyword arguments replace whole sections."""
+def make_config(chdb_dsn: str, database: str, tmp_path: Path) -> Callable[..., Config]:
+    """A valid Config on this test's database and spool; keyword arguments replace whole sections."""
 
     def make(**sections: Any) -> Config:
         config = Config(
             secret_keys=(SECRET,),
             analytics=AnalyticsSection(
-                dsn=chdb_dsn, database=database, topics=dict(TOPICS), flush_interval_seconds=0.05
+                dsn=chdb_dsn,
+                database=database,
+                topics=dict(TOPICS),
+                flush_interval_seconds=0.05,
+                spool_dir=str(tmp_path / "spool"),
             ),
             dashboard=DashboardSection(min_visitors=1),
         )

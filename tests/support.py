@@ -135,16 +135,16 @@ def stored(runtime: Any, table: str, columns: tuple[str, ...], order: str) -> li
 
 
 def page_views(client: TestClient | Any) -> list[dict[str, Any]]:
-    """Everything in page_views, after the write queue has drained."""
+    """Everything in page_views, once everything recorded so far is loaded."""
     runtime = runtime_of(client) if isinstance(client, TestClient) else client
-    assert runtime.recorder.flush(timeout=30)
+    assert runtime.flush(timeout=30)
     return stored(runtime, "page_views", PAGE_VIEW_COLUMNS, "ts, path")
 
 
 def ledger(client: TestClient | Any) -> list[dict[str, Any]]:
-    """Every ledger row, once everything handed to the ledger writer so far is written."""
+    """Every ledger row, once everything decided so far is loaded."""
     runtime = runtime_of(client) if isinstance(client, TestClient) else client
-    assert runtime.ledger.flush(timeout=30)
+    assert runtime.flush(timeout=30)
     return stored(runtime, "consent_ledger", LEDGER_COLUMNS, "ts, seq")
 
 

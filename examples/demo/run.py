@@ -30,7 +30,11 @@ def demo_config(data_dir: Path) -> Config:
     environ.setdefault(SECRET_ENV, _demo_secret(data_dir / "secret-key"))
     with as_file(files("koekje.demo").joinpath("koekje.toml")) as path:
         config = load_config(path, environ)
-    analytics = msgspec.structs.replace(config.analytics, data_dir=str(data_dir.resolve() / "store"))
+    analytics = msgspec.structs.replace(
+        config.analytics,
+        data_dir=str(data_dir.resolve() / "store"),
+        spool_dir=str(data_dir.resolve() / "spool"),
+    )
     return msgspec.structs.replace(config, analytics=analytics)
 
 

@@ -5,6 +5,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +28,8 @@ from koekje.analytics.ledger import (
     verify,
 )
 from koekje.analytics.ledger_writer import LedgerWriter
+from koekje.analytics.loader import Loader
+from koekje.analytics.spool import Spool, SpoolFull
 
 RETENTION = timedelta(days=1095)
 
@@ -50,21 +54,38 @@ def record(clock: FakeClock, previous: uuid.UUID | None = None, **changes: objec
     return ConsentRecord(**fields)  # type: ignore[arg-type]
 
 
+class Pipeline:
+    """A ledger writer and the loader behind it, on their own spool: what a process runs."""
+
+    def __init__(self, store: Store, clock: FakeClock, spool: Path, **writer: Any) -> None:
+        self.spool = Spool(spool)
+        self.spool.open()
+        self.writer = LedgerWriter(store, self.spool, clock, lookback=timedelta(days=365), **writer)
+        self.loader = Loader(store, self.spool, "site", clock)
+        self.writer.start()
+
+    def load(self) -> None:
+        assert self.writer.flush()
+        assert self.loader.flush()
+
+    def stop(self) -> None:
+        self.writer.stop()
+
+
 @pytest.fixture
-def writer(store: Store, clock: FakeClock) -> Iterator[LedgerWriter]:
-    writer = LedgerWriter(store, "site", clock, lookback=timedelta(days=365))
-    writer.start()
-    yield writer
-    writer.stop()
+def writer(store: Store, clock: FakeClock, tmp_path: Path) -> Iterator[Pipeline]:
+    pipeline = Pipeline(store, clock, tmp_path / "spool")
+    yield pipeline
+    pipeline.stop()
 
 
-def write(writer: LedgerWriter, clock: FakeClock, n: int) -> list[ConsentRecord]:
+def write(pipeline: Pipeline, clock: FakeClock, n: int) -> list[ConsentRecord]:
     records = []
     for _ in range(n):
         clock.advance(seconds=1)
         records.append(record(clock))
-        writer.submit(records[-1], wait=False)
-    assert writer.flush()
+        pipeline.writer.submit(records[-1], wait=False)
+    pipeline.load()
     return records
 
 
@@ -76,7 +97,7 @@ def command(store: Store, sql: str) -> None:
     store.command(sql.replace("LEDGER", store.table("consent_ledger")) + " SETTINGS mutations_sync = 2")
 
 
-def test_an_untouched_ledger_is_whole(store: Store, writer: LedgerWriter, clock: FakeClock) -> None:
+def test_an_untouched_ledger_is_whole(store: Store, writer: Pipeline, clock: FakeClock) -> None:
     write(writer, clock, 5)
     result = verify(store, "site", clock(), RETENTION)
     assert result.ok and result.rows == 5 and result.chains == 1
@@ -84,26 +105,26 @@ def test_an_untouched_ledger_is_whole(store: Store, writer: LedgerWriter, clock:
     assert head.seq == 4
 
 
-def test_an_edited_row_is_found(store: Store, writer: LedgerWriter, clock: FakeClock) -> None:
+def test_an_edited_row_is_found(store: Store, writer: Pipeline, clock: FakeClock) -> None:
     records = write(writer, clock, 4)
     command(store, f"ALTER TABLE LEDGER UPDATE categories = ['analytics', 'marketing', 'necessary'] "
             f"WHERE consent_id = '{records[2].consent_id}'")  # fmt: skip
     assert check(store, clock) == ["the row does not match its hash (edited?)"]
 
 
-def test_a_deleted_row_is_found(store: Store, writer: LedgerWriter, clock: FakeClock) -> None:
+def test_a_deleted_row_is_found(store: Store, writer: Pipeline, clock: FakeClock) -> None:
     records = write(writer, clock, 4)
     command(store, f"DELETE FROM LEDGER WHERE consent_id = '{records[1].consent_id}'")
     assert check(store, clock) == ["rows 1-1 before this one are missing (deleted?)"]
 
 
-def test_a_deleted_first_row_is_found(store: Store, writer: LedgerWriter, clock: FakeClock) -> None:
+def test_a_deleted_first_row_is_found(store: Store, writer: Pipeline, clock: FakeClock) -> None:
     records = write(writer, clock, 3)
     command(store, f"DELETE FROM LEDGER WHERE consent_id = '{records[0].consent_id}'")
     assert check(store, clock) == ["rows 0-0 of this chain are missing (deleted?)"]
 
 
-def test_inserted_rows_are_found(store: Store, writer: LedgerWriter, clock: FakeClock) -> None:
+def test_inserted_rows_are_found(store: Store, writer: Pipeline, clock: FakeClock) -> None:
     write(writer, clock, 3)
     # A copy of row 1 with another consent id, hash recomputed: it claims a place that is taken.
     columns = ", ".join(COLUMNS)
@@ -113,24 +134,20 @@ def test_inserted_rows_are_found(store: Store, writer: LedgerWriter, clock: Fake
 
 
 def test_a_forged_chain_that_starts_from_nothing_is_found(
-    store: Store, writer: LedgerWriter, clock: FakeClock
+    store: Store, writer: Pipeline, clock: FakeClock
 ) -> None:
     write(writer, clock, 2)
-    forger = LedgerWriter(store, "site", clock, lookback=timedelta(days=1))
+    forger = Loader(store, writer.spool, "site", clock)
     forger._chain._anchor = forger._chain._head = ("0" * 64, clock())  # pretend the ledger was empty
-    forger.start()
-    forger.submit(record(clock), wait=False)
-    assert forger.flush()
-    forger.stop()
+    writer.writer.submit(record(clock), wait=False)
+    assert writer.writer.flush() and forger.flush()
     assert check(store, clock) == ["a second chain that starts from nothing (inserted?)"]
 
 
-def test_a_new_writer_anchors_to_the_newest_row(store: Store, writer: LedgerWriter, clock: FakeClock) -> None:
+def test_a_new_writer_anchors_to_the_newest_row(store: Store, writer: Pipeline, clock: FakeClock) -> None:
     write(writer, clock, 2)
-    second = LedgerWriter(store, "site", clock, lookback=timedelta(days=1))
-    second.start()
-    write(second, clock, 2)
-    second.stop()
+    writer.loader = Loader(store, writer.spool, "site", clock)  # another loader: a new chain
+    write(writer, clock, 2)
     result = verify(store, "site", clock(), RETENTION)
     assert result.ok and result.chains == 2
     command(store, "DELETE FROM LEDGER WHERE seq = 1 AND chain = "
@@ -139,7 +156,7 @@ def test_a_new_writer_anchors_to_the_newest_row(store: Store, writer: LedgerWrit
 
 
 def test_a_rewrite_with_recomputed_hashes_is_caught_by_recorded_heads(
-    store: Store, writer: LedgerWriter, clock: FakeClock
+    store: Store, writer: Pipeline, clock: FakeClock
 ) -> None:
     records = write(writer, clock, 3)
     recorded = verify(store, "site", clock(), RETENTION).heads
@@ -156,13 +173,10 @@ def test_a_rewrite_with_recomputed_hashes_is_caught_by_recorded_heads(
     assert records  # the writer's rows are the ones rewritten
 
 
-def test_rows_that_expired_leave_a_whole_chain(store: Store, clock: FakeClock) -> None:
-    writer = LedgerWriter(store, "site", clock, lookback=timedelta(days=1))
-    writer.start()
+def test_rows_that_expired_leave_a_whole_chain(store: Store, writer: Pipeline, clock: FakeClock) -> None:
     write(writer, clock, 2)
     clock.advance(days=400)
     write(writer, clock, 2)
-    writer.stop()
     command(store, "DELETE FROM LEDGER WHERE seq = 0")  # as the TTL does, later
     later = FakeClock(clock() + RETENTION - timedelta(days=200))
     assert check(store, later) == []  # row 0 was due: row 1 says when it was made
@@ -170,9 +184,7 @@ def test_rows_that_expired_leave_a_whole_chain(store: Store, clock: FakeClock) -
     assert check(store, later) == ["rows 2-2 before this one are missing (deleted?)"]
 
 
-def test_blanking_the_visitor_id_keeps_the_proof(
-    store: Store, writer: LedgerWriter, clock: FakeClock
-) -> None:
+def test_blanking_the_visitor_id_keeps_the_proof(store: Store, writer: Pipeline, clock: FakeClock) -> None:
     records = write(writer, clock, 2)
     command(
         store, f"ALTER TABLE LEDGER UPDATE visitor_id = NULL WHERE consent_id = '{records[0].consent_id}'"
@@ -182,78 +194,86 @@ def test_blanking_the_visitor_id_keeps_the_proof(
 
 
 def test_decisions_that_arrive_together_share_an_insert(
-    store: Store, writer: LedgerWriter, clock: FakeClock
+    store: Store, writer: Pipeline, clock: FakeClock
 ) -> None:
-    futures = [writer.submit(record(clock), wait=True) for _ in range(300)]
+    futures = [writer.writer.submit(record(clock), wait=True) for _ in range(300)]
     for future in futures:
         assert future is not None
         future.result(timeout=30)
-    assert writer.written == 300
-    assert writer.groups <= 10  # 300 fsyncs would be 300 groups
+    assert writer.writer.written == 300
+    assert writer.writer.groups <= 10  # 300 fsyncs would be 300 groups
+    writer.load()
     assert verify(store, "site", clock(), RETENTION).ok
 
 
-def test_a_failed_insert_fails_the_waiters_and_counts_the_rest(
-    store: Store, writer: LedgerWriter, clock: FakeClock
+def test_when_the_spool_cannot_keep_them_waiters_fail_and_the_rest_is_counted(
+    store: Store, clock: FakeClock, tmp_path: Path
 ) -> None:
-    store.command(f"DROP TABLE {store.table('consent_ledger')} SYNC")
-    waited = writer.submit(record(clock), wait=True)
-    writer.submit(record(clock), wait=False)
-    assert writer.flush()
-    assert waited is not None and waited.exception() is not None
-    assert writer.dropped["ledger_store_error"] == 1
+    pipeline = Pipeline(store, clock, tmp_path / "spool")
+    pipeline.spool.max_bytes = 10  # full
+    waited = pipeline.writer.submit(record(clock), wait=True)
+    pipeline.writer.submit(record(clock), wait=False)
+    assert pipeline.writer.flush()
+    assert waited is not None and isinstance(waited.exception(), SpoolFull)
+    assert pipeline.writer.dropped["ledger_spool_error"] == 1
+    pipeline.stop()
 
 
-def test_texts_are_stored_once_per_hash(store: Store, clock: FakeClock) -> None:
-    for _ in range(2):
-        writer = LedgerWriter(store, "site", clock, lookback=timedelta(days=1))
-        writer.register_texts("h1", "nl", '{"title":"Uw keuze"}')
-        writer.start()
-        writer.submit(record(clock, texts_hash="h1"), wait=False)
-        assert writer.flush()
-        writer.stop()
-    assert store.query(f"SELECT count() FROM {store.table('consent_texts')}") == [(1,)]
+def test_decisions_are_durable_while_the_store_is_down_and_loaded_later(
+    store: Store, writer: Pipeline, clock: FakeClock
+) -> None:
+    store.close()  # the store goes away
+    future = writer.writer.submit(record(clock), wait=True)
+    assert future is not None and future.result(timeout=30) is None  # durable: in the spool
+    assert not writer.loader.flush()  # nothing can be loaded
+    assert len(writer.spool.pending("consent_ledger")) == 1
+    store.open()
+    assert writer.loader.flush()
+    assert verify(store, "site", clock(), RETENTION).rows == 1
+    assert writer.spool.pending("consent_ledger") == []
+
+
+def test_texts_are_stored_once_per_hash(store: Store, clock: FakeClock, tmp_path: Path) -> None:
+    for _ in range(2):  # two processes that show the same texts
+        pipeline = Pipeline(store, clock, tmp_path / "spool")
+        pipeline.writer.register_texts("h1", "nl", '{"title":"Uw keuze"}')
+        pipeline.writer.submit(record(clock, texts_hash="h1"), wait=False)
+        pipeline.load()
+        pipeline.stop()
+    assert store.query(f"SELECT count() FROM {store.table('consent_texts')} FINAL") == [(1,)]
     assert shown_texts(store, "h1") == ("nl", '{"title":"Uw keuze"}')
 
 
-def test_history_follows_the_links_both_ways(store: Store, writer: LedgerWriter, clock: FakeClock) -> None:
+def test_history_follows_the_links_both_ways(store: Store, writer: Pipeline, clock: FakeClock) -> None:
     first = record(clock)
     clock.advance(minutes=1)
     second = record(clock, previous=first.consent_id, method=Method.SETTINGS)
     clock.advance(minutes=1)
     third = record(clock, previous=second.consent_id, categories=("necessary",))
     for r in (first, second, third, record(clock)):
-        writer.submit(r, wait=False)
-    assert writer.flush()
+        writer.writer.submit(r, wait=False)
+    writer.load()
     entries = history(store, second.consent_id)
     assert [e.consent_id for e in entries] == [first.consent_id, second.consent_id, third.consent_id]
     assert entries[2].categories == ("necessary",)
     assert history(store, uuid.uuid4()) == []
 
 
-def test_superseded_ids_reach_the_callback(store: Store, clock: FakeClock) -> None:
+def test_superseded_ids_reach_the_callback(store: Store, clock: FakeClock, tmp_path: Path) -> None:
     seen: list[uuid.UUID] = []
-    writer = LedgerWriter(
-        store, "site", clock, lookback=timedelta(days=1), on_superseded=lambda r: seen.extend(i for i, _ in r)
-    )
-    writer.start()
+    pipeline = Pipeline(store, clock, tmp_path / "a", on_superseded=lambda r: seen.extend(i for i, _ in r))
     old = record(clock)
-    writer.submit(old, wait=False)
-    writer.submit(record(clock, previous=old.consent_id), wait=False)
-    assert writer.flush()
-    writer.stop()
+    pipeline.writer.submit(old, wait=False)
+    pipeline.writer.submit(record(clock, previous=old.consent_id), wait=False)
+    pipeline.load()
+    pipeline.stop()
     assert old.consent_id in seen
     # Another process learns it from the store.
     other: list[uuid.UUID] = []
-    reader = LedgerWriter(
-        store,
-        "site",
-        clock,
-        lookback=timedelta(days=1),
-        on_superseded=lambda r: other.extend(i for i, _ in r),
-    )
-    reader.poll()
-    assert other == [old.consent_id]
+    reader = Pipeline(store, clock, tmp_path / "b", on_superseded=lambda r: other.extend(i for i, _ in r))
+    reader.writer.poll()
+    reader.stop()
+    assert set(other) == {old.consent_id}
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -261,12 +281,13 @@ def test_superseded_ids_reach_the_callback(store: Store, clock: FakeClock) -> No
     victim=st.integers(0, 5),
     tamper=st.sampled_from(["edit-prev-ts", "edit-method", "edit-ip", "delete", "duplicate"]),
 )
-def test_any_single_tampering_is_found(store: Store, clock: FakeClock, victim: int, tamper: str) -> None:
+def test_any_single_tampering_is_found(
+    store: Store, clock: FakeClock, tmp_path_factory: pytest.TempPathFactory, victim: int, tamper: str
+) -> None:
     store.command(f"TRUNCATE TABLE {store.table('consent_ledger')}")
-    writer = LedgerWriter(store, "site", clock, lookback=timedelta(days=1))
-    writer.start()
-    write(writer, clock, 6)
-    writer.stop()
+    pipeline = Pipeline(store, clock, tmp_path_factory.mktemp("spool"))
+    write(pipeline, clock, 6)
+    pipeline.stop()
     where = f"seq = {victim}"
     if tamper == "edit-prev-ts":
         command(store, f"ALTER TABLE LEDGER UPDATE prev_ts = prev_ts - INTERVAL 1 SECOND WHERE {where}")

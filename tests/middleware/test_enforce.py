@@ -69,7 +69,7 @@ def test_report_mode_lets_undeclared_cookies_through_and_tallies_them(
     assert visit(client, "cart=1; Path=/", "cart=2") == ["cart", "cart"]
     client.get("/cookies?set=theme%3Ddark&q=secret")
     runtime = runtime_of(client)
-    assert runtime.sightings.flush(timeout=30)
+    assert runtime.flush(timeout=30)
     seen = {cookie.name: cookie for cookie in undeclared_cookies(runtime.store, "default")}
     assert set(seen) == {"cart", "theme"}
     assert seen["cart"].count == 2 and seen["cart"].sample_path == "/cookies"  # never the query
@@ -108,7 +108,7 @@ def test_cookie_names_browsers_keep_but_no_rfc_allows_are_enforced_too(
     raw = report.get("/cookies", params={"set": ODD}).headers.raw
     assert len([name for name, _ in raw if name.lower() == b"set-cookie"]) == len(ODD)
     runtime = runtime_of(report)
-    assert runtime.sightings.flush(timeout=30)
+    assert runtime.flush(timeout=30)
     names = {cookie.name for cookie in undeclared_cookies(runtime.store, "default")}
     assert names == {"", "my tracker", '"quoted"', "a(b)"}
 

@@ -188,13 +188,24 @@ def test_same_origin_consent_is_accepted(make_client: MakeClient) -> None:
     assert response.status_code == 200
 
 
-def test_no_cookie_when_the_proof_cannot_be_written(make_client: MakeClient) -> None:
+def test_no_cookie_when_the_proof_cannot_be_kept(make_client: MakeClient) -> None:
     client = make_client()
-    runtime_of(client).store.close()  # the store goes away: the choice cannot be proven
+    runtime_of(client).spool.max_bytes = 0  # the disk is full: the choice cannot be proven
     response = client.post("/_koekje/consent", json={"categories": ["analytics"]})
     assert response.status_code == 503
     assert "set-cookie" not in response.headers
-    runtime_of(client).store.open()
+
+
+def test_a_choice_made_while_the_store_is_down_is_proven_once_it_is_back(make_client: MakeClient) -> None:
+    client = make_client()
+    runtime = runtime_of(client)
+    runtime.store.close()  # the store goes away: the proof waits in the spool, on disk
+    assert consent(client, "analytics").status_code == 200
+    client.get("/implantologie")
+    assert not runtime.flush(timeout=5)  # nothing can be loaded now
+    runtime.store.open()
+    [row] = ledger(client)
+    assert [v["visitor_id"] for v in page_views(client)] == [row["visitor_id"]]
 
 
 # -- capture ---------------------------------------------------------------------------------------------

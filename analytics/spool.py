@@ -1,0 +1,151 @@
+"""The spool: a directory of batches on their way to the store, so that nothing accepted is lost.
+
+Every batch koekje writes (page views, consent decisions, cookie sightings) is first a file here: written
+under a temporary name, fsynced, renamed into place, and the directory fsynced, so a batch either exists
+whole or not at all, also after a crash or a power cut. The loader moves batches into the store in order
+and removes each once it is there; a batch id (its file name) makes a second load of the same batch a no-op.
+
+The spool is bounded (``max_bytes``): beyond it a batch is refused and the caller counts the loss.
+Several processes may write to one spool directory (each under its own writer name); file names sort in
+the order the batches were made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+SUFFIX = ".jsonl"
+_TMP = ".tmp"
+
+
+class SpoolFull(Exception):
+    """The spool holds its maximum; the batch was not kept."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Batch:
+    """One spooled batch: ``<table>/<made, ns>-<writer>-<seq>.jsonl``, one JSON row per line."""
+
+    name: str  # sorts in the order batches were made; also the batch id
+    table: str
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.name.removesuffix(SUFFIX)
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+class Spool:
+    def __init__(self, root: Path, *, max_bytes: int = 1 << 30, writer: str | None = None) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        # Unique per process start: two processes (or one restarted) never write the same name.
+        self.writer = writer or f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self._seq = itertools.count()
+        self._lock = threading.Lock()  # the size estimate is shared by this process's writers
+        self._bytes: int | None = None
+        self._counted_at = 0.0
+
+    def open(self) -> None:
+        """Create the directory (0700: spooled rows are visitor data) and remove half-written leftovers."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        for leftover in self.root.glob(f"*/*{_TMP}"):
+            leftover.unlink(missing_ok=True)
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    def write(self, table: str, payload: bytes, *, sync: bool = True) -> Batch:
+        """Keep one batch; with ``sync`` (the default) it is on disk when this returns. Raises SpoolFull when
+        the spool holds ``max_bytes`` already, OSError when the disk refuses."""
+        with self._lock:
+            size = self._size()
+            if size + len(payload) > self.max_bytes:
+                raise SpoolFull(f"the spool holds {size} bytes, its maximum is {self.max_bytes}")
+            self._bytes = size + len(payload)
+        directory = self.root / table
+        directory.mkdir(mode=0o700, exist_ok=True)
+        name = f"{time.time_ns():020d}-{self.writer}-{next(self._seq):010d}{SUFFIX}"
+        final = directory / name
+        temporary = directory / (name + _TMP)
+        try:
+            with open(temporary, "wb") as file:
+                file.write(payload)
+                if sync:
+                    file.flush()
+                    os.fsync(file.fileno())
+            os.rename(temporary, final)
+            if sync:
+                _sync_directory(directory)
+        except OSError:
+            temporary.unlink(missing_ok=True)
+            with self._lock:
+                self._bytes = None  # recount next time
+            raise
+        return Batch(name, table, final)
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def pending(self, table: str) -> list[Batch]:
+        """The batches of ``table`` waiting for the store, oldest first."""
+        directory = self.root / table
+        try:
+            names = sorted(entry.name for entry in os.scandir(directory) if entry.name.endswith(SUFFIX))
+        except FileNotFoundError:
+            return []
+        return [Batch(name, table, directory / name) for name in names]
+
+    def tables(self) -> list[str]:
+        try:
+            return sorted(entry.name for entry in os.scandir(self.root) if entry.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def remove(self, batch: Batch) -> None:
+        """The batch is in the store: forget it (durably, so it is not loaded again after a crash)."""
+        try:
+            size = batch.path.stat().st_size
+            batch.path.unlink()
+        except FileNotFoundError:
+            return
+        _sync_directory(batch.path.parent)
+        with self._lock:
+            if self._bytes is not None:
+                self._bytes = max(0, self._bytes - size)
+
+    def size(self) -> int:
+        """Bytes waiting in the spool (all writers)."""
+        with self._lock:
+            self._bytes = None
+            return self._size()
+
+    def _size(self) -> int:
+        # Other processes write here too: count again now and then.
+        if self._bytes is None or time.monotonic() - self._counted_at > 5:
+            self._counted_at = time.monotonic()
+            total = 0
+            for table in self.tables():
+                for batch in self.pending(table):
+                    with contextlib.suppress(FileNotFoundError):  # loaded meanwhile
+                        total += batch.path.stat().st_size
+            self._bytes = total
+        return self._bytes
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` durable."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
