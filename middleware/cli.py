@@ -16,6 +16,8 @@ from koekje.analytics import Accounts, Role, Store, StoreError, migrate, utcnow
 from koekje.analytics.accounts import MIN_PASSWORD_LENGTH
 from koekje.analytics.cookies_seen import undeclared_cookies
 from koekje.analytics.ledger import Break, Head, history, shown_texts, verify
+from koekje.analytics.loader import Loader
+from koekje.analytics.spool import Spool
 
 from .config import Config, ConfigError, load_config
 
@@ -100,6 +102,15 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("id", help="a consent id (32 hex digits, as in the consent cookie and the ledger)")
     show.add_argument("--texts", action="store_true", help="print the full texts shown, not only their hash")
     show.set_defaults(run=_consent_show)
+
+    spool = commands.add_parser("spool", help="batches waiting for the store").add_subparsers(
+        title="spool commands", metavar="ACTION"
+    )
+    spool.add_parser("status", help="what waits in the spool, per table").set_defaults(run=_spool_status)
+    spool.add_parser(
+        "replay",
+        help="load what waits into the store now (while the site is stopped, for the embedded store)",
+    ).set_defaults(run=_spool_replay)
 
     cookies = commands.add_parser("cookies", help="the declared cookies, and cookies seen but not declared")
     cookies.set_defaults(run=_cookies)
@@ -254,3 +265,39 @@ def _cookies(args: argparse.Namespace) -> int:
             f"last {cookie.last_seen:%Y-%m-%d}  e.g. {cookie.sample_path}"
         )
     return 0
+
+
+def _spool(config: Config) -> Spool:
+    spool = Spool(config.spool_path(), max_bytes=config.analytics.spool_max_mb << 20)
+    if not spool.root.exists():
+        raise ConfigError(f"no spool at {spool.root} yet (it is made when the site first starts)")
+    return spool
+
+
+def _spool_status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    spool = _spool(config)
+    print(f"spool {spool.root}: {spool.size()} bytes of at most {spool.max_bytes}")
+    for table in spool.tables():
+        batches = spool.pending(table)
+        if table == "rejected":
+            print(f"  rejected (malformed, moved aside): {len(batches)} batches")
+        elif batches:
+            oldest = batches[0].name.split("-")[0]
+            age = utcnow().timestamp() - int(oldest) / 1e9
+            print(f"  {table}: {len(batches)} batches waiting, the oldest {age:.0f} s old")
+    return 0
+
+
+def _spool_replay(args: argparse.Namespace) -> int:
+    config = _config(args)
+    spool = _spool(config)
+    with _open_store(config) as store:
+        loader = Loader(store, spool, config.site.id, utcnow)
+        done = loader.load_pending()
+    for table, rows in sorted(loader.loaded.items()):
+        print(f"  {table}: {rows} rows loaded")
+    for table, batches in sorted(loader.rejected.items()):
+        print(f"  {table}: {batches} malformed batches moved aside", file=sys.stderr)
+    print("the spool is empty" if done else "some batches could not be loaded yet (see above)")
+    return 0 if done else 1

@@ -1,14 +1,17 @@
 """The koekje command, run as users run it: a separate process (with its own chDB engine)."""
 
+import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from support import SECRET
 
 from koekje.analytics import Store
+from koekje.analytics.spool import Spool
 
 
 def koekje(
@@ -100,6 +103,7 @@ with TestClient(app, base_url="http://shop.test", client=("203.0.113.77", 1)) as
 
 TAMPER = """
 from koekje.analytics import Store
+from koekje.analytics.spool import Spool
 from koekje.middleware import load_config
 
 with Store(load_config("koekje.toml").store_settings()) as store:
@@ -152,3 +156,17 @@ def test_consent_verify_show_and_cookies(site_dir: Path) -> None:
     broken = koekje("consent", "verify", "--heads", "heads.txt", cwd=site_dir)
     assert broken.returncode == 1
     assert "BROKEN: chain" in broken.stderr and "edited?" in broken.stderr
+
+
+def test_spool_status_and_replay(site_dir: Path) -> None:
+    assert "no spool" in koekje("spool", "status", cwd=site_dir).stderr
+    spool = Spool(site_dir / "koekje-spool")
+    spool.open()
+    row = {"ts": 1795593600, "site": "default", "visitor_id": str(uuid.uuid4()), "path": "/x", "topics": [],
+           "referrer_host": "", "country": "", "ip_prefix": "203.0.113.0"}  # fmt: skip
+    spool.write("page_views", json.dumps(row).encode())
+    status = koekje("spool", "status", cwd=site_dir)
+    assert "page_views: 1 batches waiting" in status.stdout, status.stderr
+    replay = koekje("spool", "replay", cwd=site_dir)
+    assert replay.returncode == 0 and "page_views: 1 rows loaded" in replay.stdout, replay.stderr
+    assert "waiting" not in koekje("spool", "status", cwd=site_dir).stdout

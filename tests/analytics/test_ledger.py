@@ -313,3 +313,20 @@ def _rows(store: Store) -> list[LedgerRow]:
     for row in rows:
         assert row_hash(row) == row.hash
     return rows
+
+
+def test_decisions_loaded_before_a_crash_kept_their_batch_are_not_chained_twice(
+    store: Store, writer: Pipeline, clock: FakeClock
+) -> None:
+    write(writer, clock, 2)
+    records = [record(clock) for _ in range(3)]
+    for r in records:
+        writer.writer.submit(r, wait=False)
+    assert writer.writer.flush()
+    [batch] = writer.spool.pending("consent_ledger")
+    payload = batch.read()
+    assert writer.loader.flush()
+    writer.spool.write("consent_ledger", payload)  # the same batch again, as after a crash before removal
+    assert writer.loader.flush()
+    result = verify(store, "site", clock(), RETENTION)
+    assert result.ok and result.rows == 5
