@@ -21,6 +21,7 @@ import msgspec
 
 from .clock import Clock
 from .ledger import Chain, ConsentRecord, insert_rows
+from .remote import Ownership
 from .spool import Batch, Spool
 from .store import Store
 
@@ -42,8 +43,11 @@ class Loader:
         *,
         interval: float = 0.25,
         on_loaded: Callable[[str, int], None] | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self._store = store
+        # Several processes may share one spool: only the one that holds this loads it.
+        self._ownership = ownership
         self._spool = spool
         self._chain = Chain(site, uuid4())
         self._clock = clock
@@ -89,7 +93,10 @@ class Loader:
                 return
 
     def load_pending(self) -> bool:
-        """One pass over every table's batches, oldest first; True when none is left waiting."""
+        """One pass over every table's batches, oldest first; True when none is left waiting. In a process
+        that does not own the spool, nothing (another process loads it)."""
+        if self._ownership is not None and not self._ownership.try_acquire():
+            return False
         with self._pass_lock:
             done = self._load_table(LEDGER)
             for table in RAW_TABLES:

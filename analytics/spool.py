@@ -105,6 +105,16 @@ class Spool:
             return []
         return [Batch(name, table, directory / name) for name in names]
 
+    def wait_loaded(self, timeout: float) -> bool:
+        """Wait until no batch of this process's is left (another process loads them); True when none is."""
+        deadline = time.monotonic() + timeout
+        mine = f"-{self.writer}-"
+        while any(mine in batch.name for table in self.tables() for batch in self.pending(table)):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)  # another process's progress: nothing to wait on but the directory
+        return True
+
     def tables(self) -> list[str]:
         try:
             return sorted(entry.name for entry in os.scandir(self.root) if entry.is_dir())

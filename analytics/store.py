@@ -3,16 +3,23 @@
 chDB has no async client and one engine per process, so every call here blocks: callers on an event loop
 go through a thread (``starlette.concurrency.run_in_threadpool``). A lock serialises use of the client,
 which is not safe to share between threads.
+
+With ``ownership`` (several worker processes on one embedded store), only the process holding it opens
+chDB, and serves the others' calls on a local socket; the others' clients are that socket
+(``koekje.analytics.remote``). When the owner dies and this process takes the lock, its next call opens
+the store itself.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .remote import Ownership, RemoteClient, StoreServer
 from .settings import StoreSettings
 
 if TYPE_CHECKING:
@@ -40,11 +47,14 @@ class Store:
         *,
         prepare: Callable[[Store], object] | None = None,
         retry_after: float = 30.0,
+        ownership: Ownership | None = None,
     ) -> None:
         self.settings = settings
         self._prepare = prepare
         self._retry_after = retry_after
-        self._client: Client | None = None
+        self._ownership = ownership if settings.embedded else None
+        self._server: StoreServer | None = None
+        self._client: Client | RemoteClient | None = None
         self._closed = False
         self._failed_at: float | None = None
         self._failure = ""
@@ -64,9 +74,20 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            self._disconnect()
+
+    @property
+    def remote(self) -> bool:
+        """Whether another process owns the (embedded) store and this one asks it."""
+        return isinstance(self._client, RemoteClient)
+
+    def _disconnect(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
         with self._lock:
@@ -101,7 +122,9 @@ class Store:
                 settings=settings,
             )
 
-    def _require(self) -> Client:
+    def _require(self) -> Client | RemoteClient:
+        if self._ownership is not None and self.remote and self._ownership.held:
+            self._disconnect()  # this process took over from an owner that died: open the store itself
         if self._client is None:
             if self._closed:
                 raise StoreUnavailable("the store is closed")
@@ -117,12 +140,21 @@ class Store:
     def _connect(self) -> None:
         if self._client is not None:
             return
+        ownership = self._ownership
+        if ownership is not None and not ownership.try_acquire():
+            self._client = RemoteClient(ownership.socket_path)
+            return
         try:
+            if self.settings.embedded:
+                _private_directory(self.settings.dsn)
             client = _new_client(self.settings.dsn)
             self._client = client
             client.command(f"CREATE DATABASE IF NOT EXISTS `{self.settings.database}`")
             if self._prepare is not None:
                 self._prepare(self)
+            if ownership is not None:
+                self._server = StoreServer(ownership.socket_path, self._serve)
+                self._server.start()
         except Exception as exc:
             if self._client is not None:
                 self._client.close()
@@ -135,6 +167,30 @@ class Store:
                 f"cannot prepare the store at {_redact(self.settings.dsn)}: {exc}"
             ) from exc
         self._failed_at = None
+
+    def _serve(self, request: dict[str, Any]) -> Any:
+        """Another worker's call, run here (in the owner) under the store's lock."""
+        with self._lock:
+            client = self._require()
+            op = request["op"]
+            if op == "query":
+                return [
+                    list(row)
+                    for row in client.query(request["sql"], parameters=request["parameters"]).result_rows
+                ]
+            if op == "command":
+                client.command(request["sql"], parameters=request["parameters"])
+            elif op == "insert":
+                columns = request["columns"]
+                client.insert(
+                    request["table"], list(columns.values()), column_names=list(columns), column_oriented=True
+                )
+            elif op == "raw_insert":
+                client.raw_insert(request["table"], None, insert_block=request["payload"], fmt="JSONEachRow",
+                                  settings=request["settings"])  # fmt: skip
+            else:
+                raise ValueError(f"unknown request {op!r}")
+            return None
 
     def __enter__(self) -> Store:
         self.open()
@@ -169,3 +225,11 @@ def _redact(dsn: str) -> str:
         return dsn
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
     return parts._replace(netloc=netloc).geturl()
+
+
+def _private_directory(dsn: str) -> None:
+    """The embedded store's files (visitor data, password hashes, the ledger) are for this user only."""
+    path = dsn.removeprefix("chdb://")
+    if path and path != "memory":
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)

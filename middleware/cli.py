@@ -17,6 +17,7 @@ from koekje.analytics.accounts import MIN_PASSWORD_LENGTH
 from koekje.analytics.cookies_seen import undeclared_cookies
 from koekje.analytics.ledger import Break, Head, history, shown_texts, verify
 from koekje.analytics.loader import Loader
+from koekje.analytics.remote import Ownership
 from koekje.analytics.spool import Spool
 
 from .config import Config, ConfigError, load_config
@@ -122,8 +123,15 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _open_store(config: Config) -> Store:
-    """The store, migrated first unless the configuration leaves that to `koekje migrate`."""
-    store = Store(config.store_settings(), prepare=migrate if config.analytics.auto_migrate else None)
+    """The store, migrated first unless the configuration leaves that to `koekje migrate`. While the site
+    runs on the embedded store, its owner process answers for it."""
+    spool = config.spool_path()
+    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = Store(
+        config.store_settings(),
+        prepare=migrate if config.analytics.auto_migrate else None,
+        ownership=Ownership(spool),
+    )
     store.open()
     return store
 

@@ -19,6 +19,7 @@ from koekje.analytics.cookies_seen import CookieSighting, tally
 from koekje.analytics.events import SpoolSink
 from koekje.analytics.ledger_writer import LedgerWriter
 from koekje.analytics.loader import Loader
+from koekje.analytics.remote import Ownership
 from koekje.analytics.spool import Spool
 from koekje.banner import ASSET_NAMES, asset
 
@@ -45,9 +46,12 @@ class Runtime:
         self.clock = clock
         site, consent = config.site, config.consent
         prepare = (lambda store: migrate(store, clock)) if config.analytics.auto_migrate else None
-        self.store = Store(config.store_settings(), prepare=prepare)
         self.spool = Spool(config.spool_path(), max_bytes=config.analytics.spool_max_mb << 20)
-        self.loader = Loader(self.store, self.spool, site.id, clock)
+        # Several workers (uvicorn --workers, gunicorn) share the spool; one owns the embedded store and
+        # loads the spool, the others ask it (koekje.analytics.remote).
+        self.ownership = Ownership(self.spool.root)
+        self.store = Store(config.store_settings(), prepare=prepare, ownership=self.ownership)
+        self.loader = Loader(self.store, self.spool, site.id, clock, ownership=self.ownership)
         wake = self.loader.wake
         self.recorder: Recorder[PageView] = Recorder(
             SpoolSink(self.spool, "page_views", wake), config.recorder_settings()
@@ -171,20 +175,25 @@ class Runtime:
         self.loader.start()
 
     def _stop(self) -> None:
-        """Everything queued goes to the spool, then the loader takes what the store can take now."""
+        """Everything queued goes to the spool, then the loader takes what the store can take now, and
+        another worker can take over the store."""
         self.ledger.stop()
         self.recorder.stop()
         self.sightings.stop()
         self.loader.stop()
         self.store.close()
+        self.ownership.release()
         self.geo.close()
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Everything recorded so far in the store (or, when it is down, in the spool). Blocking."""
+        """Everything recorded so far in the store (or, when it is down, in the spool); False when something
+        is still only in the spool after ``timeout``. Blocking."""
         spooled = (
             self.recorder.flush(timeout) and self.sightings.flush(timeout) and self.ledger.flush(timeout)
         )
-        return self.loader.flush() and spooled
+        if self.ownership.try_acquire():
+            return self.loader.flush() and spooled
+        return self.spool.wait_loaded(timeout) and spooled  # the owner loads it
 
 
 def _kind(store: Store) -> str:

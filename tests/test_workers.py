@@ -1,0 +1,138 @@
+"""Several worker processes on one embedded store, for real: uvicorn --workers behind one socket, consented
+traffic, the worker that owns the store killed with SIGKILL, and every page view in the store exactly once."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from support import SECRET
+
+from koekje.analytics import Store, StoreSettings
+from koekje.analytics.remote import Ownership
+
+WORKERS = 3
+TOML = """
+[analytics]
+data_dir = "store"
+spool_dir = "spool"
+flush_interval_seconds = 0.05
+[dashboard]
+min_visitors = 1
+"""
+
+
+class Site:
+    def __init__(
+        self, directory: Path, process: subprocess.Popen[str], port: int, workers: list[int]
+    ) -> None:
+        self.directory = directory
+        self.process = process
+        self.url = f"http://127.0.0.1:{port}"
+        self.workers = workers
+
+    def remote_store(self) -> Store:
+        """The store as any other process sees it while the site runs: through its owner."""
+        settings = StoreSettings(f"chdb://{self.directory / 'store'}", "koekje")
+        return Store(settings, ownership=Ownership(self.directory / "spool"))
+
+    def owner(self) -> int:
+        """The worker that holds the store's lock, from the kernel's table of locks."""
+        inode = os.stat(self.directory / "spool" / "owner.lock").st_ino
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if "FLOCK" in fields and fields[-3].endswith(f":{inode}"):
+                return int(fields[fields.index("WRITE") + 1])
+        raise AssertionError("nobody holds the store")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Site]:
+    (tmp_path / "koekje.toml").write_text(TOML)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "KOEKJE_SECRET_KEY": SECRET,
+        "KOEKJE_CONFIG": str(tmp_path / "koekje.toml"),
+        "PYTHONPATH": str(Path(__file__).parent),
+    }
+    command = [sys.executable, "-m", "uvicorn", "worker_site:app", "--factory", "--workers", str(WORKERS)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "info"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    started: list[int] = []
+    for line in process.stderr:  # each worker says when it is up: no guessing with sleeps
+        found = re.search(r"Started server process \[(\d+)\]", line)
+        if found:
+            started.append(int(found[1]))
+        if line.count("Application startup complete") and len(started) == WORKERS:
+            break
+    site = Site(tmp_path, process, port, started)
+    yield site
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    process.stderr.close()
+
+
+def _eventually(condition: object, seconds: float = 60) -> None:
+    """Poll a condition that another process makes true, up to a deadline."""
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "not within the deadline"
+        time.sleep(0.05)
+
+
+def _views(client: httpx2.Client, start: int, n: int) -> None:
+    for i in range(start, start + n):
+        for _ in range(5):  # a connection to the worker that was just killed: again, to another
+            try:
+                response = client.get(f"/page/{i}", headers={"connection": "close"})
+                break
+            except httpx2.TransportError:
+                continue
+        assert response.status_code == 200
+
+
+def _count(store: Store) -> tuple[int, int]:
+    try:
+        [row] = store.query(f"SELECT count(), uniqExact(path) FROM {store.table('page_views')}")
+    except Exception:
+        return (-1, -1)  # the owner is being replaced: ask again
+    return int(row[0]), int(row[1])
+
+
+def test_every_page_view_arrives_once_when_the_owner_is_killed(workers: Site) -> None:
+    with httpx2.Client(base_url=workers.url, timeout=30) as client:
+        granted = client.post("/_koekje/consent", json={"categories": ["analytics"]})
+        assert granted.status_code == 200
+        _views(client, 0, 150)
+        store = workers.remote_store()
+        _eventually(lambda: _count(store) == (150, 150))
+
+        owner = workers.owner()
+        assert owner in workers.workers
+        os.kill(owner, signal.SIGKILL)
+
+        _views(client, 150, 150)
+        _eventually(lambda: _count(store) == (300, 300))
+        assert workers.owner() != owner  # another worker took the store over
+
+        # Whichever worker answers, the visitor's consent and the dashboard work.
+        for _ in range(6):
+            body = client.get("/_koekje/config.json", headers={"connection": "close"}).json()
+            assert body["consent"]["categories"] == ["necessary", "analytics"]
+        assert store.query(f"SELECT count() FROM {store.table('consent_ledger')}") == [(1,)]
+        store.close()
