@@ -52,7 +52,7 @@ class SpoolSink(Generic[E]):
 
     def write(self, batch: Sequence[E]) -> None:
         rows = batch if self._rows is None else self._rows(batch)
-        self._spool.write(self._table, self._encoder.encode_lines(rows))
+        self._spool.write(self._table, self._encoder.encode_lines(rows), rows=len(rows))
         if self._on_spooled is not None:
             self._on_spooled()
 

@@ -154,7 +154,7 @@ class LedgerWriter:
         try:
             if self._texts:
                 self._spool_texts()
-            self._spool.write("consent_ledger", self._encoder.encode_lines(records))
+            self._spool.write("consent_ledger", self._encoder.encode_lines(records), rows=len(records))
         except (SpoolFull, OSError) as exc:
             log.error("koekje could not keep %d consent records: %s", len(records), exc)
             self._fail(futures, exc)
@@ -175,7 +175,7 @@ class LedgerWriter:
             {"hash": digest, "lang": lang, "body": body, "first_seen": now}
             for digest, (lang, body) in self._texts.items()
         ]
-        self._spool.write("consent_texts", self._encoder.encode_lines(rows))
+        self._spool.write("consent_texts", self._encoder.encode_lines(rows), rows=len(rows))
         self._texts.clear()
 
     def _fail(self, futures: list[Future[None] | None], exc: BaseException) -> None:

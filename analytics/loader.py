@@ -12,9 +12,11 @@ rejects as malformed is moved aside to ``rejected/`` and counted, so one bad fil
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from uuid import uuid4
 
 import msgspec
@@ -31,6 +33,10 @@ LEDGER = "consent_ledger"
 # Spooled tables loaded as they are; the ledger is chained first.
 RAW_TABLES = ("page_views", "cookies_seen", "consent_texts")
 _records = msgspec.json.Decoder(ConsentRecord)
+_GROUP = ".group-"  # a manifest's name: not a batch (those end in .jsonl)
+# One insert takes at most this many batches, or rows: large parts, bounded memory.
+MAX_GROUP_BATCHES = 64
+MAX_GROUP_ROWS = 200_000
 
 
 class Loader:
@@ -104,29 +110,87 @@ class Loader:
             return done
 
     def _load_table(self, table: str) -> bool:
-        for batch in self._spool.pending(table):
+        if table != LEDGER:
+            self._finish_interrupted_groups(table)
+        pending = self._spool.pending(table)
+        while pending:
+            group = [pending[0]] if table == LEDGER else _group(pending)
             try:
-                rows = self._load_ledger(batch) if table == LEDGER else self._load_raw(batch)
+                rows = self._load_ledger(group[0]) if table == LEDGER else self._load_raw(table, group)
             except FileNotFoundError:
-                continue  # another loader took it (an owner that was replaced)
+                pending = pending[len(group) :]  # another loader took it (an owner that was replaced)
+                continue
             except Exception as exc:
-                if _malformed(exc):
-                    self._reject(batch, exc)
-                    continue
-                log.debug("koekje could not load %s yet: %s", batch.name, exc)
-                return False
-            self._spool.remove(batch)
-            self.loaded[table] += rows
-            if self._on_loaded is not None:
-                self._on_loaded(table, rows)
+                if _malformed(exc) and len(group) == 1:
+                    self._reject(group[0], exc)
+                elif _malformed(exc):  # one of them: find which, one at a time
+                    if not all(self._load_table_one(table, batch) for batch in group):
+                        return False
+                else:
+                    log.debug("koekje could not load %s yet: %s", group[0].name, exc)
+                    return False
+                pending = pending[len(group) :]
+                continue
+            self._loaded(table, rows)
+            pending = pending[len(group) :]
         return True
 
-    def _load_raw(self, batch: Batch) -> int:
-        payload = batch.read()
-        self._store.insert_raw(batch.table, payload, token=batch.id)
-        return payload.count(b"\n") + 1 if payload else 0
+    def _load_table_one(self, table: str, batch: Batch) -> bool:
+        try:
+            self._loaded(table, self._load_raw(table, [batch]))
+        except Exception as exc:
+            if not _malformed(exc):
+                return False
+            self._reject(batch, exc)
+        return True
+
+    def _loaded(self, table: str, rows: int) -> None:
+        self.loaded[table] += rows
+        if self._on_loaded is not None:
+            self._on_loaded(table, rows)
+
+    def _load_raw(self, table: str, group: list[Batch]) -> int:
+        """Several small batches go in as one insert (ClickHouse makes a part per insert, and wants few
+        large ones). A manifest written first names the group, so that after a crash the same batches are
+        loaded again as the same group, with the same token, and so only once."""
+        if len(group) == 1:
+            self._store.insert_file(table, group[0].path, token=group[0].id)
+            self._spool.remove(group[0])
+            return group[0].rows
+        manifest = self._spool.root / table / f"{_GROUP}{group[0].id}"
+        _write_durably(manifest, "\n".join(batch.name for batch in group))
+        return self._finish_group(table, manifest, group)
+
+    def _finish_group(self, table: str, manifest: Path, group: list[Batch]) -> int:
+        token = f"group-{group[0].id}-{group[-1].id}"
+        self._store.insert_files(table, [batch.path for batch in group], token=token)
+        for batch in group:
+            self._spool.remove(batch)
+        manifest.unlink(missing_ok=True)
+        return sum(batch.rows for batch in group)
+
+    def _finish_interrupted_groups(self, table: str) -> None:
+        """A group whose loading a crash interrupted: if a batch of it was removed, the insert had succeeded
+        (removal comes after it) and the rest only needs removing; else it is loaded again, as before."""
+        for manifest in sorted((self._spool.root / table).glob(f"{_GROUP}*")):
+            names = manifest.read_text().split()
+            group = [Batch(name, table, manifest.parent / name) for name in names]
+            if all(batch.path.exists() for batch in group):
+                try:
+                    self._loaded(table, self._finish_group(table, manifest, group))
+                except Exception as exc:
+                    log.debug("koekje could not finish loading %s yet: %s", manifest.name, exc)
+                return
+            for batch in group:
+                self._spool.remove(batch)
+            manifest.unlink(missing_ok=True)
 
     def _load_ledger(self, batch: Batch) -> int:
+        rows = self._insert_ledger(batch)
+        self._spool.remove(batch)
+        return rows
+
+    def _insert_ledger(self, batch: Batch) -> int:
         records = [_records.decode(line) for line in batch.read().splitlines() if line]
         if not records:
             return 0
@@ -157,3 +221,26 @@ def _malformed(exc: Exception) -> bool:
         return True
     text = str(exc)
     return "CANNOT_PARSE" in text or "INCORRECT_DATA" in text or "TYPE_MISMATCH" in text
+
+
+def _group(pending: list[Batch]) -> list[Batch]:
+    """The oldest batches, as many as one insert should take."""
+    group, rows = [pending[0]], pending[0].rows
+    for batch in pending[1:MAX_GROUP_BATCHES]:
+        if rows + batch.rows > MAX_GROUP_ROWS:
+            break
+        group.append(batch)
+        rows += batch.rows
+    return group
+
+
+def _write_durably(path: Path, text: str) -> None:
+    with open(path, "w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    descriptor = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -52,7 +52,9 @@ class Recorder(Generic[E]):
             return False
         self._queue.append(event)
         self._submitted += 1
-        if len(self._queue) >= self._settings.batch_size:
+        # Wake the batch thread once when a batch is full, not on every event after that: setting an Event
+        # takes a lock and notifies, many times the cost of the append.
+        if len(self._queue) >= self._settings.batch_size and not self._wake.is_set():
             self._wake.set()
         return True
 

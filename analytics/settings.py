@@ -41,8 +41,8 @@ class StoreSettings:
 class RecorderSettings:
     """The write buffer between the request path and the store."""
 
-    queue_size: int = 10_000
-    batch_size: int = 1_000
+    queue_size: int = 100_000
+    batch_size: int = 10_000
     flush_interval: float = 1.0
 
     def __post_init__(self) -> None:

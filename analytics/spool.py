@@ -31,7 +31,7 @@ class SpoolFull(Exception):
 
 @dataclass(frozen=True, slots=True, order=True)
 class Batch:
-    """One spooled batch: ``<table>/<made, ns>-<writer>-<seq>.jsonl``, one JSON row per line."""
+    """One spooled batch: ``<table>/<made, ns>-<writer>-<seq>-<rows>.jsonl``, one JSON row per line."""
 
     name: str  # sorts in the order batches were made; also the batch id
     table: str
@@ -40,6 +40,11 @@ class Batch:
     @property
     def id(self) -> str:
         return self.name.removesuffix(SUFFIX)
+
+    @property
+    def rows(self) -> int:
+        """How many rows the batch holds (written into its name, so nobody has to count them again)."""
+        return int(self.id.rpartition("-")[2] or 0)
 
     def read(self) -> bytes:
         return self.path.read_bytes()
@@ -65,7 +70,7 @@ class Spool:
 
     # -- writing ------------------------------------------------------------------------------------------
 
-    def write(self, table: str, payload: bytes, *, sync: bool = True) -> Batch:
+    def write(self, table: str, payload: bytes, *, rows: int = 0, sync: bool = True) -> Batch:
         """Keep one batch; with ``sync`` (the default) it is on disk when this returns. Raises SpoolFull when
         the spool holds ``max_bytes`` already, OSError when the disk refuses."""
         with self._lock:
@@ -75,7 +80,7 @@ class Spool:
             self._bytes = size + len(payload)
         directory = self.root / table
         directory.mkdir(mode=0o700, exist_ok=True)
-        name = f"{time.time_ns():020d}-{self.writer}-{next(self._seq):010d}{SUFFIX}"
+        name = f"{time.time_ns():020d}-{self.writer}-{next(self._seq):010d}-{rows}{SUFFIX}"
         final = directory / name
         temporary = directory / (name + _TMP)
         try:
@@ -108,7 +113,7 @@ class Spool:
     def wait_loaded(self, timeout: float) -> bool:
         """Wait until no batch of this process's is left (another process loads them); True when none is."""
         deadline = time.monotonic() + timeout
-        mine = f"-{self.writer}-"
+        mine = f"-{self.writer}-"  # (a writer name has no "-": pid.random)
         while any(mine in batch.name for table in self.tables() for batch in self.pending(table)):
             if time.monotonic() > deadline:
                 return False

@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .remote import Ownership, RemoteClient, StoreServer
@@ -120,6 +121,27 @@ class Store:
                 insert_block=payload,
                 fmt="JSONEachRow",
                 settings=settings,
+            )
+
+    def insert_file(self, table: str, path: Path, *, token: str) -> None:
+        self.insert_files(table, [path], token=token)
+
+    def insert_files(self, table: str, paths: Sequence[Path], *, token: str) -> None:
+        """Insert files of JSON rows (all in one directory) as one insert. The embedded engine reads the
+        files itself (no copy through Python, ~30% less CPU per row); a server, or another process's store,
+        gets their bytes."""
+        with self._lock:
+            client = self._require()
+            if isinstance(client, RemoteClient) or not self.settings.embedded:
+                self.insert_raw(table, b"\n".join(path.read_bytes() for path in paths), token=token)
+                return
+            directory = _quoted(str(paths[0].parent))
+            names = ",".join(_quoted(path.name) for path in paths)
+            where = f"{directory}/{{{names}}}" if len(paths) > 1 else f"{directory}/{names}"
+            client.command(
+                f"INSERT INTO {self.table(table)} SETTINGS {_FILE_SETTINGS} "
+                f"SELECT * FROM file('{where}', 'JSONEachRow')",
+                parameters={"token": token},
             )
 
     def _require(self) -> Client | RemoteClient:
@@ -233,3 +255,18 @@ def _private_directory(dsn: str) -> None:
     if path and path != "memory":
         os.makedirs(path, mode=0o700, exist_ok=True)
         os.chmod(path, 0o700)
+
+
+# Deduplicated by the batch's token; times in any ISO form; JSON fields matched to columns by name.
+_FILE_SETTINGS = (
+    "insert_deduplication_token = {token:String}, date_time_input_format = 'best_effort', "
+    "use_structure_from_insertion_table_in_table_functions = 1"
+)
+
+
+def _quoted(text: str) -> str:
+    """Text for a single-quoted SQL string and a file() glob: spool paths are koekje's own, but a directory
+    name with a quote, brace or comma must not change the statement."""
+    for char in "\\'{},*?":
+        text = text.replace(char, "\\" + char)
+    return text

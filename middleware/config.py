@@ -271,8 +271,8 @@ class AnalyticsSection(_Section, frozen=True):
     raw_retention_days: int = 730
     ledger_retention_days: int = 1095
     auto_migrate: bool = True
-    queue_size: int = 10_000
-    batch_size: int = 1_000
+    queue_size: int = 100_000
+    batch_size: int = 10_000
     flush_interval_seconds: float = 1.0
     # Where batches wait for the store (relative to the config file): on disk, so an outage or a crash loses
     # nothing; bounded, so a long outage cannot fill the disk.

@@ -164,7 +164,7 @@ def test_spool_status_and_replay(site_dir: Path) -> None:
     spool.open()
     row = {"ts": 1795593600, "site": "default", "visitor_id": str(uuid.uuid4()), "path": "/x", "topics": [],
            "referrer_host": "", "country": "", "ip_prefix": "203.0.113.0"}  # fmt: skip
-    spool.write("page_views", json.dumps(row).encode())
+    spool.write("page_views", json.dumps(row).encode(), rows=1)
     status = koekje("spool", "status", cwd=site_dir)
     assert "page_views: 1 batches waiting" in status.stdout, status.stderr
     replay = koekje("spool", "replay", cwd=site_dir)

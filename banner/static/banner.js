@@ -196,12 +196,21 @@
     });
   }
 
+  /** A "cookie settings" click before the configuration has arrived is not lost: it opens the banner
+   * as soon as it has. */
+  var openWhenLoaded = false;
+
+  function open() {
+    if (config) show(true);
+    else openWhenLoaded = true;
+  }
+
   function bindOpeners() {
     document.addEventListener("click", function (event) {
       var opener = event.target && event.target.closest && event.target.closest("[data-koekje-open]");
-      if (!opener || !config) return;
+      if (!opener) return;
       event.preventDefault();
-      show(true);
+      open();
     });
   }
 
@@ -215,21 +224,18 @@
       return response.json();
     }).then(function (loaded) {
       config = loaded;
-      bindOpeners();
       if (config.consent) activate(config.consent);
       // A region's default or a browser signal is not a choice: the visitor is still asked.
-      if (!decided()) show(false);
+      if (openWhenLoaded) show(true);
+      else if (!decided()) show(false);
     }).catch(function (error) {
       // Without the configuration nothing is asked and nothing is consented: blocked scripts stay blocked.
       if (window.console) window.console.warn(error);
     });
   }
 
-  window.koekje = {
-    open: function () {
-      if (config) show(true);
-    },
-  };
+  window.koekje = { open: open };
+  bindOpeners();
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();

@@ -326,7 +326,9 @@ def test_decisions_loaded_before_a_crash_kept_their_batch_are_not_chained_twice(
     [batch] = writer.spool.pending("consent_ledger")
     payload = batch.read()
     assert writer.loader.flush()
-    writer.spool.write("consent_ledger", payload)  # the same batch again, as after a crash before removal
+    writer.spool.write(
+        "consent_ledger", payload, rows=3
+    )  # the same batch again, as after a crash before removal
     assert writer.loader.flush()
     result = verify(store, "site", clock(), RETENTION)
     assert result.ok and result.rows == 5

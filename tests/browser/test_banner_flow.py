@@ -224,3 +224,18 @@ def test_a_marketing_cookie_of_the_site_waits_for_consent_and_goes_with_it(
     page.goto(course)
     assert "tw_interest" not in cookie_names(context)
     assert live.runtime.guard.removed[("tw_interest", "not_granted")] >= 2
+
+
+def test_settings_clicked_before_the_banner_is_ready_open_it_when_it_is(
+    live: LiveSite, context: BrowserContext
+) -> None:
+    """Found by a flaky run: a "Cookie settings" click before config.json had arrived was lost."""
+    page = context.new_page()
+    held: list[Any] = []
+    page.route("**/_koekje/config.json*", lambda route: held.append(route))  # held back
+    with page.expect_request("**/_koekje/config.json*"):
+        page.goto(live.url + "/")
+    page.get_by_role("button", name="Cookie-instellingen").click()
+    expect(banner(page)).to_have_count(0)  # nothing to show yet
+    held[0].continue_()
+    expect(page.get_by_role("checkbox", name="Statistieken")).to_be_visible()  # opened, at the choices

@@ -1,0 +1,77 @@
+"""Ingest into the embedded store: from ``Recorder.submit`` (what the request path calls) to rows committed
+in chDB, through the spool and the loader, as koekje runs it.
+
+    .venv/bin/python benchmarks/ingest.py [--events 1000000] [--batch 10000]
+
+Reported: events per second end to end (submit -> spooled -> loaded -> visible to a count), the CPU time
+per event of the whole process (request-path side and background threads together), and RSS growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from koekje.analytics import PageView, Recorder, RecorderSettings, Store, StoreSettings, migrate, utcnow
+from koekje.analytics.events import SpoolSink
+from koekje.analytics.loader import Loader
+from koekje.analytics.spool import Spool
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(events: int, batch: int) -> None:
+    root = Path(tempfile.mkdtemp())
+    store = Store(StoreSettings(f"chdb://{root / 'store'}"), prepare=migrate)
+    store.open()
+    spool = Spool(root / "spool", max_bytes=8 << 30)
+    spool.open()
+    loader = Loader(store, spool, "s", utcnow)
+    recorder: Recorder[PageView] = Recorder(
+        SpoolSink(spool, "page_views", loader.wake),
+        RecorderSettings(queue_size=events, batch_size=batch, flush_interval=0.2),
+    )
+    now = datetime.now(UTC)
+    visitors = [uuid.uuid4() for _ in range(1000)]
+    topics = ("implantologie",)
+    made = [
+        PageView(now, "s", visitors[i % 1000], f"/p/{i % 500}", topics, "www.google.nl", "NL", "203.0.113.0")
+        for i in range(events)
+    ]
+    before = rss_mb()
+    loader.start()
+    recorder.start()
+    cpu, wall = time.process_time(), time.perf_counter()
+    submit_start = time.perf_counter()
+    for event in made:
+        recorder.submit(event)
+    submit = time.perf_counter() - submit_start
+    assert recorder.flush(timeout=600)
+    while not loader.flush():
+        time.sleep(0.05)
+    [(count,)] = store.query(f"SELECT count() FROM {store.table('page_views')}")
+    wall_s = time.perf_counter() - wall
+    cpu_s = time.process_time() - cpu
+    recorder.stop()
+    loader.stop()
+    store.close()
+    assert count == events, (count, events)
+    print(f"{events} events, batches of {batch}: {events / wall_s:,.0f} events/s end to end ({wall_s:.2f} s)")
+    print(f"  submit() on the request path: {submit / events * 1e6:.2f} us/event")
+    print(f"  process CPU: {cpu_s / events * 1e6:.2f} us/event (all threads)")
+    print(f"  peak RSS grew {rss_mb() - before:.0f} MB (the {events} events were made before)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=10_000)
+    args = parser.parse_args()
+    main(args.events, args.batch)
