@@ -21,6 +21,12 @@ MAX_PATH = 1024
 # Headers with which browsers announce a speculative load that the visitor may never see.
 _PURPOSE_HEADERS = (b"sec-purpose", b"purpose", b"x-moz")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A DNS host name (lowercase, as urlsplit gives it): labels of letters, digits and inner hyphens, with a
+# letter somewhere in the last label (so "203.0.113.7" is not a name). IPv6 literals have ":" and fail.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
+_IPV4 = re.compile(r"[0-9.]+")
 
 
 class Drop(StrEnum):
@@ -77,7 +83,7 @@ class Capture:
             visitor_id=visitor_id,
             path=clean_path(path),
             topics=tuple(dict.fromkeys(self._topics(path) + labels)),
-            referrer_host=_referrer_host(referer.decode("latin-1")),
+            referrer_host=referrer_host(referer.decode("latin-1")),
             country=visitor.country,
             ip_prefix=ip_prefix,
         )
@@ -90,11 +96,15 @@ def clean_path(path: str) -> str:
     return _CONTROL.sub("", path[:MAX_PATH])
 
 
-def _referrer_host(referer: str | None) -> str:
+def referrer_host(referer: str | None) -> str:
+    """The host a visitor came from, if it is a host name: ``<script>``, junk and IP addresses (a
+    referrer that is an address can be a person's own machine) become ``""``."""
     if not referer:
         return ""
     try:
         host = urlsplit(referer[:2048]).hostname
     except ValueError:
         return ""
-    return _CONTROL.sub("", host[:253]) if host else ""
+    if not host or not _HOST_NAME.fullmatch(host) or _IPV4.fullmatch(host):
+        return ""
+    return host

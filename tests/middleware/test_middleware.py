@@ -1,5 +1,6 @@
 """KoekjeMiddleware driven through a real client, on a real chDB store."""
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -7,6 +8,8 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import Response, StreamingResponse
@@ -18,6 +21,7 @@ from support import CLIENT_IP, FakeClock, consent, ledger, page_views, runtime_o
 from koekje.analytics import Store
 from koekje.banner import asset
 from koekje.middleware import Config, KoekjeMiddleware
+from koekje.middleware.capture import referrer_host
 from koekje.middleware.config import BannerSection, SiteSection
 
 MakeClient = Callable[..., TestClient]
@@ -405,3 +409,27 @@ def test_a_content_type_in_capitals_is_html_too(make_client: MakeClient) -> None
     consent(client, "analytics")
     assert "banner.js" in client.get("/").text
     assert len(page_views(client)) == 1
+
+
+@pytest.mark.parametrize(
+    ("referer", "host"),
+    [
+        ("https://www.google.nl/search?q=x", "www.google.nl"),
+        ("https://WWW.Example.COM:8443/", "www.example.com"),
+        ("http://<script>alert(1)</script>/x", ""),  # found by trying: stored as "<script>alert(1)<"
+        ("http://203.0.113.7/intranet", ""),  # an address may be a person's own machine
+        ("http://[2001:db8::1]/", ""),
+        ("http://-bad-.example/", ""),
+        ("http://" + "a" * 64 + ".example/", ""),
+        ("not a url", ""),
+        ("", ""),
+    ],
+)
+def test_only_host_names_are_kept_of_a_referrer(referer: str, host: str) -> None:
+    assert referrer_host(referer) == host
+
+
+@given(st.text(max_size=80))
+def test_a_kept_referrer_host_is_always_a_plain_host_name(text: str) -> None:
+    host = referrer_host("http://" + text)
+    assert host == "" or re.fullmatch(r"[a-z0-9.-]{1,253}", host)
