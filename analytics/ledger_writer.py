@@ -13,8 +13,7 @@ what other processes recorded, so a withdrawn consent stops counting in every wo
 from __future__ import annotations
 
 import logging
-import threading
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from uuid import UUID
 
 import msgspec
 
+from .batching import BatchThread
 from .clock import Clock
 from .ledger import ConsentRecord, superseded
 from .spool import Spool, SpoolFull
@@ -32,7 +32,7 @@ log = logging.getLogger("koekje.analytics")
 Superseded = Callable[[list[tuple[UUID, datetime]]], None]
 
 
-class LedgerWriter:
+class LedgerWriter(BatchThread[tuple[ConsentRecord, "Future[None] | None"]]):
     def __init__(
         self,
         store: Store,
@@ -45,6 +45,7 @@ class LedgerWriter:
         poll_interval: float = 5.0,
         max_group: int = 500,
     ) -> None:
+        super().__init__("koekje-ledger", interval=poll_interval, batch_size=max_group)
         self._store = store
         self._spool = spool
         self._encoder = msgspec.json.Encoder()
@@ -52,16 +53,7 @@ class LedgerWriter:
         self._clock = clock
         self._lookback = lookback  # how far back superseded ids still matter (the consent's lifetime)
         self._on_superseded = on_superseded
-        self._poll_interval = poll_interval
-        self._max_group = max_group
-        self._pending: deque[tuple[ConsentRecord, Future[None] | None]] = deque()
         self._texts: dict[str, tuple[str, str]] = {}  # texts not yet spooled by this process
-        self._wake = threading.Event()
-        self._done = threading.Condition()
-        self._submitted = 0
-        self._processed = 0
-        self._stopping = False
-        self._thread: threading.Thread | None = None
         self._cursor: datetime | None = None
         self.written = 0  # records made durable
         self.groups = 0  # fsyncs made: fewer than records when decisions arrive together
@@ -71,84 +63,28 @@ class LedgerWriter:
         """A text the banner shows; stored before the first row that refers to it."""
         self._texts[texts_hash] = (lang, body)
 
-    # -- any thread ---------------------------------------------------------------------------------------
-
     def submit(self, record: ConsentRecord, *, wait: bool) -> Future[None] | None:
-        """Queue a row. With ``wait`` the future resolves once it is durable (or fails with the reason);
-        without, a row that cannot be stored is counted as dropped."""
+        """Queue a record. With ``wait`` the future resolves once it is durable (or fails with the reason);
+        without, a record that cannot be kept is counted as dropped."""
         future: Future[None] | None = Future() if wait else None
-        if self._thread is None or self._stopping:
-            if future is not None:
-                future.set_exception(RuntimeError("the consent ledger is not running"))
-            else:
-                self.dropped["ledger_stopped"] += 1
+        if not self.running:
+            self._fail([future], RuntimeError("the consent ledger is not running"), "ledger_stopped")
             return future
-        with self._done:
-            self._submitted += 1
-        self._pending.append((record, future))
-        self._wake.set()
+        self._enqueue((record, future), wake=True)
         return future
-
-    def flush(self, timeout: float = 30.0) -> bool:
-        """Block until every row submitted so far is written or has failed. True when done in time."""
-        with self._done:
-            target = self._submitted
-        self._wake.set()
-        with self._done:
-            return self._done.wait_for(lambda: self._processed >= target, timeout=timeout)
-
-    @property
-    def depth(self) -> int:
-        return len(self._pending)
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="koekje-ledger", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        self._stopping = True
-        self._wake.set()
-        thread.join(timeout)
-        self._thread = None
-        while self._pending:  # only when the thread did not finish in time
-            _, future = self._pending.popleft()
-            self._fail([future], RuntimeError("the consent ledger stopped"))
-            with self._done:
-                self._processed += 1
-                self._done.notify_all()
 
     # -- the writer thread --------------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _tick(self) -> None:
         self.poll()
-        while True:
-            self._wake.wait(self._poll_interval)
-            self._wake.clear()
-            stopping = self._stopping
-            while self._pending:
-                self._write_group()
-            if stopping:
-                return
-            self.poll()
 
-    def _write_group(self) -> None:
-        group: list[tuple[ConsentRecord, Future[None] | None]] = []
-        while self._pending and len(group) < self._max_group:
-            group.append(self._pending.popleft())
-        records = [record for record, _ in group]
-        futures = [future for _, future in group]
-        try:
-            self._write(records, futures)
-        finally:
-            with self._done:
-                self._processed += len(group)
-                self._done.notify_all()
+    def _handle(self, batch: list[tuple[ConsentRecord, Future[None] | None]]) -> None:
+        self._write([record for record, _ in batch], [future for _, future in batch])
+
+    def _abandon(self, items: list[tuple[ConsentRecord, Future[None] | None]]) -> None:
+        self._fail(
+            [future for _, future in items], RuntimeError("the consent ledger stopped"), "ledger_stopped"
+        )
 
     def _write(self, records: list[ConsentRecord], futures: list[Future[None] | None]) -> None:
         try:
@@ -157,7 +93,7 @@ class LedgerWriter:
             self._spool.write("consent_ledger", self._encoder.encode_lines(records), rows=len(records))
         except (SpoolFull, OSError) as exc:
             log.error("koekje could not keep %d consent records: %s", len(records), exc)
-            self._fail(futures, exc)
+            self._fail(futures, exc, "ledger_spool_error")
             return
         self.written += len(records)
         self.groups += 1
@@ -178,10 +114,10 @@ class LedgerWriter:
         self._spool.write("consent_texts", self._encoder.encode_lines(rows), rows=len(rows))
         self._texts.clear()
 
-    def _fail(self, futures: list[Future[None] | None], exc: BaseException) -> None:
+    def _fail(self, futures: list[Future[None] | None], exc: BaseException, reason: str) -> None:
         for future in futures:
             if future is None:
-                self.dropped["ledger_spool_error"] += 1
+                self.dropped[reason] += 1
             else:
                 future.set_exception(exc)
 
