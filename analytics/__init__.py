@@ -4,7 +4,7 @@ ledger, dashboard accounts and the dashboard. Never imports ``koekje.middleware`
 from .accounts import Account, Accounts, Role
 from .clock import Clock, utcnow
 from .dashboard import Dashboard, DashboardSettings
-from .events import PageView, PageViewSink
+from .events import PageView, PageViewRows, PageViewSink
 from .ledger import ConsentRecord, Method
 from .migrations import migrate
 from .recorder import Recorder
@@ -21,6 +21,7 @@ __all__ = [
     "DashboardSettings",
     "Method",
     "PageView",
+    "PageViewRows",
     "PageViewSink",
     "Recorder",
     "RecorderSettings",

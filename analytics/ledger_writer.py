@@ -23,6 +23,7 @@ import msgspec
 
 from .batching import BatchThread
 from .clock import Clock
+from .drops import Drop
 from .ledger import ConsentRecord, superseded
 from .spool import Spool, SpoolFull
 from .store import Store
@@ -68,7 +69,7 @@ class LedgerWriter(BatchThread[tuple[ConsentRecord, "Future[None] | None"]]):
         without, a record that cannot be kept is counted as dropped."""
         future: Future[None] | None = Future() if wait else None
         if not self.running:
-            self._fail([future], RuntimeError("the consent ledger is not running"), "ledger_stopped")
+            self._fail([future], RuntimeError("the consent ledger is not running"), Drop.LEDGER_STOPPED)
             return future
         self._enqueue((record, future), wake=True)
         return future
@@ -83,7 +84,7 @@ class LedgerWriter(BatchThread[tuple[ConsentRecord, "Future[None] | None"]]):
 
     def _abandon(self, items: list[tuple[ConsentRecord, Future[None] | None]]) -> None:
         self._fail(
-            [future for _, future in items], RuntimeError("the consent ledger stopped"), "ledger_stopped"
+            [future for _, future in items], RuntimeError("the consent ledger stopped"), Drop.LEDGER_STOPPED
         )
 
     def _write(self, records: list[ConsentRecord], futures: list[Future[None] | None]) -> None:
@@ -93,7 +94,7 @@ class LedgerWriter(BatchThread[tuple[ConsentRecord, "Future[None] | None"]]):
             self._spool.write("consent_ledger", self._encoder.encode_lines(records), rows=len(records))
         except (SpoolFull, OSError) as exc:
             log.error("koekje could not keep %d consent records: %s", len(records), exc)
-            self._fail(futures, exc, "ledger_spool_error")
+            self._fail(futures, exc, Drop.LEDGER_SPOOL_ERROR)
             return
         self.written += len(records)
         self.groups += 1
@@ -114,7 +115,7 @@ class LedgerWriter(BatchThread[tuple[ConsentRecord, "Future[None] | None"]]):
         self._spool.write("consent_texts", self._encoder.encode_lines(rows), rows=len(rows))
         self._texts.clear()
 
-    def _fail(self, futures: list[Future[None] | None], exc: BaseException, reason: str) -> None:
+    def _fail(self, futures: list[Future[None] | None], exc: BaseException, reason: Drop) -> None:
         for future in futures:
             if future is None:
                 self.dropped[reason] += 1

@@ -133,10 +133,26 @@ def _spooled_loading(store: Store) -> list[str]:
     ]
 
 
+def _campaigns_and_devices(store: Store) -> list[str]:
+    """Where a page view came from (UTM values) and on what (device class, browser and OS families)."""
+    return [
+        f"""
+        ALTER TABLE {store.table("page_views")}
+            ADD COLUMN IF NOT EXISTS utm_source LowCardinality(String),
+            ADD COLUMN IF NOT EXISTS utm_medium LowCardinality(String),
+            ADD COLUMN IF NOT EXISTS utm_campaign String,
+            ADD COLUMN IF NOT EXISTS device LowCardinality(String),
+            ADD COLUMN IF NOT EXISTS browser LowCardinality(String),
+            ADD COLUMN IF NOT EXISTS os LowCardinality(String)
+        """
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "chained_ledger", _chained_ledger),
     Migration(3, "spooled_loading", _spooled_loading),
+    Migration(4, "campaigns_and_devices", _campaigns_and_devices),
 )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
 from .batching import BatchThread
+from .drops import Drop
 from .settings import RecorderSettings
 from .spool import SpoolFull
 
@@ -38,11 +39,11 @@ class Recorder(BatchThread[E]):
         """Queue an event (the request path); False, and counted, when the queue is full or the recorder is
         stopped."""
         if not self.running:
-            self.dropped["recorder_stopped"] += 1
+            self.dropped[Drop.RECORDER_STOPPED] += 1
             return False
         depth = len(self._queue)
         if depth >= self._settings.queue_size:
-            self.dropped["queue_full"] += 1
+            self.dropped[Drop.QUEUE_FULL] += 1
             return False
         self._enqueue(event, wake=depth + 1 >= self._settings.batch_size)
         return True
@@ -52,16 +53,16 @@ class Recorder(BatchThread[E]):
             self._sink.write(batch)
         except SpoolFull as exc:
             log.error("koekje dropped %d events: %s", len(batch), exc)
-            self.dropped["spool_full"] += len(batch)
+            self.dropped[Drop.SPOOL_FULL] += len(batch)
         except OSError as exc:  # e.g. the disk is full
             log.error("koekje dropped %d events, the spool cannot be written: %s", len(batch), exc)
-            self.dropped["spool_error"] += len(batch)
+            self.dropped[Drop.SPOOL_ERROR] += len(batch)
         except Exception:
             log.exception("koekje could not write %d events", len(batch))
-            self.dropped["store_error"] += len(batch)
+            self.dropped[Drop.WRITE_ERROR] += len(batch)
         else:
             self.written += len(batch)
 
     def _abandon(self, items: list[E]) -> None:
         # Whatever a request queued while the last batch was written is counted, not silently lost.
-        self.dropped["recorder_stopped"] += len(items)
+        self.dropped[Drop.RECORDER_STOPPED] += len(items)

@@ -1,23 +1,31 @@
 """Turning a served page into a page-view event, or into a counted reason for not recording it.
 
-Runs on the request path: no I/O, no locks. The steps are ordered; the first that objects names the drop.
+Runs on the request path: no I/O, no locks. The request is read once into a ``Hit``; then an ordered tuple
+of named steps runs, each returning a ``Drop`` reason or nothing (the first that objects names the drop);
+then the event is built from the hit (topics, referrer host, UTM campaign, country). Telling crawlers and
+devices apart by user agent costs tens of microseconds, so it is the write buffer's step, off the request
+path (``koekje.analytics.events.PageViewRows``).
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from enum import StrEnum
-from urllib.parse import urlsplit
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.types import Scope
 
 from koekje.analytics import Clock, PageView, Recorder
+from koekje.analytics.devices import MAX_USER_AGENT
+from koekje.analytics.drops import Drop
 
 from .topics import TopicRules, app_topics
 from .visitor import Visitor
 
 MAX_PATH = 1024
+MAX_CAMPAIGN = 100  # a UTM value longer than this is clipped
 # Headers with which browsers announce a speculative load that the visitor may never see.
 _PURPOSE_HEADERS = (b"sec-purpose", b"purpose", b"x-moz")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -27,13 +35,65 @@ _HOST_NAME = re.compile(
     r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 )
 _IPV4 = re.compile(r"[0-9.]+")
+_UTM = ("utm_source", "utm_medium", "utm_campaign")
 
 
-class Drop(StrEnum):
-    NO_CONSENT = "no_consent"
-    NO_VISITOR_ID = "no_visitor_id"
-    PREFETCH = "prefetch"
-    BAD_ADDRESS = "bad_address"
+@dataclass(slots=True)
+class Hit:
+    """One served page, as read from the request (once)."""
+
+    path: str
+    query: bytes
+    referer: bytes
+    purpose: bytes
+    user_agent: bytes
+    visitor: Visitor
+
+
+def read_hit(scope: Scope, path: str, visitor: Visitor) -> Hit:
+    referer = purpose = user_agent = b""
+    for name, value in scope["headers"]:
+        if name == b"referer":
+            referer = value
+        elif name == b"user-agent":
+            user_agent = value
+        elif name in _PURPOSE_HEADERS:
+            purpose += value.lower()
+    return Hit(path, scope.get("query_string", b""), referer, purpose, user_agent, visitor)
+
+
+Step = Callable[[Hit], Drop | None]
+
+
+def prefetch(hit: Hit) -> Drop | None:
+    return Drop.PREFETCH if b"prefetch" in hit.purpose or b"prerender" in hit.purpose else None
+
+
+def consent(hit: Hit) -> Drop | None:
+    return None if hit.visitor.allows("analytics") else Drop.NO_CONSENT
+
+
+def visitor_id(hit: Hit) -> Drop | None:
+    return None if hit.visitor.id is not None else Drop.NO_VISITOR_ID
+
+
+def address(hit: Hit) -> Drop | None:
+    # Only the truncated prefix travels on; the full address stays in this request's memory.
+    return None if hit.visitor.prefix is not None else Drop.BAD_ADDRESS
+
+
+def excluded(prefixes: Sequence[str]) -> Step:
+    """A step that drops paths under ``prefixes`` (at a segment boundary), e.g. an admin area."""
+    bounded = tuple(prefix.rstrip("/") for prefix in prefixes)
+
+    def excluded_path(hit: Hit) -> Drop | None:
+        path = hit.path
+        for prefix in bounded:
+            if path == prefix or path.startswith(prefix + "/") or prefix == "":
+                return Drop.EXCLUDED_PATH
+        return None
+
+    return excluded_path
 
 
 class Capture:
@@ -44,56 +104,74 @@ class Capture:
         recorder: Recorder[PageView],
         topics: TopicRules,
         clock: Clock,
+        exclude_paths: Sequence[str] = (),
     ) -> None:
         self._site = site
         self._recorder = recorder
         self._topics = topics
         self._clock = clock
+        steps: list[Step] = [prefetch]
+        if exclude_paths:
+            steps.append(excluded(exclude_paths))
+        self.steps: tuple[Step, ...] = (*steps, consent, visitor_id, address)
         self.dropped: Counter[str] = Counter()
+        self.invalid_app_topics = 0
+
+    def not_a_page(self) -> None:
+        self.dropped[Drop.NOT_A_PAGE] += 1
 
     def page_view(self, scope: Scope, path: str, visitor: Visitor) -> None:
-        """Record one served HTML page (GET, 2xx), if this visitor allows it."""
-        if not visitor.allows("analytics"):
-            self.dropped[Drop.NO_CONSENT] += 1
-            return
-        visitor_id = visitor.id
-        if visitor_id is None:
-            self.dropped[Drop.NO_VISITOR_ID] += 1
-            return
-        referer = purpose = b""
-        for name, value in scope["headers"]:
-            if name == b"referer":
-                referer = value
-            elif name in _PURPOSE_HEADERS:
-                purpose += value.lower()
-        if b"prefetch" in purpose or b"prerender" in purpose:
-            self.dropped[Drop.PREFETCH] += 1
-            return
-        ip_prefix = visitor.prefix
-        if ip_prefix is None:
-            self.dropped[Drop.BAD_ADDRESS] += 1
-            return
+        """Record one served HTML page (GET, 200), unless a step objects (counted under its reason)."""
+        hit = read_hit(scope, path, visitor)
+        for step in self.steps:
+            drop = step(hit)
+            if drop is not None:
+                self.dropped[drop] += 1
+                return
+        self._recorder.submit(self.event(hit, scope))
+
+    def event(self, hit: Hit, scope: Scope) -> PageView:
+        visitor = hit.visitor
         state = scope.get("state")
         labels, invalid = app_topics(state.get("koekje_topics") if isinstance(state, dict) else None)
-        if invalid:
-            self.dropped["invalid_app_topic"] += invalid
-        event = PageView(
+        self.invalid_app_topics += invalid
+        source, medium, campaign = campaign_of(hit.query)
+        assert visitor.id is not None and visitor.prefix is not None  # the steps saw to that
+        return PageView(
             ts=self._clock(),
             site=self._site,
-            visitor_id=visitor_id,
-            path=clean_path(path),
-            topics=tuple(dict.fromkeys(self._topics(path) + labels)),
-            referrer_host=referrer_host(referer.decode("latin-1")),
+            visitor_id=visitor.id,
+            path=clean_path(hit.path),
+            topics=tuple(dict.fromkeys(self._topics(hit.path) + labels)),
+            referrer_host=referrer_host(hit.referer.decode("latin-1")),
             country=visitor.country,
-            ip_prefix=ip_prefix,
+            ip_prefix=visitor.prefix,
+            utm_source=source,
+            utm_medium=medium,
+            utm_campaign=campaign,
+            user_agent=hit.user_agent[:MAX_USER_AGENT].decode("latin-1"),
         )
-        # Only the truncated prefix travels on; the full address stays in this request's memory.
-        self._recorder.submit(event)
 
 
 def clean_path(path: str) -> str:
     """A path as stored: bounded, without control characters."""
     return _CONTROL.sub("", path[:MAX_PATH])
+
+
+def campaign_of(query: bytes) -> tuple[str, str, str]:
+    """``utm_source``, ``utm_medium`` and ``utm_campaign`` of a query string, clipped and without control
+    characters; every other parameter is dropped (a query can hold anything, an e-mail address included)."""
+    if b"utm_" not in query:
+        return "", "", ""
+    found = dict.fromkeys(_UTM, "")
+    try:
+        pairs = parse_qsl(query[:4096].decode("latin-1"), max_num_fields=64)
+    except ValueError:
+        return "", "", ""
+    for name, value in pairs:
+        if name in found and not found[name]:
+            found[name] = _CONTROL.sub("", value[:MAX_CAMPAIGN]).strip()
+    return found["utm_source"], found["utm_medium"], found["utm_campaign"]
 
 
 def referrer_host(referer: str | None) -> str:

@@ -280,6 +280,8 @@ class AnalyticsSection(_Section, frozen=True):
     spool_max_mb: int = 1024
     # topic -> path prefixes, e.g. implantologie = ["/implantologie", "/en/implantology"]
     topics: dict[str, tuple[str, ...]] = {}
+    # Paths never recorded (and everything under them), e.g. ["/admin", "/account"].
+    exclude_paths: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for topic, prefixes in self.topics.items():
@@ -288,6 +290,9 @@ class AnalyticsSection(_Section, frozen=True):
             for prefix in prefixes:
                 if not prefix.startswith("/"):
                     raise ValueError(f"analytics.topics.{topic}: path prefix {prefix!r} must start with '/'")
+        for prefix in self.exclude_paths:
+            if not prefix.startswith("/"):
+                raise ValueError(f"analytics.exclude_paths: {prefix!r} must start with '/'")
 
 
 class GeoSection(_Section, frozen=True):

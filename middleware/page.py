@@ -119,6 +119,8 @@ class PageResponse:
                 csp = value
         get = self._scope["method"] == "GET"
         self._is_page = html and get and message["status"] == 200
+        if not self._is_page:
+            self._pages.capture.not_a_page()
         if self._implied is not None:
             self._record_implied(self._is_page)
         if (sets_cookies or self._incoming.cookies or self._implied is not None) and self._cookies(

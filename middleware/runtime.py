@@ -14,7 +14,7 @@ from datetime import timedelta
 import anyio
 from starlette.concurrency import run_in_threadpool
 
-from koekje.analytics import Accounts, Clock, PageView, Recorder, Store, StoreError, migrate
+from koekje.analytics import Accounts, Clock, PageView, PageViewRows, Recorder, Store, StoreError, migrate
 from koekje.analytics.cookies_seen import CookieSighting, tally
 from koekje.analytics.events import SpoolSink
 from koekje.analytics.ledger_writer import LedgerWriter
@@ -53,8 +53,9 @@ class Runtime:
         self.store = Store(config.store_settings(), prepare=prepare, ownership=self.ownership)
         self.loader = Loader(self.store, self.spool, site.id, clock, ownership=self.ownership)
         wake = self.loader.wake
+        self.page_view_rows = PageViewRows()  # crawlers out, devices in: the write buffer's step
         self.recorder: Recorder[PageView] = Recorder(
-            SpoolSink(self.spool, "page_views", wake), config.recorder_settings()
+            SpoolSink(self.spool, "page_views", wake, rows=self.page_view_rows), config.recorder_settings()
         )
         self.sightings: Recorder[CookieSighting] = Recorder(
             SpoolSink(self.spool, "cookies_seen", wake, rows=tally), config.recorder_settings()
@@ -125,7 +126,11 @@ class Runtime:
             report=self._report_cookie,
         )
         self.capture = Capture(
-            site=site.id, recorder=self.recorder, topics=TopicRules(config.analytics.topics), clock=clock
+            site=site.id,
+            recorder=self.recorder,
+            topics=TopicRules(config.analytics.topics),
+            clock=clock,
+            exclude_paths=config.analytics.exclude_paths,
         )
         mode = consent.google_consent_mode
         self.pages = Pages(

@@ -66,7 +66,7 @@ def test_store_failure_is_counted_not_raised(store: Store) -> None:
     store.close()
     recorder.submit(view(1))
     assert recorder.flush()
-    assert recorder.dropped["store_error"] == 1 and recorder.written == 0
+    assert recorder.dropped["write_error"] == 1 and recorder.written == 0
     store.open()
     recorder.submit(view(2))
     assert recorder.flush()

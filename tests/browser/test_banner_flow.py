@@ -26,6 +26,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PASSWORD = "browser test password"
+DESKTOP_CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +74,8 @@ def live(make_config: Callable[..., Config]) -> Iterator[LiveSite]:
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    # Headless Chromium says "HeadlessChrome", which crawlers use: a visitor's browser says what it is.
+    context = browser.new_context(viewport={"width": 1200, "height": 800}, user_agent=DESKTOP_CHROME)
     yield context
     context.close()
 

@@ -1,0 +1,142 @@
+"""Capture as ordered, named steps: each step alone, the order, and the event built from a hit."""
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+from support import consent, page_views, runtime_of
+
+from koekje.analytics.devices import classify
+from koekje.analytics.drops import Drop
+from koekje.middleware import Config
+from koekje.middleware.capture import Hit, campaign_of, excluded, prefetch
+from koekje.middleware.capture import consent as consent_step
+from koekje.middleware.config import AnalyticsSection
+
+MakeClient = Callable[..., TestClient]
+PHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "Version/17.0 Mobile Safari/604.1"
+)
+
+
+class _Visitor:
+    def __init__(self, allows: bool) -> None:
+        self._allows = allows
+
+    def allows(self, category: str) -> bool:
+        return self._allows
+
+
+def hit(path: str = "/", purpose: bytes = b"", allows: bool = True) -> Hit:
+    return Hit(path, b"", b"", purpose, b"", _Visitor(allows))  # type: ignore[arg-type]
+
+
+def test_each_step_names_its_drop() -> None:
+    assert prefetch(hit(purpose=b"prefetch;prerender")) == Drop.PREFETCH
+    assert prefetch(hit()) is None
+    assert consent_step(hit(allows=False)) == Drop.NO_CONSENT
+    assert consent_step(hit()) is None
+    step = excluded(["/admin", "/account/"])
+    assert step(hit("/admin")) == step(hit("/admin/users")) == step(hit("/account/x")) == Drop.EXCLUDED_PATH
+    assert step(hit("/administration")) is None and step(hit("/")) is None
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (b"", ("", "", "")),
+        (
+            b"utm_source=newsletter&utm_medium=email&utm_campaign=spring%20courses",
+            ("newsletter", "email", "spring courses"),
+        ),
+        (b"email=anna%40example.nl&utm_source=x", ("x", "", "")),  # every other parameter is dropped
+        (b"utm_campaign=" + b"a" * 500, ("", "", "a" * 100)),
+        (b"utm_source=%0Aevil%00", ("evil", "", "")),  # control characters removed
+        (b"utm_source=a&utm_source=b", ("a", "", "")),
+    ],
+)
+def test_campaigns_from_the_query(query: bytes, expected: tuple[str, str, str]) -> None:
+    assert campaign_of(query) == expected
+
+
+@given(st.binary(max_size=300))
+def test_campaign_values_are_bounded_and_clean(query: bytes) -> None:
+    for value in campaign_of(query):
+        assert len(value) <= 100 and not any(ord(c) < 32 or ord(c) == 127 for c in value)
+
+
+def test_the_order_names_the_first_objection(make_client: MakeClient) -> None:
+    client = make_client()
+    client.get("/", headers={"sec-purpose": "prefetch"})  # no consent either: prefetch comes first
+    client.get("/")
+    dropped = runtime_of(client).capture.dropped
+    assert dropped[Drop.PREFETCH] == 1 and dropped[Drop.NO_CONSENT] == 1
+
+
+def test_excluded_paths_are_not_recorded(make_client: MakeClient, make_config: Callable[..., Config]) -> None:
+    config = make_config()
+    analytics = AnalyticsSection(
+        **{
+            **{f: getattr(config.analytics, f) for f in config.analytics.__struct_fields__},
+            "exclude_paths": ("/admin",),
+        }
+    )
+    client = make_client(make_config(analytics=analytics))
+    consent(client, "analytics")
+    client.get("/admin/settings")
+    client.get("/implantologie")
+    assert [v["path"] for v in page_views(client)] == ["/implantologie"]
+    assert runtime_of(client).capture.dropped[Drop.EXCLUDED_PATH] == 1
+
+
+def test_assets_and_errors_are_counted_as_not_pages(make_client: MakeClient) -> None:
+    client = make_client()
+    client.get("/api")
+    client.get("/missing")
+    assert runtime_of(client).capture.dropped[Drop.NOT_A_PAGE] == 2
+
+
+def test_crawlers_are_dropped_off_the_request_path_and_devices_kept(make_client: MakeClient) -> None:
+    client = make_client()
+    consent(client, "analytics")
+    client.get(
+        "/a?utm_source=mail&utm_medium=email&utm_campaign=spring&email=anna%40example.nl",
+        headers={"user-agent": PHONE},
+    )
+    client.get(
+        "/b",
+        headers={"user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"},
+    )
+    client.get("/c", headers={"user-agent": "python-requests/2.31"})
+    runtime = runtime_of(client)
+    store = runtime.store
+    assert runtime.flush()
+    columns = "path, utm_source, utm_medium, utm_campaign, device, browser, os"
+    rows = store.query(f"SELECT {columns} FROM {store.table('page_views')}")
+    assert rows == [("/a", "mail", "email", "spring", "mobile", "Mobile Safari", "iOS")]
+    assert runtime.page_view_rows.dropped[Drop.BOT] == 2
+    dump = repr(store.query(f"SELECT * FROM {store.table('page_views')}"))
+    assert "anna" not in dump and "iPhone OS" not in dump  # neither the query nor the user agent is kept
+
+
+@pytest.mark.parametrize(
+    ("agent", "bot", "kind"),
+    [
+        (PHONE, False, "mobile"),
+        ("Mozilla/5.0 (iPad; CPU OS 16_0 like Mac OS X) AppleWebKit/605.1.15", False, "tablet"),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36",
+            False,
+            "desktop",
+        ),
+        ("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", True, ""),
+        ("curl/8.4.0", True, ""),
+        ("", True, ""),
+    ],
+)
+def test_user_agents(agent: str, bot: bool, kind: str) -> None:
+    device = classify(agent)
+    assert (device.bot, device.kind) == (bot, kind)
