@@ -1,6 +1,7 @@
 """koekje's analytics side: the ClickHouse store and its migrations, the write pipeline, the consent
 ledger, dashboard accounts and the dashboard. Never imports ``koekje.middleware``."""
 
+from . import retention
 from .accounts import Account, Accounts, Role
 from .clock import Clock, utcnow
 from .dashboard import Dashboard, DashboardSettings
@@ -33,6 +34,7 @@ __all__ = [
     "TopicReport",
     "TopicRow",
     "migrate",
+    "retention",
     "topic_report",
     "utcnow",
 ]

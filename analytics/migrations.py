@@ -148,11 +148,27 @@ def _campaigns_and_devices(store: Store) -> list[str]:
     ]
 
 
+def _retention_runs(store: Store) -> list[str]:
+    """When expired rows were removed by hand (``koekje retention apply``), and how many."""
+    return [
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("retention_runs")} (
+            table LowCardinality(String),
+            applied_at DateTime64(3, 'UTC'),
+            removed UInt64
+        ) ENGINE = MergeTree
+        ORDER BY (table, applied_at)
+        TTL toDateTime(applied_at) + INTERVAL 3650 DAY DELETE
+        """
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "chained_ledger", _chained_ledger),
     Migration(3, "spooled_loading", _spooled_loading),
     Migration(4, "campaigns_and_devices", _campaigns_and_devices),
+    Migration(5, "retention_runs", _retention_runs),
 )
 
 

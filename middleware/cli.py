@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from koekje.analytics import Accounts, Role, Store, StoreError, migrate, utcnow
+from koekje.analytics import Accounts, Role, Store, StoreError, migrate, retention, utcnow
 from koekje.analytics.accounts import MIN_PASSWORD_LENGTH
 from koekje.analytics.cookies_seen import undeclared_cookies
 from koekje.analytics.ledger import Break, Head, history, shown_texts, verify
@@ -112,6 +112,16 @@ def _parser() -> argparse.ArgumentParser:
         "replay",
         help="load what waits into the store now (while the site is stopped, for the embedded store)",
     ).set_defaults(run=_spool_replay)
+
+    keep = commands.add_parser("retention", help="how long each table keeps visitor data").add_subparsers(
+        title="retention commands", metavar="ACTION"
+    )
+    keep.add_parser(
+        "status", help="per table: retention, rows, the oldest row, rows past due, the last removal"
+    ).set_defaults(run=_retention_status)
+    keep.add_parser(
+        "apply", help="remove every row past its retention now (ClickHouse's TTL does it eventually)"
+    ).set_defaults(run=_retention_apply)
 
     cookies = commands.add_parser("cookies", help="the declared cookies, and cookies seen but not declared")
     cookies.set_defaults(run=_cookies)
@@ -309,3 +319,22 @@ def _spool_replay(args: argparse.Namespace) -> int:
         print(f"  {table}: {batches} malformed batches moved aside", file=sys.stderr)
     print("the spool is empty" if done else "some batches could not be loaded yet (see above)")
     return 0 if done else 1
+
+
+def _retention_status(args: argparse.Namespace) -> int:
+    with _open_store(_config(args)) as store:
+        tables = retention.status(store)
+    print(f"{'table':<16} {'keeps':>10} {'rows':>10}  {'oldest row':<20} {'past due':>9}  last removal")
+    for t in tables:
+        oldest = f"{t.oldest:%Y-%m-%d %H:%M}" if t.oldest else "-"
+        last = f"{t.last_applied:%Y-%m-%d %H:%M} ({t.last_removed} rows)" if t.last_applied else "by TTL only"
+        print(f"{t.table:<16} {t.days:>6} days {t.rows:>10}  {oldest:<20} {t.past_due:>9}  {last}")
+    return 0
+
+
+def _retention_apply(args: argparse.Namespace) -> int:
+    with _open_store(_config(args)) as store:
+        removed = retention.apply(store)
+    for table, rows in removed.items():
+        print(f"{table}: {rows} rows past their retention removed")
+    return 0

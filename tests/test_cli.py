@@ -45,7 +45,7 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 
 
 def test_migrate_then_accounts(site_dir: Path) -> None:
-    assert koekje("migrate", cwd=site_dir).stdout.strip() == "applied migrations [1, 2, 3, 4]"
+    assert koekje("migrate", cwd=site_dir).stdout.strip() == "applied migrations [1, 2, 3, 4, 5]"
     assert koekje("migrate", cwd=site_dir).stdout.strip() == "the schema is up to date"
     added = koekje(
         "users",
@@ -170,3 +170,13 @@ def test_spool_status_and_replay(site_dir: Path) -> None:
     replay = koekje("spool", "replay", cwd=site_dir)
     assert replay.returncode == 0 and "page_views: 1 rows loaded" in replay.stdout, replay.stderr
     assert "waiting" not in koekje("spool", "status", cwd=site_dir).stdout
+
+
+def test_retention_status_and_apply(site_dir: Path) -> None:
+    assert koekje("migrate", cwd=site_dir).returncode == 0
+    status = koekje("retention", "status", cwd=site_dir)
+    assert status.returncode == 0
+    assert "page_views" in status.stdout and "730 days" in status.stdout and "by TTL only" in status.stdout
+    applied = koekje("retention", "apply", cwd=site_dir)
+    assert "page_views: 0 rows past their retention removed" in applied.stdout
+    assert "(0 rows)" in koekje("retention", "status", cwd=site_dir).stdout
