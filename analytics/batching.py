@@ -51,6 +51,10 @@ class BatchThread(Generic[T]):
     def depth(self) -> int:
         return len(self._queue)
 
+    @property
+    def submitted(self) -> int:
+        return self._submitted
+
     def _enqueue(self, item: T, *, wake: bool) -> None:
         self._queue.append(item)
         self._submitted += 1  # (the GIL makes this safe enough for a target that only grows)

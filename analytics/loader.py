@@ -11,11 +11,14 @@ rejects as malformed is moved aside to ``rejected/`` and counted, so one bad fil
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import logging
 import os
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from uuid import uuid4
 
@@ -33,6 +36,7 @@ LEDGER = "consent_ledger"
 # Spooled tables loaded as they are; the ledger is chained first.
 RAW_TABLES = ("page_views", "cookies_seen", "consent_texts")
 _records = msgspec.json.Decoder(ConsentRecord)
+LOAD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _GROUP = ".group-"  # a manifest's name: not a batch (those end in .jsonl)
 # One insert takes at most this many batches, or rows: large parts, bounded memory.
 MAX_GROUP_BATCHES = 64
@@ -50,10 +54,12 @@ class Loader:
         interval: float = 0.25,
         on_loaded: Callable[[str, int], None] | None = None,
         ownership: Ownership | None = None,
+        on_tick: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         # Several processes may share one spool: only the one that holds this loads it.
         self._ownership = ownership
+        self._on_tick = on_tick  # something every process does now and then (metrics snapshots)
         self._spool = spool
         self._chain = Chain(site, uuid4())
         self._clock = clock
@@ -65,6 +71,7 @@ class Loader:
         self._pass_lock = threading.Lock()  # one pass at a time (the thread, or a caller's flush)
         self.loaded: Counter[str] = Counter()  # rows loaded, per table
         self.rejected: Counter[str] = Counter()  # batches moved aside, per table
+        self.latency = Histogram(LOAD_BUCKETS)  # seconds per insert
 
     def start(self) -> None:
         if self._thread is None:
@@ -95,6 +102,8 @@ class Loader:
             self._wake.clear()
             stopping = self._stopping
             self.load_pending()
+            if self._on_tick is not None:
+                self._on_tick()
             if stopping:
                 return
 
@@ -154,7 +163,8 @@ class Loader:
         large ones). A manifest written first names the group, so that after a crash the same batches are
         loaded again as the same group, with the same token, and so only once."""
         if len(group) == 1:
-            self._store.insert_file(table, group[0].path, token=group[0].id)
+            with self.latency.time():
+                self._store.insert_file(table, group[0].path, token=group[0].id)
             self._spool.remove(group[0])
             return group[0].rows
         manifest = self._spool.root / table / f"{_GROUP}{group[0].id}"
@@ -163,7 +173,8 @@ class Loader:
 
     def _finish_group(self, table: str, manifest: Path, group: list[Batch]) -> int:
         token = f"group-{group[0].id}-{group[-1].id}"
-        self._store.insert_files(table, [batch.path for batch in group], token=token)
+        with self.latency.time():
+            self._store.insert_files(table, [batch.path for batch in group], token=token)
         for batch in group:
             self._spool.remove(batch)
         manifest.unlink(missing_ok=True)
@@ -203,7 +214,8 @@ class Loader:
         if not self._chain.anchored:
             self._chain.anchor(self._store)
         rows = self._chain.link(records)
-        insert_rows(self._store, rows)
+        with self.latency.time():
+            insert_rows(self._store, rows)
         self._chain.commit(rows)
         return len(rows)
 
@@ -244,3 +256,24 @@ def _write_durably(path: Path, text: str) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+class Histogram:
+    """Durations in buckets (upper bounds, seconds), as Prometheus histograms count them."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last: above every bound
+        self.total = 0.0
+
+    @contextlib.contextmanager
+    def time(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe(time.perf_counter() - start)
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds

@@ -10,7 +10,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from koekje.analytics import Clock, Dashboard, utcnow
 
 from .config import Config, load_config
-from .endpoints import ConsentEndpoints, build_router
+from .endpoints import ConsentEndpoints, MetricsEndpoint, build_router
+from .metrics import KoekjeCollector
 from .page import PageResponse
 from .runtime import Runtime
 
@@ -31,7 +32,9 @@ class KoekjeMiddleware:
         self.runtime = runtime = Runtime(self.config, clock)
         self._prefix = self.config.site.prefix + "/"
         self._regional = runtime.geo.configured
-        self._router = build_router(self.config.site.prefix, _consent_endpoints(runtime), _dashboard(runtime))
+        self._router = build_router(
+            self.config.site.prefix, _consent_endpoints(runtime), _dashboard(runtime), _metrics(runtime)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -119,6 +122,14 @@ def _dashboard(runtime: Runtime) -> Dashboard | None:
         runtime.clock,
         scheme=runtime.proxies.scheme,
     )
+
+
+def _metrics(runtime: Runtime) -> MetricsEndpoint | None:
+    config = runtime.config
+    if not config.metrics.enabled:
+        return None
+    collector = KoekjeCollector(runtime.snapshots.total, runtime.spool.size)
+    return MetricsEndpoint(collector, config.metrics.allow, config.metrics_token)
 
 
 def _route_path(scope: Scope) -> str:

@@ -25,6 +25,7 @@ from .topics import TOPIC_NAME
 
 SECRET_ENV = "KOEKJE_SECRET_KEY"  # noqa: S105 (the variable's name, not a secret)
 DSN_ENV = "KOEKJE_CLICKHOUSE_DSN"
+METRICS_TOKEN_ENV = "KOEKJE_METRICS_TOKEN"  # noqa: S105 (the variable's name, not a token)
 MIN_SECRET_LENGTH = 32
 MIN_SECRET_SYMBOLS = 12  # distinct characters: a random 32-character key has about 25
 # The categories the banner has texts for; "necessary" is implied and cannot be refused.
@@ -309,6 +310,20 @@ class GeoSection(_Section, frozen=True):
             raise ValueError("geo.ipv6_prefix must be between 0 and 48")
 
 
+class MetricsSection(_Section, frozen=True):
+    # Prometheus metrics at <prefix>/metrics. Off: the endpoint does not exist.
+    enabled: bool = False
+    # Who may read them: client networks (CIDRs), and/or the bearer token in KOEKJE_METRICS_TOKEN.
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+    def __post_init__(self) -> None:
+        for network in self.allow:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"metrics.allow: {network!r} is not an IP network") from None
+
+
 class DashboardSection(_Section, frozen=True):
     enabled: bool = True
     # Segments with fewer distinct visitors are not shown (k-anonymity).
@@ -325,6 +340,9 @@ class Config(_Section, frozen=True):
     dashboard: DashboardSection = msgspec.field(default_factory=DashboardSection)
     # Signing keys, newest last. From the environment (KOEKJE_SECRET_KEY), never from the file.
     secret_keys: tuple[str, ...] = ()
+    metrics: MetricsSection = msgspec.field(default_factory=MetricsSection)
+    # The metrics' bearer token, from the environment (KOEKJE_METRICS_TOKEN), never from the file.
+    metrics_token: str = ""
     # Where relative paths in the file are resolved; the file's directory when loaded from one.
     base_dir: str = "."
 
@@ -362,6 +380,8 @@ class Config(_Section, frozen=True):
             )
         if any(len(key) < MIN_SECRET_LENGTH for key in self.secret_keys):
             raise ConfigError(f"each key in {SECRET_ENV} must have at least {MIN_SECRET_LENGTH} characters")
+        if self.metrics_token and len(self.metrics_token) < MIN_SECRET_LENGTH:
+            raise ConfigError(f"{METRICS_TOKEN_ENV} must have at least {MIN_SECRET_LENGTH} characters")
         if any(len(set(key)) < MIN_SECRET_SYMBOLS for key in self.secret_keys):
             raise ConfigError(
                 f"a key in {SECRET_ENV} repeats a few characters: use a random value, e.g. the output of "
@@ -396,6 +416,12 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     analytics = config.analytics
     if environ.get(DSN_ENV):
         analytics = msgspec.structs.replace(analytics, dsn=environ[DSN_ENV])
+    if config.metrics_token:
+        raise ConfigError(f"{path}: do not put the metrics token in the file; set {METRICS_TOKEN_ENV}")
     return msgspec.structs.replace(
-        config, secret_keys=keys, analytics=analytics, base_dir=str(path.resolve().parent)
+        config,
+        secret_keys=keys,
+        analytics=analytics,
+        metrics_token=environ.get(METRICS_TOKEN_ENV, "").strip(),
+        base_dir=str(path.resolve().parent),
     ).validate()

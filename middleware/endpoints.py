@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 
 import anyio
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
@@ -22,6 +26,7 @@ from .consent import Consent
 from .declarations import NECESSARY, Declarations
 from .enforce import CookieGuard
 from .engine import ConsentEngine, DecisionRefused
+from .metrics import KoekjeCollector, exposition
 from .shown import BannerContent
 from .visitor import Visitor, read_incoming
 
@@ -38,7 +43,9 @@ _WAITERS = 64
 _CLIENT_METHODS = {Method.BANNER, Method.SETTINGS, Method.API}
 
 
-def build_router(prefix: str, consent: ConsentEndpoints, dashboard: ASGIApp | None) -> Router:
+def build_router(
+    prefix: str, consent: ConsentEndpoints, dashboard: ASGIApp | None, metrics: MetricsEndpoint | None = None
+) -> Router:
     routes: list[BaseRoute] = [
         Route(f"{prefix}/{name}", _asset_endpoint(name), methods=["GET"]) for name in ASSET_NAMES
     ]
@@ -48,7 +55,38 @@ def build_router(prefix: str, consent: ConsentEndpoints, dashboard: ASGIApp | No
     ]
     if dashboard is not None:
         routes.append(Mount(f"{prefix}/dashboard", app=dashboard))
+    if metrics is not None:
+        routes.append(Route(f"{prefix}/metrics", metrics.scrape, methods=["GET"]))
     return Router(routes=routes)
+
+
+class MetricsEndpoint:
+    """``GET metrics``: Prometheus text, for the allowed networks and/or the bearer token only."""
+
+    def __init__(self, collector: KoekjeCollector, allow: Iterable[str], token: str) -> None:
+        self._collector = collector
+        self._allow = tuple(ipaddress.ip_network(network, strict=False) for network in allow)
+        self._token = token.encode()
+
+    async def scrape(self, request: Request) -> Response:
+        visitor: Visitor = request.scope["koekje"]
+        if not self._allowed(visitor.address, request.headers.get("authorization", "")):
+            return _error(403, "metrics are for the monitoring system only (address or token refused)")
+        body = await anyio.to_thread.run_sync(exposition, self._collector)  # reads the spool directory
+        return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+
+    def _allowed(self, address: str | None, authorization: str) -> bool:
+        if self._token:
+            scheme, _, offered = authorization.partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), self._token):
+                return True
+        if address is None or not self._allow:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._allow)
 
 
 def _asset_endpoint(name: str) -> Any:

@@ -9,7 +9,9 @@ the pages are served, the loss is counted and logged, and the store is tried aga
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import anyio
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from koekje.analytics import Accounts, Clock, PageView, PageViewRows, Recorder, Store, StoreError, migrate
 from koekje.analytics.cookies_seen import CookieSighting, tally
 from koekje.analytics.events import SpoolSink
+from koekje.analytics.ledger import Method
 from koekje.analytics.ledger_writer import LedgerWriter
 from koekje.analytics.loader import Loader
 from koekje.analytics.remote import Ownership
@@ -31,6 +34,7 @@ from .enforce import CookieGuard
 from .engine import ConsentEngine
 from .geo import GeoLookup
 from .ip import Proxies, Truncator
+from .metrics import Snapshots
 from .page import Pages
 from .shown import BannerContent
 from .tags import BannerTags
@@ -38,6 +42,7 @@ from .topics import TopicRules
 from .visitor import Locator
 
 log = logging.getLogger("koekje")
+_METHODS = frozenset(str(method) for method in Method)
 
 
 class Runtime:
@@ -51,7 +56,15 @@ class Runtime:
         # loads the spool, the others ask it (koekje.analytics.remote).
         self.ownership = Ownership(self.spool.root)
         self.store = Store(config.store_settings(), prepare=prepare, ownership=self.ownership)
-        self.loader = Loader(self.store, self.spool, site.id, clock, ownership=self.ownership)
+        self.snapshots = Snapshots(self.spool.root / "metrics", self.counters)
+        self.loader = Loader(
+            self.store,
+            self.spool,
+            site.id,
+            clock,
+            ownership=self.ownership,
+            on_tick=self.snapshots.write if config.metrics.enabled else None,
+        )
         wake = self.loader.wake
         self.page_view_rows = PageViewRows()  # crawlers out, devices in: the write buffer's step
         self.recorder: Recorder[PageView] = Recorder(
@@ -146,6 +159,39 @@ class Runtime:
         self._stopped = False
         self._starting = anyio.Lock()  # anyio, not asyncio: Starlette sites may run on trio
 
+    def counters(self) -> dict[str, Any]:
+        """This process's counts, for the metrics (read at scrape time, and snapshotted for other workers)."""
+        dropped: Counter[str] = Counter()
+        for counts in (
+            self.capture.dropped,
+            self.recorder.dropped,
+            self.page_view_rows.dropped,
+            self.sightings.dropped,
+            self.ledger.dropped,
+        ):
+            dropped.update({str(reason): n for reason, n in counts.items()})
+        dropped["decision_flood"] += self.engine.counts["decision_flood"]
+        removed: Counter[str] = Counter()
+        for (_, reason), n in self.guard.removed.items():
+            removed[str(reason)] += n
+        decisions = {
+            key.removeprefix("decision_"): n
+            for key, n in self.engine.counts.items()
+            if key.startswith("decision_") and key.removeprefix("decision_") in _METHODS
+        }
+        return {
+            "recorded": self.recorder.submitted,
+            "spooled": self.recorder.written,
+            "loaded": dict(self.loader.loaded),
+            "dropped": dict(dropped),
+            "decisions": decisions,
+            "cookies_removed": dict(removed),
+            "queue_depth": self.recorder.depth + self.sightings.depth + self.ledger.depth,
+            "owner": int(self.ownership.held),
+            "load_buckets": list(self.loader.latency.counts),
+            "load_seconds": self.loader.latency.total,
+        }
+
     def _report_cookie(self, name: str, path: str) -> None:
         """The site set a cookie nobody declared (report mode): tally it."""
         self.sightings.submit(CookieSighting(self.clock(), self.config.site.id, name, clean_path(path)))
@@ -186,6 +232,8 @@ class Runtime:
         self.recorder.stop()
         self.sightings.stop()
         self.loader.stop()
+        if self.config.metrics.enabled:
+            self.snapshots.write(force=True)
         self.store.close()
         self.ownership.release()
         self.geo.close()
