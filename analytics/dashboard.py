@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 import anyio
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, PackageLoader, select_autoescape
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
@@ -22,10 +22,19 @@ from starlette.types import Receive, Scope, Send
 from .accounts import Account, Accounts
 from .clock import Clock, utcnow
 from .reports import NO_TOPIC, topic_report
-from .store import Store
+from .store import Store, StoreError
 from .web import SECURITY_HEADERS, clock_signer, is_same_origin, is_secure, media_type, read_limited
 
 SESSION_COOKIE = "koekje_dashboard"
+MAX_STORE_THREADS = 4
+T = TypeVar("T")
+log = logging.getLogger("koekje.analytics")
+
+
+class _StoreDown(Exception):
+    """The store did not answer in time: the page says so (503)."""
+
+
 MAX_FORM_BYTES = 4096
 MAX_RANGE_DAYS = 366
 # Password checks run at most this many at a time: each argon2 verification takes ~64 MiB and tens of ms,
@@ -44,12 +53,16 @@ class DashboardSettings:
     min_visitors: int = 5
     session_hours: int = 12
     secure_cookies: bool | None = None  # None: Secure when the request came over https
+    # How long a page waits for the store before it says so (503) instead of holding a thread.
+    store_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.min_visitors < 1:
             raise ValueError("dashboard.min_visitors must be at least 1")
         if not 1 <= self.session_hours <= 24 * 7:
             raise ValueError("dashboard.session_hours must be between 1 and 168")
+        if not 0 < self.store_timeout_seconds <= 300:
+            raise ValueError("dashboard.store_timeout_seconds must be between 0 and 300")
         ZoneInfo(self.timezone)  # raises for an unknown zone name
 
 
@@ -63,7 +76,7 @@ class Dashboard:
         clock: Clock = utcnow,
         scheme: Callable[[Scope], str] | None = None,
     ) -> None:
-        self._store = store
+        self._db = store
         # How the visitor reached the site (http or https): behind a TLS proxy the middleware knows better.
         self._scheme = scheme or (lambda scope: str(scope.get("scheme", "http")))
         self._accounts = accounts
@@ -79,6 +92,8 @@ class Dashboard:
         )
         self._css = (files("koekje.analytics") / "static" / "dashboard.css").read_bytes()
         self._logins = anyio.Semaphore(MAX_CONCURRENT_LOGINS)
+        # The dashboard's own threads: a store that hangs holds a few of them, never the site's.
+        self._threads = anyio.CapacityLimiter(MAX_STORE_THREADS)
         self._router = Router(
             routes=[
                 Route("/", self._overview, methods=["GET"]),
@@ -90,7 +105,26 @@ class Dashboard:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._router(scope, receive, send)
+        try:
+            await self._router(scope, receive, send)
+        except _StoreDown:
+            response = HTMLResponse(
+                self._templates.get_template("unavailable.html").render(base=str(scope.get("root_path", ""))),
+                status_code=503,
+                headers={**SECURITY_HEADERS, "Content-Security-Policy": _CSP, "Retry-After": "30"},
+            )
+            await response(scope, receive, send)
+
+    async def _ask(self, call: Callable[..., T], *args: Any) -> T:
+        """A store call in one of the dashboard's threads, given up on after ``store_timeout_seconds``."""
+        try:
+            with anyio.fail_after(self._settings.store_timeout_seconds):
+                return await anyio.to_thread.run_sync(
+                    call, *args, limiter=self._threads, abandon_on_cancel=True
+                )
+        except (TimeoutError, StoreError) as exc:
+            log.warning("koekje dashboard: the store did not answer: %s", exc)
+            raise _StoreDown from exc
 
     # -- pages --------------------------------------------------------------------------------------------
 
@@ -114,8 +148,8 @@ class Dashboard:
             )
         start = datetime.combine(first, time(), self._zone)
         end = datetime.combine(last + timedelta(days=1), time(), self._zone)
-        report = await run_in_threadpool(
-            topic_report, self._store, self._settings.site, start, end, self._settings.min_visitors
+        report = await self._ask(
+            topic_report, self._db, self._settings.site, start, end, self._settings.min_visitors
         )
         return self._render(
             request, "overview.html", account=account, first=first, last=last, report=report, error=None
@@ -133,7 +167,7 @@ class Dashboard:
         if form is None:
             return self._render(request, "login.html", status=400, error="The login form was malformed.")
         async with self._logins:
-            account = await run_in_threadpool(
+            account = await self._ask(
                 self._accounts.authenticate, form.get("username", "")[:64], form.get("password", "")[:1024]
             )
         if account is None:
@@ -172,7 +206,7 @@ class Dashboard:
         if not isinstance(session, dict) or not isinstance(session.get("u"), str):
             return None
         # Looked up each time, so removing an account or changing its password ends its sessions.
-        account = await run_in_threadpool(self._accounts.get, session["u"])
+        account = await self._ask(self._accounts.get, session["u"])
         return account if account is not None and account.credential == session.get("c") else None
 
     def _date_range(self, request: Request, today: date) -> tuple[date, date]:

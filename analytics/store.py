@@ -12,11 +12,12 @@ the store itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ class Store:
         prepare: Callable[[Store], object] | None = None,
         retry_after: float = 30.0,
         ownership: Ownership | None = None,
+        lock_timeout: float = 15.0,
     ) -> None:
         self.settings = settings
         self._prepare = prepare
@@ -60,6 +62,9 @@ class Store:
         self._failed_at: float | None = None
         self._failure = ""
         self._lock = threading.RLock()  # re-entrant: `prepare` runs under it and uses the store
+        # A call that waits longer than this for another (a slow or hung query) gives up: threads are not
+        # piled up behind a store that does not answer.
+        self._lock_timeout = lock_timeout
 
     def table(self, name: str) -> str:
         """The fully qualified, quoted name of one of koekje's tables."""
@@ -91,16 +96,16 @@ class Store:
             self._client = None
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
-        with self._lock:
+        with self._locked():
             self._require().command(sql, parameters=parameters)
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._locked():
             return [tuple(row) for row in self._require().query(sql, parameters=parameters).result_rows]
 
     def insert_columns(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
         """Insert column-oriented data (one sequence per column): the fast path for batches."""
-        with self._lock:
+        with self._locked():
             self._require().insert(
                 f"{self.settings.database}.{table}",
                 list(columns.values()),
@@ -114,7 +119,7 @@ class Store:
         settings: dict[str, Any] = {"date_time_input_format": "best_effort"}
         if token is not None:
             settings["insert_deduplication_token"] = token
-        with self._lock:
+        with self._locked():
             self._require().raw_insert(
                 f"{self.settings.database}.{table}",
                 None,
@@ -130,7 +135,7 @@ class Store:
         """Insert files of JSON rows (all in one directory) as one insert. The embedded engine reads the
         files itself (no copy through Python, ~30% less CPU per row); a server, or another process's store,
         gets their bytes."""
-        with self._lock:
+        with self._locked():
             client = self._require()
             if isinstance(client, RemoteClient) or not self.settings.embedded:
                 self.insert_raw(table, b"\n".join(path.read_bytes() for path in paths), token=token)
@@ -143,6 +148,18 @@ class Store:
                 f"SELECT * FROM file('{where}', 'JSONEachRow')",
                 parameters={"token": token},
             )
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if not self._lock.acquire(timeout=self._lock_timeout):
+            raise StoreUnavailable(
+                f"the store has been busy for more than {self._lock_timeout:.0f} s (a slow or hung query): "
+                "try again in a moment"
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _require(self) -> Client | RemoteClient:
         if self._ownership is not None and self.remote and self._ownership.held:
@@ -192,7 +209,7 @@ class Store:
 
     def _serve(self, request: dict[str, Any]) -> Any:
         """Another worker's call, run here (in the owner) under the store's lock."""
-        with self._lock:
+        with self._locked():
             client = self._require()
             op = request["op"]
             if op == "query":

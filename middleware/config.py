@@ -329,6 +329,8 @@ class DashboardSection(_Section, frozen=True):
     # Segments with fewer distinct visitors are not shown (k-anonymity).
     min_visitors: int = 5
     session_hours: int = 12
+    # A page waits this long for the store, then says it is not available (503) instead of holding a thread.
+    store_timeout_seconds: float = 10.0
 
 
 class Config(_Section, frozen=True):
@@ -362,6 +364,7 @@ class Config(_Section, frozen=True):
             min_visitors=self.dashboard.min_visitors,
             session_hours=self.dashboard.session_hours,
             secure_cookies=self.site.secure_cookies,
+            store_timeout_seconds=self.dashboard.store_timeout_seconds,
         )
 
     def spool_path(self) -> Path:

@@ -1,6 +1,7 @@
 """The dashboard, mounted by the middleware, on a real store."""
 
 import re
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -184,3 +185,31 @@ def test_invented_visitor_ids_cannot_lift_a_suppressed_topic(client: TestClient,
     assert login(client) == 303
     html = client.get(f"{DASH}/").text
     assert "implantologie" not in rows(html)  # six "visitors" would have shown it
+
+
+def test_a_store_that_does_not_answer_gets_a_503_page_and_the_site_goes_on(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    """Found by trying: a hung store used to hold every dashboard request (and the site's threads)."""
+    client = make_client(make_config(dashboard=DashboardSection(min_visitors=1, store_timeout_seconds=0.5)))
+    runtime_of(client).accounts.add("sanne", PASSWORD, Role.MARKETER)
+    assert login(client) == 303
+    store = runtime_of(client).store
+    release = threading.Event()
+    held = threading.Event()
+
+    def hang() -> None:  # a query that does not come back, holding the store
+        with store._locked():
+            held.set()
+            release.wait(30)
+
+    threading.Thread(target=hang, daemon=True).start()
+    assert held.wait(10)
+    try:
+        page = client.get(f"{DASH}/")
+        assert page.status_code == 503 and page.headers["retry-after"] == "30"
+        assert "not available just now" in page.text
+        assert client.get("/implantologie").status_code == 200  # the site itself is not affected
+    finally:
+        release.set()
+    assert client.get(f"{DASH}/").status_code == 200
