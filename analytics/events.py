@@ -86,6 +86,8 @@ class SpoolSink(Generic[E]):
 
     def write(self, batch: Sequence[E]) -> None:
         rows = batch if self._rows is None else self._rows(batch)
+        if not rows:  # e.g. crawlers only
+            return
         self._spool.write(self._table, self._encoder.encode_lines(rows), rows=len(rows))
         if self._on_spooled is not None:
             self._on_spooled()

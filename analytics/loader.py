@@ -72,6 +72,7 @@ class Loader:
         self.loaded: Counter[str] = Counter()  # rows loaded, per table
         self.rejected: Counter[str] = Counter()  # batches moved aside, per table
         self.latency = Histogram(LOAD_BUCKETS)  # seconds per insert
+        self.passes = 0  # rounds of the thread, failed ones included
 
     def start(self) -> None:
         if self._thread is None:
@@ -101,9 +102,13 @@ class Loader:
             self._wake.wait(self._interval)
             self._wake.clear()
             stopping = self._stopping
-            self.load_pending()
-            if self._on_tick is not None:
-                self._on_tick()
+            try:  # a full disk or a vanished directory must not end loading for good: try again next tick
+                self.load_pending()
+                if self._on_tick is not None:
+                    self._on_tick()
+            except Exception:
+                log.exception("koekje's loader could not finish a pass; it tries again")
+            self.passes += 1
             if stopping:
                 return
 
@@ -132,7 +137,7 @@ class Loader:
             except Exception as exc:
                 if _malformed(exc) and len(group) == 1:
                     self._reject(group[0], exc)
-                elif _malformed(exc):  # one of them: find which, one at a time
+                elif _malformed(exc):
                     if not all(self._load_table_one(table, batch) for batch in group):
                         return False
                 else:
@@ -160,16 +165,19 @@ class Loader:
 
     def _load_raw(self, table: str, group: list[Batch]) -> int:
         """Several small batches go in as one insert (ClickHouse makes a part per insert, and wants few
-        large ones). A manifest written first names the group, so that after a crash the same batches are
-        loaded again as the same group, with the same token, and so only once."""
-        if len(group) == 1:
-            with self.latency.time():
-                self._store.insert_file(table, group[0].path, token=group[0].id)
-            self._spool.remove(group[0])
-            return group[0].rows
-        manifest = self._spool.root / table / f"{_GROUP}{group[0].id}"
+        large ones). A manifest written first names the group (also a group of one), so that after a crash
+        the same batches are loaded again as the same group, with the same token, and so only once."""
+        manifest = self._manifest(table, group)
         _write_durably(manifest, "\n".join(batch.name for batch in group))
-        return self._finish_group(table, manifest, group)
+        try:
+            return self._finish_group(table, manifest, group)
+        except Exception as exc:
+            if _malformed(exc):  # refused as a whole, never to be tried again as this group: forget it
+                manifest.unlink(missing_ok=True)
+            raise
+
+    def _manifest(self, table: str, group: list[Batch]) -> Path:
+        return self._spool.root / table / f"{_GROUP}{group[0].id}"
 
     def _finish_group(self, table: str, manifest: Path, group: list[Batch]) -> int:
         token = f"group-{group[0].id}-{group[-1].id}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import stat
 import threading
 import time
 import uuid
@@ -62,8 +63,16 @@ class Spool:
         self._counted_at = 0.0
 
     def open(self) -> None:
-        """Create the directory (0700: spooled rows are visitor data) and remove half-written leftovers."""
+        """Create the directory (0700: spooled rows are visitor data) and remove half-written leftovers.
+        A directory that is a symbolic link, or belongs to another user, is refused."""
+        check_path(self.root)
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(self.root)
+        if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid():
+            raise ValueError(
+                f"the spool directory {self.root} is a symbolic link or belongs to another user: "
+                "point analytics.spool_dir at a directory of the site's own"
+            )
         os.chmod(self.root, 0o700)
         for leftover in self.root.glob(f"*/*{_TMP}"):
             leftover.unlink(missing_ok=True)
@@ -155,6 +164,20 @@ class Spool:
                         total += batch.path.stat().st_size
             self._bytes = total
         return self._bytes
+
+
+# ClickHouse reads spooled files by path and takes these characters as a pattern, escaped or not.
+GLOB_CHARACTERS = frozenset("{}*?,")
+
+
+def check_path(root: Path) -> None:
+    """A spool directory's path must be read literally by the store."""
+    found = sorted(GLOB_CHARACTERS & set(str(root)))
+    if found:
+        raise ValueError(
+            f"analytics.spool_dir {str(root)!r} contains {''.join(found)!r}: the store would read the path "
+            "as a pattern; choose a directory without these characters"
+        )
 
 
 def _sync_directory(directory: Path) -> None:

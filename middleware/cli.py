@@ -132,15 +132,15 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config or Path(os.environ.get(CONFIG_ENV, "koekje.toml")))
 
 
-def _open_store(config: Config) -> Store:
+def _open_store(config: Config, ownership: Ownership | None = None) -> Store:
     """The store, migrated first unless the configuration leaves that to `koekje migrate`. While the site
     runs on the embedded store, its owner process answers for it."""
-    spool = config.spool_path()
-    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    spool = Spool(config.spool_path())
+    spool.open()
     store = Store(
         config.store_settings(),
         prepare=migrate if config.analytics.auto_migrate else None,
-        ownership=Ownership(spool),
+        ownership=ownership or Ownership(spool.root),
     )
     store.open()
     return store
@@ -310,8 +310,12 @@ def _spool_status(args: argparse.Namespace) -> int:
 def _spool_replay(args: argparse.Namespace) -> int:
     config = _config(args)
     spool = _spool(config)
-    with _open_store(config) as store:
-        loader = Loader(store, spool, config.site.id, utcnow)
+    ownership = Ownership(spool.root)
+    if not ownership.try_acquire():
+        print("the running site loads the spool itself (it owns it now): nothing to do here")
+        return 0
+    with _open_store(config, ownership) as store:
+        loader = Loader(store, spool, config.site.id, utcnow, ownership=ownership)
         done = loader.load_pending()
     for table, rows in sorted(loader.loaded.items()):
         print(f"  {table}: {rows} rows loaded")

@@ -16,6 +16,7 @@ from typing import Literal
 import msgspec
 
 from koekje.analytics import DashboardSettings, RecorderSettings, StoreSettings
+from koekje.analytics.spool import check_path
 from koekje.banner import available_languages
 
 from .declarations import NECESSARY, CookieRule, Declarations, Service, parse_duration
@@ -394,6 +395,7 @@ class Config(_Section, frozen=True):
             self.store_settings()
             self.recorder_settings()
             self.dashboard_settings()
+            check_path(self.spool_path())
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         return self

@@ -11,6 +11,7 @@ totals are the site's, whichever worker answers.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ from prometheus_client.registry import Collector
 from koekje.analytics.loader import LOAD_BUCKETS
 
 Sample = dict[str, Any]
+log = logging.getLogger("koekje")
 SNAPSHOT_EVERY = 5.0  # seconds
 
 
@@ -37,31 +39,34 @@ class Snapshots:
         self._written_at = 0.0
 
     def write(self, force: bool = False) -> None:
+        """Best effort (a full disk only makes the totals older): never raises."""
         now = time.monotonic()
         if not force and now - self._written_at < SNAPSHOT_EVERY:
             return
         self._written_at = now
-        self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         final = self._directory / f"{os.getpid()}.json"
         temporary = final.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self._read()))
-        os.replace(temporary, final)
+        try:
+            self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            temporary.write_text(json.dumps(self._read()))
+            os.replace(temporary, final)
+        except OSError as exc:
+            log.warning("koekje could not write its metrics snapshot: %s", exc)
 
     def total(self) -> Sample:
         """This worker's counters now, plus the last snapshot of every other live worker."""
         total = self._read()
         mine = f"{os.getpid()}.json"
         for path in self._directory.glob("*.json") if self._directory.exists() else ():
-            if path.name == mine:
-                continue
+            if path.name == mine or not path.stem.isdigit():
+                continue  # not a worker's snapshot
             if not _alive(int(path.stem)):
                 path.unlink(missing_ok=True)
                 continue
             try:
-                other = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            total = _add(total, other)
+                total = _add(total, json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError, AttributeError):
+                continue  # half-written or foreign: this scrape goes without it
         return total
 
 

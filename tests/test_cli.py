@@ -11,6 +11,7 @@ import pytest
 from support import SECRET
 
 from koekje.analytics import Store
+from koekje.analytics.remote import Ownership
 from koekje.analytics.spool import Spool
 
 
@@ -103,6 +104,7 @@ with TestClient(app, base_url="http://shop.test", client=("203.0.113.77", 1)) as
 
 TAMPER = """
 from koekje.analytics import Store
+from koekje.analytics.remote import Ownership
 from koekje.analytics.spool import Spool
 from koekje.middleware import load_config
 
@@ -180,3 +182,14 @@ def test_retention_status_and_apply(site_dir: Path) -> None:
     applied = koekje("retention", "apply", cwd=site_dir)
     assert "page_views: 0 rows past their retention removed" in applied.stdout
     assert "(0 rows)" in koekje("retention", "status", cwd=site_dir).stdout
+
+
+def test_spool_replay_leaves_a_running_site_to_load_its_own_spool(site_dir: Path) -> None:
+    """Found by trying: a replay next to the running site's loader formed other groups and duplicated."""
+    spool = Spool(site_dir / "koekje-spool")
+    spool.open()
+    running_site = Ownership(spool.root)
+    assert running_site.try_acquire()
+    replay = koekje("spool", "replay", cwd=site_dir)
+    assert replay.returncode == 0 and "the running site loads the spool itself" in replay.stdout
+    running_site.release()

@@ -3,9 +3,11 @@ order, each exactly once."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from support import FakeClock
 
 from koekje.analytics import Store
 from koekje.analytics.loader import Loader
+from koekje.analytics.remote import Ownership
 from koekje.analytics.spool import Spool, SpoolFull
 
 
@@ -77,10 +80,14 @@ def test_batches_wait_for_an_outage_and_load_in_order(store: Store, spool: Spool
 def test_a_batch_loaded_before_a_crash_kept_it_is_not_loaded_twice(
     store: Store, spool: Spool, clock: FakeClock
 ) -> None:
+    """Found by trying: a batch loaded alone, then grouped with newer ones after a crash, went in twice.
+    Every load is a group now, also of one, named by a manifest first."""
     batch = spool.write("page_views", views(5), rows=5)
-    store.insert_raw("page_views", batch.read(), token=batch.id)  # the crash came after this, before removal
+    (spool.root / "page_views" / f".group-{batch.id}").write_text(batch.name)
+    store.insert_file("page_views", batch.path, token=f"group-{batch.id}-{batch.id}")  # then the crash
+    spool.write("page_views", views(5, 5), rows=5)  # newer batches arrive meanwhile
     assert Loader(store, spool, "s", clock).load_pending()
-    assert count(store) == (5, 5)
+    assert count(store) == (10, 10)
 
 
 def test_a_group_interrupted_by_a_crash_is_loaded_again_as_the_same_group(
@@ -118,6 +125,7 @@ def test_a_malformed_batch_in_a_group_is_found_and_moved_aside(
     loader = Loader(store, spool, "s", clock)
     assert loader.load_pending()
     assert count(store) == (6, 6) and loader.rejected["page_views"] == 1
+    assert list((spool.root / "page_views").glob(".group-*")) == []  # no manifest of the failed group left
 
 
 def test_a_malformed_batch_is_moved_aside_and_the_rest_loads(
@@ -136,6 +144,7 @@ import sys
 from pathlib import Path
 from koekje.analytics import Store, StoreSettings, migrate, utcnow
 from koekje.analytics.loader import Loader
+from koekje.analytics.remote import Ownership
 from koekje.analytics.spool import Spool
 
 store = Store(StoreSettings(sys.argv[1], sys.argv[2]), prepare=migrate)
@@ -179,3 +188,39 @@ def test_killed_mid_replay_the_next_replay_loads_every_batch_once(tmp_path: Path
     assert out.endswith("done\n") and spool.pending("page_views") == []
     counted, _ = replay("count").communicate(timeout=120)
     assert counted.strip() == "(400000, 400000)"
+
+
+@pytest.mark.parametrize("name", ["a{b}", "a*b", "a?b", "a,b"])
+def test_a_spool_path_the_store_would_read_as_a_pattern_is_refused(tmp_path: Path, name: str) -> None:
+    """Found by trying: with a glob character in the directory, loading inserted nothing and the batches
+    were removed as loaded."""
+    with pytest.raises(ValueError, match="would read the path as a pattern"):
+        Spool(tmp_path / name).open()
+
+
+def test_a_symlinked_spool_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(ValueError, match="symbolic link"):
+        Spool(tmp_path / "link").open()
+
+
+def test_the_loader_goes_on_after_its_directory_vanished(
+    store: Store, tmp_path: Path, clock: FakeClock
+) -> None:
+    """Found by trying: one OSError (a full disk, a removed directory) ended the loader thread for good."""
+    spool = Spool(tmp_path / "spool")
+    spool.open()
+    loader = Loader(store, spool, "s", clock, interval=0.01, ownership=Ownership(spool.root))
+    loader.start()
+    shutil.rmtree(spool.root)
+    passes = loader.passes
+    deadline = time.monotonic() + 30
+    while loader.passes < passes + 3:  # the thread's own progress, from outside: a few failed rounds
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    spool.open()
+    spool.write("page_views", views(2), rows=2)
+    assert loader.flush()
+    loader.stop()
+    assert count(store) == (2, 2)

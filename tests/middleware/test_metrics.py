@@ -89,3 +89,15 @@ def test_other_workers_counts_are_added(
 def test_a_bad_allowlist_is_named(make_config: Callable[..., Config], allow: tuple[str, ...]) -> None:
     with pytest.raises(ValueError, match=r"metrics\.allow"):
         MetricsSection(enabled=True, allow=allow)
+
+
+def test_foreign_files_among_the_snapshots_are_ignored(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    """Found by trying: a file whose name is not a pid made every scrape a 500."""
+    client = make_client(with_metrics(make_config, allow=("203.0.113.0/24",)))
+    directory = client.app.runtime.snapshots._directory  # type: ignore[attr-defined]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "backup.json").write_text("{}")
+    (directory / "1.json").write_text('{"recorded": "a lot"}')  # pid 1 lives; its content is junk
+    assert client.get("/_koekje/metrics").status_code == 200
