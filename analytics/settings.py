@@ -43,7 +43,7 @@ class RecorderSettings:
 
     queue_size: int = 100_000
     batch_size: int = 10_000
-    flush_interval: float = 1.0
+    flush_interval: float = 0.25
 
     def __post_init__(self) -> None:
         if self.queue_size < 1 or self.batch_size < 1:

@@ -275,7 +275,7 @@ class AnalyticsSection(_Section, frozen=True):
     auto_migrate: bool = True
     queue_size: int = 100_000
     batch_size: int = 10_000
-    flush_interval_seconds: float = 1.0
+    flush_interval_seconds: float = 0.25
     # Where batches wait for the store (relative to the config file): on disk, so an outage or a crash loses
     # nothing; bounded, so a long outage cannot fill the disk.
     spool_dir: str = "koekje-spool"
