@@ -5,8 +5,8 @@ device, and the crawler-user-agents list (1,500 patterns of crawlers, uptime che
 A new user agent costs ~130 µs (up to ~0.8 ms for a 512-character one, linearly: no pattern backtracks
 badly), nearly all of it the crawler list's regular expressions; so it never runs on the request path: the
 write buffer's thread classifies each batch, and a cache of 16,384 makes a returning user agent a dict
-lookup. (A flood of unique user agents costs that thread CPU, ~1,500 a second per worker, not the site.) The user agent string itself is never
-stored; only these families are.
+lookup. (A flood of unique user agents costs that thread CPU, ~1,500 a second per worker, not the site.)
+The user agent string itself is never stored; only these families are.
 """
 
 from __future__ import annotations
