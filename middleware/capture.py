@@ -69,10 +69,6 @@ def prefetch(hit: Hit) -> Drop | None:
     return Drop.PREFETCH if b"prefetch" in hit.purpose or b"prerender" in hit.purpose else None
 
 
-def consent(hit: Hit) -> Drop | None:
-    return None if hit.visitor.allows("analytics") else Drop.NO_CONSENT
-
-
 def visitor_id(hit: Hit) -> Drop | None:
     return None if hit.visitor.id is not None else Drop.NO_VISITOR_ID
 
@@ -110,10 +106,12 @@ class Capture:
         self._recorder = recorder
         self._topics = topics
         self._clock = clock
-        steps: list[Step] = [prefetch]
+        # Consent first: most visitors without it are answered by that one step, before the request's
+        # headers are even read.
+        steps: list[Step] = [visitor_id, prefetch]
         if exclude_paths:
             steps.append(excluded(exclude_paths))
-        self.steps: tuple[Step, ...] = (*steps, consent, visitor_id, address)
+        self.steps: tuple[Step, ...] = (*steps, address)
         self.dropped: Counter[str] = Counter()
         self.invalid_app_topics = 0
 
@@ -122,6 +120,9 @@ class Capture:
 
     def page_view(self, scope: Scope, path: str, visitor: Visitor) -> None:
         """Record one served HTML page (GET, 200), unless a step objects (counted under its reason)."""
+        if not visitor.allows("analytics"):  # the consent step, before the hit is read
+            self.dropped[Drop.NO_CONSENT] += 1
+            return
         hit = read_hit(scope, path, visitor)
         for step in self.steps:
             drop = step(hit)
