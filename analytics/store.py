@@ -128,9 +128,6 @@ class Store:
                 settings=settings,
             )
 
-    def insert_file(self, table: str, path: Path, *, token: str) -> None:
-        self.insert_files(table, [path], token=token)
-
     def insert_files(self, table: str, paths: Sequence[Path], *, token: str) -> None:
         """Insert files of JSON rows (all in one directory) as one insert. The embedded engine reads the
         files itself (no copy through Python, ~30% less CPU per row); a server, or another process's store,

@@ -54,9 +54,6 @@ class Consent:
     def allows_service(self, service: str, category: str) -> bool:
         return category in self.categories or service in self.services
 
-    def same_choice(self, other: Consent) -> bool:
-        return self.categories == other.categories and self.services == other.services
-
     def as_json(self) -> dict[str, object]:
         return {
             "categories": sorted(self.categories, key=lambda c: (c != NECESSARY, c)),

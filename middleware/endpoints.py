@@ -199,8 +199,11 @@ class ConsentEndpoints:
             visitor_id=keep or uuid.uuid4(),
             gpc=visitor.gpc,
         )
-        before = current or _NOTHING
-        grants_more = bool((consent.categories - before.categories) | (consent.services - before.services))
+        # What the decision grants beyond the current one (for a first decision: beyond "necessary" only).
+        had, had_services = (
+            (current.categories, current.services) if current else (_NECESSARY_ONLY, frozenset())
+        )
+        grants_more = bool((consent.categories - had) | (consent.services - had_services))
         # A narrowing of a valid decision is never refused and costs no budget (it needs an earlier,
         # budgeted grant); a first decision that grants nothing is budgeted but takes effect regardless.
         charge = grants_more or current is None
@@ -260,12 +263,7 @@ def _names(value: object, known: frozenset[str], what: str) -> frozenset[str]:
     return frozenset(value)
 
 
-class _Nothing:
-    categories = frozenset({NECESSARY})
-    services: frozenset[str] = frozenset()
-
-
-_NOTHING = _Nothing()
+_NECESSARY_ONLY = frozenset({NECESSARY})
 
 
 def _same(consent: Consent, categories: frozenset[str], services: frozenset[str]) -> bool:

@@ -21,7 +21,6 @@ MAX_PROXY_HEADER = 4096
 
 ProxyHeader = Literal["x-forwarded-for", "forwarded"]
 log = logging.getLogger("koekje")
-PROXY_HEADERS: tuple[ProxyHeader, ...] = ("x-forwarded-for", "forwarded")
 
 
 class Truncator:

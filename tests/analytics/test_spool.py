@@ -84,7 +84,7 @@ def test_a_batch_loaded_before_a_crash_kept_it_is_not_loaded_twice(
     Every load is a group now, also of one, named by a manifest first."""
     batch = spool.write("page_views", views(5), rows=5)
     (spool.root / "page_views" / f".group-{batch.id}").write_text(batch.name)
-    store.insert_file("page_views", batch.path, token=f"group-{batch.id}-{batch.id}")  # then the crash
+    store.insert_files("page_views", [batch.path], token=f"group-{batch.id}-{batch.id}")  # then the crash
     spool.write("page_views", views(5, 5), rows=5)  # newer batches arrive meanwhile
     assert Loader(store, spool, "s", clock).load_pending()
     assert count(store) == (10, 10)
