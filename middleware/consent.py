@@ -54,6 +54,13 @@ class Consent:
     def allows_service(self, service: str, category: str) -> bool:
         return category in self.categories or service in self.services
 
+    def widens(self, before: Consent | None) -> bool:
+        """Whether this decision grants a category or service that ``before`` did not (without an earlier
+        decision: anything beyond the necessary)."""
+        if before is None:
+            return bool(self.services or self.categories - {NECESSARY})
+        return bool(self.categories - before.categories or self.services - before.services)
+
     def as_json(self) -> dict[str, object]:
         return {
             "categories": sorted(self.categories, key=lambda c: (c != NECESSARY, c)),

@@ -199,11 +199,7 @@ class ConsentEndpoints:
             visitor_id=keep or uuid.uuid4(),
             gpc=visitor.gpc,
         )
-        # What the decision grants beyond the current one (for a first decision: beyond "necessary" only).
-        had, had_services = (
-            (current.categories, current.services) if current else (_NECESSARY_ONLY, frozenset())
-        )
-        grants_more = bool((consent.categories - had) | (consent.services - had_services))
+        grants_more = consent.widens(current)
         # A narrowing of a valid decision is never refused and costs no budget (it needs an earlier,
         # budgeted grant); a first decision that grants nothing is budgeted but takes effect regardless.
         charge = grants_more or current is None
@@ -261,9 +257,6 @@ def _names(value: object, known: frozenset[str], what: str) -> frozenset[str]:
         shown = sorted(v[:40] for v in unknown)
         raise ValueError(f"unknown {what} {shown}; this site offers {sorted(known)}")
     return frozenset(value)
-
-
-_NECESSARY_ONLY = frozenset({NECESSARY})
 
 
 def _same(consent: Consent, categories: frozenset[str], services: frozenset[str]) -> bool:

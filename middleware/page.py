@@ -143,11 +143,7 @@ class PageResponse:
         not: what it grants is not applied (a narrowing, such as GPC's, still is, unrecorded)."""
         implied, previous = self._implied, self._previous
         assert implied is not None
-        grants = (
-            previous is None
-            or implied.categories - previous.categories
-            or implied.services - previous.services
-        )
+        grants = previous is None or implied.widens(previous)
         if page:
             try:
                 engine = self._pages.engine

@@ -254,3 +254,15 @@ def test_config_json_lists_services_and_cookies_per_category(
         "YSC": "youtube",
     }
     assert [c["duration"] for c in by_id["analytics"]["cookies"]] == ["13 months", "13 months"]
+
+
+def test_a_grant_of_one_more_service_spends_the_budget(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    """Granting a single service on top of a decision is a grant like any other: refused when the network's
+    budget is spent, while taking it back again is not."""
+    client = client_with(make_client, make_config, decisions_per_minute=1)
+    consent(client, "analytics")
+    more = client.post("/_koekje/consent", json={"categories": ["analytics"], "services": ["youtube"]})
+    assert more.status_code == 429
+    assert client.post("/_koekje/consent", json={"categories": []}).status_code == 200

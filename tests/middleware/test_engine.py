@@ -208,3 +208,17 @@ def test_a_gpc_narrowing_applies_on_any_response_but_is_recorded_with_a_page(
     assert set_cookie_names(client.get("/api", headers=GPC)) == []  # no cookie, no row
     assert "_fbp" not in set_cookie_names(client.get("/cookies?set=_fbp%3D1", headers=GPC))
     assert [r["method"] for r in ledger(client)] == ["banner", "gpc"]  # the page recorded it
+
+
+def test_a_gpc_narrowing_is_recorded_when_the_network_budget_is_spent(
+    make_client: MakeClient, regional: Config
+) -> None:
+    """A narrowing needs an earlier, budgeted grant, so it costs nothing: a network that used up its
+    decisions still has its browsers' GPC signals recorded and applied."""
+    config = msgspec.structs.replace(
+        regional, consent=msgspec.structs.replace(regional.consent, decisions_per_minute=1)
+    )
+    client = make_client(config, client_ip=NL)
+    consent(client, "analytics", "marketing")
+    assert "_fbp" not in set_cookie_names(client.get("/cookies?set=_fbp%3D1", headers=GPC))
+    assert [r["method"] for r in ledger(client)] == ["banner", "gpc"]
