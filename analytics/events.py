@@ -38,6 +38,9 @@ class PageView(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     device: str = ""  # desktop, mobile, tablet; "" unknown
     browser: str = ""
     os: str = ""
+    visit_start: int = 0  # Unix seconds; with the visitor id, the visit's identity
+    entry: bool = False  # the visit's first page
+    returning: bool = False  # the visitor had visited before this visit
     # Only until the write buffer's thread has classified it (device, browser, os, or a crawler): the user
     # agent string itself is never spooled or stored.
     user_agent: str = ""

@@ -24,6 +24,7 @@ from uuid import uuid4
 
 import msgspec
 
+from .aggregates import Salts
 from .clock import Clock
 from .ledger import Chain, ConsentRecord, insert_rows
 from .remote import Ownership
@@ -62,6 +63,7 @@ class Loader:
         self._on_tick = on_tick  # something every process does now and then (metrics snapshots)
         self._spool = spool
         self._chain = Chain(site, uuid4())
+        self._salts = Salts(store, clock)
         self._clock = clock
         self._interval = interval
         self._on_loaded = on_loaded
@@ -119,9 +121,22 @@ class Loader:
             return False
         with self._pass_lock:
             done = self._load_table(LEDGER)
+            salted = self._salt(self._salts.draw)
             for table in RAW_TABLES:
-                done = self._load_table(table) and done
+                loaded = self._load_table(table)
+                if table == "page_views" and loaded and salted:
+                    self._salt(self._salts.discard)  # nothing of an older day waits any more
+                done = loaded and done
             return done
+
+    def _salt(self, step: Callable[[], None]) -> bool:
+        """Draw or discard the daily salts; when the store cannot, page views are still loaded."""
+        try:
+            step()
+        except Exception as exc:
+            log.debug("koekje could not keep the daily salts now: %s", exc)
+            return False
+        return True
 
     def _load_table(self, table: str) -> bool:
         if table != LEDGER:

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import aggregates
 from .clock import Clock, utcnow
 from .store import Store
 
@@ -163,12 +164,27 @@ def _retention_runs(store: Store) -> list[str]:
     ]
 
 
+def _visits_and_aggregates(store: Store) -> list[str]:
+    """Visits and new vs returning visitors on each page view; the anonymous daily statistics, filled from
+    page views as they arrive (``koekje.analytics.aggregates``)."""
+    return [
+        f"""
+        ALTER TABLE {store.table("page_views")}
+            ADD COLUMN IF NOT EXISTS visit_start DateTime('UTC'),
+            ADD COLUMN IF NOT EXISTS entry Bool,
+            ADD COLUMN IF NOT EXISTS returning Bool
+        """,
+        *aggregates.statements(store, retention(store)["daily_stats"][1]),
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "chained_ledger", _chained_ledger),
     Migration(3, "spooled_loading", _spooled_loading),
     Migration(4, "campaigns_and_devices", _campaigns_and_devices),
     Migration(5, "retention_runs", _retention_runs),
+    Migration(6, "visits_and_aggregates", _visits_and_aggregates),
 )
 
 
@@ -206,6 +222,11 @@ def retention(store: Store) -> dict[str, tuple[str, int]]:
         "consent_ledger": ("ts", store.settings.ledger_retention_days),
         # Cookie names and a sample path the site itself produced: kept as long as raw page views.
         "cookies_seen": ("last_seen", store.settings.raw_retention_days),
+        # Anonymous: kept longer, and still not for ever.
+        "daily_stats": ("day", store.settings.aggregate_retention_days),
+        # What keeps the statistics of a day linkable to a visitor id: discarded by the loader after a day,
+        # by TTL at the latest after this many.
+        "aggregate_salts": ("day", aggregates.SALT_TTL_DAYS),
     }
 
 

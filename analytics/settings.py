@@ -20,6 +20,7 @@ class StoreSettings:
     database: str = "koekje"
     raw_retention_days: int = 730
     ledger_retention_days: int = 1095
+    aggregate_retention_days: int = 1825
 
     def __post_init__(self) -> None:
         if not _IDENTIFIER.fullmatch(self.database):
@@ -27,10 +28,15 @@ class StoreSettings:
                 f"analytics.database {self.database!r} is not a plain identifier: "
                 "use letters, digits and underscores, starting with a letter"
             )
-        for name in ("raw_retention_days", "ledger_retention_days"):
+        for name in ("raw_retention_days", "ledger_retention_days", "aggregate_retention_days"):
             days = getattr(self, name)
             if not 1 <= days <= 3650:
                 raise ValueError(f"analytics.{name} must be between 1 and 3650 days, not {days}")
+        if self.aggregate_retention_days < self.raw_retention_days:
+            raise ValueError(
+                "analytics.aggregate_retention_days must be at least analytics.raw_retention_days: the "
+                "anonymous statistics are what remains when raw page views expire"
+            )
 
     @property
     def embedded(self) -> bool:

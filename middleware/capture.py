@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.types import Scope
@@ -23,6 +24,7 @@ from koekje.analytics.drops import Drop
 
 from .topics import TopicRules, app_topics
 from .visitor import Visitor
+from .visits import Visit
 
 MAX_PATH = 1024
 MAX_CAMPAIGN = 100  # a UTM value longer than this is clipped
@@ -47,19 +49,24 @@ class Hit:
     referer: bytes
     purpose: bytes
     user_agent: bytes
+    host: bytes
     visitor: Visitor
+    now: datetime | None = None  # when it was admitted: the event's time
+    visit: Visit | None = None  # the visit it belongs to, once tracked
 
 
 def read_hit(scope: Scope, path: str, visitor: Visitor) -> Hit:
-    referer = purpose = user_agent = b""
+    referer = purpose = user_agent = host = b""
     for name, value in scope["headers"]:
         if name == b"referer":
             referer = value
         elif name == b"user-agent":
             user_agent = value
+        elif name == b"host":
+            host = value
         elif name in _PURPOSE_HEADERS:
             purpose += value.lower()
-    return Hit(path, scope.get("query_string", b""), referer, purpose, user_agent, visitor)
+    return Hit(path, scope.get("query_string", b""), referer, purpose, user_agent, host, visitor)
 
 
 Step = Callable[[Hit], Drop | None]
@@ -118,39 +125,51 @@ class Capture:
     def not_a_page(self) -> None:
         self.dropped[Drop.NOT_A_PAGE] += 1
 
-    def page_view(self, scope: Scope, path: str, visitor: Visitor) -> None:
-        """Record one served HTML page (GET, 200), unless a step objects (counted under its reason)."""
+    def admit(self, scope: Scope, path: str, visitor: Visitor) -> Hit | None:
+        """A served HTML page (GET, 200) to be recorded once it has gone out; None when a step objects
+        (counted under its reason)."""
         if not visitor.allows("analytics"):  # the consent step, before the hit is read
             self.dropped[Drop.NO_CONSENT] += 1
-            return
+            return None
         hit = read_hit(scope, path, visitor)
         for step in self.steps:
             drop = step(hit)
             if drop is not None:
                 self.dropped[drop] += 1
-                return
+                return None
+        hit.now = self._clock()
+        return hit
+
+    def record(self, hit: Hit, scope: Scope) -> None:
+        """Queue the page view of an admitted hit (the app may have labelled its topics meanwhile)."""
         self._recorder.submit(self.event(hit, scope))
 
     def event(self, hit: Hit, scope: Scope) -> PageView:
-        visitor = hit.visitor
+        visitor, visit = hit.visitor, hit.visit
         state = scope.get("state")
         labels, invalid = app_topics(state.get("koekje_topics") if isinstance(state, dict) else None)
         self.invalid_app_topics += invalid
         source, medium, campaign = campaign_of(hit.query)
         assert visitor.id is not None and visitor.prefix is not None  # the steps saw to that
+        referrer = referrer_host(hit.referer.decode("latin-1"))
+        if referrer and referrer == own_host(hit.host):
+            referrer = ""  # moving around the site is not a source
         return PageView(
-            ts=self._clock(),
+            ts=hit.now or self._clock(),
             site=self._site,
             visitor_id=visitor.id,
             path=clean_path(hit.path),
             topics=tuple(dict.fromkeys(self._topics(hit.path) + labels)),
-            referrer_host=referrer_host(hit.referer.decode("latin-1")),
+            referrer_host=referrer,
             country=visitor.country,
             ip_prefix=visitor.prefix,
             utm_source=source,
             utm_medium=medium,
             utm_campaign=campaign,
             user_agent=hit.user_agent[:MAX_USER_AGENT].decode("latin-1"),
+            visit_start=visit.start if visit is not None else 0,
+            entry=visit is not None and visit.entry,
+            returning=visit is not None and visit.returning,
         )
 
 
@@ -173,6 +192,12 @@ def campaign_of(query: bytes) -> tuple[str, str, str]:
         if name in found and not found[name]:
             found[name] = _CONTROL.sub("", value[:MAX_CAMPAIGN]).strip()
     return found["utm_source"], found["utm_medium"], found["utm_campaign"]
+
+
+def own_host(host: bytes) -> str:
+    """The host name of a ``Host`` header (without the port), as ``referrer_host`` gives names."""
+    name = host.decode("latin-1").lower()
+    return name.rsplit(":", 1)[0] if not name.endswith("]") else name
 
 
 def referrer_host(referer: str | None) -> str:

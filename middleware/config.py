@@ -17,7 +17,7 @@ import msgspec
 
 from koekje.analytics import DashboardSettings, RecorderSettings, StoreSettings
 from koekje.analytics.spool import check_path
-from koekje.banner import available_languages
+from koekje.banner import available_languages, texts
 
 from .declarations import NECESSARY, CookieRule, Declarations, Service, parse_duration
 from .ip import ProxyHeader
@@ -148,6 +148,9 @@ class ConsentSection(_Section, frozen=True):
     # koekje 0.1 kept the visitor id in a cookie of its own; it now travels in the signed consent cookie,
     # and a cookie of this name is only ever removed.
     visitor_cookie: str = "koekje_vid"
+    # The current visit (analytics category, only with that consent): renewed with every recorded page, gone
+    # after analytics.visit_timeout_minutes without one.
+    visit_cookie: str = "koekje_visit"
     # On https sites the consent cookie is called "__Host-<cookie>": only this host, over https, can set it.
     host_prefix: bool = True
     # What happens to the site's own cookies: "strict" removes undeclared ones too, "report" lets them through
@@ -178,7 +181,7 @@ class ConsentSection(_Section, frozen=True):
             raise ValueError("consent.policy_revision must be a positive integer")
         if not 1 <= self.max_age_days <= 396:
             raise ValueError("consent.max_age_days must be between 1 and 396 (13 months, the usual maximum)")
-        for name in (self.cookie, self.visitor_cookie):
+        for name in (self.cookie, self.visitor_cookie, self.visit_cookie):
             if not _COOKIE_NAME.fullmatch(name):
                 raise ValueError(f"consent cookie name {name!r}: use letters, digits, '_' or '-'")
             if name.lower().startswith(("__host-", "__secure-")):
@@ -186,8 +189,8 @@ class ConsentSection(_Section, frozen=True):
                     f"consent cookie name {name!r}: leave out the prefix; koekje adds __Host- on https "
                     "itself (consent.host_prefix), and a prefixed cookie would not be kept on http"
                 )
-        if self.cookie == self.visitor_cookie:
-            raise ValueError("consent.cookie and consent.visitor_cookie must differ")
+        if len({self.cookie, self.visitor_cookie, self.visit_cookie}) < 3:
+            raise ValueError("consent.cookie, consent.visitor_cookie and consent.visit_cookie must differ")
         for domain in self.cookie_domains:
             if not _DOMAIN.fullmatch(domain.lower()) or "." not in domain.strip("."):
                 raise ValueError(f"consent.cookie_domains: {domain!r} is not a domain such as '.example.nl'")
@@ -209,7 +212,8 @@ class ConsentSection(_Section, frozen=True):
                 )
         self.declarations()  # raises, naming the key, for inconsistent services and cookies
 
-    def declarations(self) -> Declarations:
+    def declarations(self, visit_minutes: int = 30) -> Declarations:
+        """The declared services and cookies, with koekje's visit cookie (analytics) among them."""
         services = [
             Service(id, s.category, s.provider, s.title, s.purpose, s.privacy_url)
             for id, s in self.services.items()
@@ -231,8 +235,19 @@ class ConsentSection(_Section, frozen=True):
                     c.name, category, c.service or None, c.provider, c.purpose, c.duration, duration, c.party
                 )
             )
-        own = (self.cookie, f"__Host-{self.cookie}", self.visitor_cookie)
-        return Declarations(services, rules, categories=self.categories, reserved=own)
+        own = (self.cookie, f"__Host-{self.cookie}", self.visitor_cookie, self.visit_cookie)
+        Declarations(services, rules, categories=self.categories, reserved=own)  # the site's, checked
+        visit = CookieRule(
+            self.visit_cookie,
+            "analytics",
+            None,
+            "",
+            {lang: texts(lang)["visit_cookie"] for lang in available_languages()},
+            f"{visit_minutes} minutes",
+            visit_minutes * 60,
+            "first",
+        )
+        return Declarations(services, (visit, *rules), categories=self.categories)
 
     def region_rules(self) -> RegionRules:
         r = self.regions
@@ -284,6 +299,10 @@ class AnalyticsSection(_Section, frozen=True):
     topics: dict[str, tuple[str, ...]] = {}
     # Paths never recorded (and everything under them), e.g. ["/admin", "/account"].
     exclude_paths: tuple[str, ...] = ()
+    # A visit ends after this long without a recorded page.
+    visit_timeout_minutes: int = 30
+    # The anonymous daily statistics, which outlive the raw page views (at least as long as those).
+    aggregate_retention_days: int = 1825
 
     def __post_init__(self) -> None:
         for topic, prefixes in self.topics.items():
@@ -295,6 +314,8 @@ class AnalyticsSection(_Section, frozen=True):
         for prefix in self.exclude_paths:
             if not prefix.startswith("/"):
                 raise ValueError(f"analytics.exclude_paths: {prefix!r} must start with '/'")
+        if not 1 <= self.visit_timeout_minutes <= 720:
+            raise ValueError("analytics.visit_timeout_minutes must be between 1 and 720")
 
 
 class GeoSection(_Section, frozen=True):
@@ -352,7 +373,9 @@ class Config(_Section, frozen=True):
     def store_settings(self) -> StoreSettings:
         a = self.analytics
         dsn = a.dsn or f"chdb://{(Path(self.base_dir) / a.data_dir).resolve()}"
-        return StoreSettings(dsn, a.database, a.raw_retention_days, a.ledger_retention_days)
+        return StoreSettings(
+            dsn, a.database, a.raw_retention_days, a.ledger_retention_days, a.aggregate_retention_days
+        )
 
     def recorder_settings(self) -> RecorderSettings:
         a = self.analytics

@@ -9,7 +9,7 @@ from collections import Counter
 from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Scope, Send
 
-from .capture import Capture
+from .capture import Capture, Hit
 from .consent import Consent
 from .consent_mode import ConsentModeDefault, script_nonce
 from .enforce import CookieGuard
@@ -17,6 +17,7 @@ from .engine import ConsentEngine, DecisionRefused
 from .inject import HeadScanner
 from .tags import BannerTags
 from .visitor import Incoming, Visitor
+from .visits import Visits
 
 # How much of an HTML response is held back while looking for the end of the head; past it the page goes
 # out untouched.
@@ -31,12 +32,14 @@ class Pages:
         engine: ConsentEngine,
         guard: CookieGuard,
         capture: Capture,
+        visits: Visits,
         tags: BannerTags | None,
         consent_mode: ConsentModeDefault | None,
     ) -> None:
         self.engine = engine
         self.guard = guard
         self.capture = capture
+        self.visits = visits
         self.tags = tags
         self.consent_mode = consent_mode
         self.counts: Counter[str] = Counter()
@@ -51,6 +54,7 @@ class PageResponse:
     __slots__ = (
         "_body",
         "_held",
+        "_hit",
         "_implied",
         "_incoming",
         "_is_page",
@@ -87,6 +91,7 @@ class PageResponse:
         self._implied = implied
         self._send = send
         self._is_page = False
+        self._hit: Hit | None = None  # a page to record once it has gone out
         self._held: Message | None = None  # the response start, while the tags are not yet placed
         self._nonce: str | None = None
         self._body = bytearray()
@@ -123,11 +128,14 @@ class PageResponse:
             self._pages.capture.not_a_page()
         if self._implied is not None:
             self._record_implied(self._is_page)
+        visit = self._is_page and self._admit(headers)
         if (sets_cookies or self._incoming.cookies or self._implied is not None) and self._cookies(
             headers, sets_cookies
         ):
             # A response that sets or removes a visitor's cookies must not be kept by shared caches.
             MutableHeaders(raw=headers)["cache-control"] = "private, no-store"
+        elif visit:
+            _private(headers)
         pages = self._pages
         whole = message["status"] != 206 and not partial and not encoded
         if html and get and whole and (pages.tags is not None or pages.consent_mode is not None):
@@ -155,6 +163,20 @@ class PageResponse:
         if grants:
             self._visitor = self._visitor.with_consent(previous)
 
+    def _admit(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Whether this page will be recorded; if so, it joins the visitor's visit, whose cookie is renewed
+        (added to ``headers``)."""
+        pages, visitor = self._pages, self._visitor
+        hit = self._hit = pages.capture.admit(self._scope, self._path, visitor)
+        if hit is None:
+            return False
+        assert hit.now is not None
+        hit.visit, renewal = pages.visits.track(
+            visitor.consent, self._incoming.cookies, hit.now, secure=pages.engine.secure(visitor)
+        )
+        headers.append(renewal)
+        return True
+
     def _cookies(self, headers: list[tuple[bytes, bytes]], sets_cookies: bool) -> bool:
         """Enforce the visitor's choice on the app's cookies and the browser's; add koekje's own. True when
         koekje added a Set-Cookie."""
@@ -177,9 +199,9 @@ class PageResponse:
 
     async def _body_part(self, message: Message) -> None:
         more = message.get("more_body", False)
-        if not more and self._is_page:
+        if not more and self._hit is not None:
             # Queued before the last byte leaves, so a client that has the page can rely on the event.
-            self._pages.capture.page_view(self._scope, self._path, self._visitor)
+            self._pages.capture.record(self._hit, self._scope)
         if self._held is None:
             await self._send(message)
             return
@@ -226,6 +248,23 @@ class PageResponse:
         await self._send(start)
         if body or not more:
             await self._send({"type": "http.response.body", "body": body, "more_body": more})
+
+
+def _private(headers: list[tuple[bytes, bytes]]) -> None:
+    """A page that renews the visit cookie is this visitor's: no shared cache may keep it. The browser's own
+    cache (and its back/forward cache) may, so only ``private`` is added to what the app said (and
+    ``public`` and ``s-maxage``, which speak to shared caches, go)."""
+    raw = MutableHeaders(raw=headers)
+    said = raw.get("cache-control")
+    if said is None:
+        raw["cache-control"] = "private"
+        return
+    directives = [d.strip() for d in said.split(",") if d.strip()]
+    names = {d.partition("=")[0].lower() for d in directives}
+    if "private" in names or "no-store" in names:
+        return
+    kept = [d for d in directives if d.partition("=")[0].lower() not in ("public", "s-maxage")]
+    raw["cache-control"] = ", ".join(["private", *kept])
 
 
 def _changed_body(headers: list[tuple[bytes, bytes]], extra: int) -> list[tuple[bytes, bytes]]:

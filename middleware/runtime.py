@@ -40,6 +40,7 @@ from .shown import BannerContent
 from .tags import BannerTags
 from .topics import TopicRules
 from .visitor import Locator
+from .visits import Visits
 
 log = logging.getLogger("koekje")
 _METHODS = frozenset(str(method) for method in Method)
@@ -79,7 +80,7 @@ class Runtime:
         for name in ASSET_NAMES:
             asset(name)
 
-        self.declarations = declarations = consent.declarations()
+        self.declarations = declarations = consent.declarations(config.analytics.visit_timeout_minutes)
         lifetime = timedelta(days=consent.max_age_days)
         self.revocations = Revocations(lifetime, clock)
         self.ledger = LedgerWriter(
@@ -150,6 +151,7 @@ class Runtime:
             self.engine,
             self.guard,
             self.capture,
+            Visits(consent.visit_cookie, timedelta(minutes=config.analytics.visit_timeout_minutes)),
             BannerTags(site.prefix) if config.banner.inject else None,
             ConsentModeDefault(consent.consent_mode_types(), mode.wait_for_update, declarations)
             if mode.enabled

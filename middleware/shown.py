@@ -17,7 +17,7 @@ from koekje.banner import texts
 
 from .declarations import NECESSARY, CookieRule, Declarations, Service
 
-_NOT_TEXTS = frozenset({"categories", "consent_cookie"})  # shown elsewhere in the content
+_NOT_TEXTS = frozenset({"categories", "consent_cookie", "visit_cookie"})  # shown elsewhere in the content
 
 
 class BannerContent:

@@ -8,12 +8,15 @@ import uuid
 from datetime import datetime, timedelta
 
 from koekje.analytics import PageView, PageViewSink, Store
+from koekje.analytics.aggregates import draw_salts
 from koekje.middleware.topics import TopicRules
 
 from .site import LANGS, PAGES
 
 _COUNTRIES = ("NL",) * 14 + ("BE",) * 4 + ("DE", "")
 _PREFIXES = ("192.0.2.0", "198.51.100.0", "203.0.113.0")
+_DEVICES = ("desktop",) * 5 + ("mobile",) * 4 + ("tablet",)
+_VISITS = (1, 1, 1, 2, 2, 3, 5)  # visits per visitor
 _REFERRERS = ("",) * 6 + ("www.google.com", "www.google.nl", "www.linkedin.com", "duckduckgo.com")
 
 
@@ -28,16 +31,33 @@ def generate(
         visitor = uuid.UUID(int=rng.getrandbits(128), version=4)
         favourite = rng.choice([page.key for page in PAGES if page.in_nav])
         country, prefix = rng.choice(_COUNTRIES), rng.choice(_PREFIXES)
-        for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 5))):
-            ts = now - timedelta(seconds=rng.uniform(60, days * 86400))
+        device = rng.choice(_DEVICES)
+        starts = sorted(
+            now - timedelta(seconds=rng.uniform(60, days * 86400)) for _ in range(rng.choice(_VISITS))
+        )
+        for visit, ts in enumerate(starts):
             referrer = rng.choice(_REFERRERS)
-            for _ in range(rng.randint(1, 6)):
+            start = int(ts.timestamp())
+            for view in range(rng.randint(1, 6)):
                 page, path = rng.choice(
                     [p for p in paths if p[0].key == favourite or p[0].section == favourite] * 3 + paths
                 )
                 topics = rules(path) + page.topics
                 events.append(
-                    PageView(ts, site, visitor, path, tuple(dict.fromkeys(topics)), referrer, country, prefix)
+                    PageView(
+                        ts,
+                        site,
+                        visitor,
+                        path,
+                        tuple(dict.fromkeys(topics)),
+                        referrer,
+                        country,
+                        prefix,
+                        device=device,
+                        visit_start=start,
+                        entry=view == 0,
+                        returning=visit > 0,
+                    )
                 )
                 ts += timedelta(seconds=rng.uniform(10, 240))
                 referrer = ""
@@ -49,5 +69,7 @@ def fill_if_empty(store: Store, rules: TopicRules, site: str, now: datetime) -> 
     if store.query(f"SELECT count() FROM {store.table('page_views')}")[0][0]:
         return 0
     events = generate(rules, site, now)
+    # Each day its salt, so that the anonymous daily statistics count these visitors too.
+    draw_salts(store, {event.ts.date() for event in events}, lambda: now)
     PageViewSink(store).write(events)
     return len(events)

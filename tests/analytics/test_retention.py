@@ -53,4 +53,6 @@ def test_every_table_with_visitor_data_is_covered(store: Store, clock: FakeClock
         "page_views",
         "consent_ledger",
         "cookies_seen",
+        "daily_stats",
+        "aggregate_salts",
     }

@@ -30,7 +30,7 @@ class _Visitor:
 
 
 def hit(path: str = "/", purpose: bytes = b"", allows: bool = True) -> Hit:
-    return Hit(path, b"", b"", purpose, b"", _Visitor(allows))  # type: ignore[arg-type]
+    return Hit(path, b"", b"", purpose, b"", b"", _Visitor(allows))  # type: ignore[arg-type]
 
 
 def test_each_step_names_its_drop() -> None:

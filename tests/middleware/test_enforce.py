@@ -50,9 +50,9 @@ def test_declared_cookies_wait_for_their_category(
     guard = runtime_of(client).guard
     assert guard.removed[("_fbp", "not_granted")] == 1 and guard.removed[("_ga_*", "not_granted")] == 1
     consent(client, "analytics")
-    assert sorted(visit(client, *sets)) == ["_ga_X1", "sessionid"]
+    assert sorted(visit(client, *sets)) == ["_ga_X1", "koekje_visit", "sessionid"]
     consent(client, "analytics", "marketing")
-    assert sorted(visit(client, *sets)) == ["_fbp", "_ga_X1", "sessionid"]
+    assert sorted(visit(client, *sets)) == ["_fbp", "_ga_X1", "koekje_visit", "sessionid"]
 
 
 def test_a_single_service_can_be_granted(make_client: MakeClient, make_config: Callable[..., Config]) -> None:
@@ -81,7 +81,7 @@ def test_strict_mode_removes_undeclared_cookies(
 ) -> None:
     client = client_with(make_client, make_config, enforce="strict")
     consent(client, "analytics", "personalization", "marketing")
-    assert visit(client, "cart=1", "_fbp=2", "sessionid=3") == ["_fbp", "sessionid"]
+    assert visit(client, "cart=1", "_fbp=2", "sessionid=3") == ["_fbp", "sessionid", "koekje_visit"]
     assert runtime_of(client).guard.removed[("cart", "undeclared")] == 1
 
 
@@ -185,7 +185,13 @@ _DECISIONS = st.fixed_dictionaries(
         "services": st.lists(st.sampled_from(["youtube", "matomo"]), unique=True),
     }
 )
-_CATEGORY = {"_fbp": "marketing", "_ga_Z": "analytics", "YSC": "marketing", "_pk_id.9": "analytics"}
+_CATEGORY = {
+    "koekje_visit": "analytics",
+    "_fbp": "marketing",
+    "_ga_Z": "analytics",
+    "YSC": "marketing",
+    "_pk_id.9": "analytics",
+}
 _SERVICE = {"YSC": "youtube", "_pk_id.9": "matomo"}
 
 
@@ -253,7 +259,10 @@ def test_config_json_lists_services_and_cookies_per_category(
         "_fbp": None,
         "YSC": "youtube",
     }
-    assert [c["duration"] for c in by_id["analytics"]["cookies"]] == ["13 months", "13 months"]
+    # koekje's visit cookie first, declared by koekje itself
+    assert [c["duration"] for c in by_id["analytics"]["cookies"]] == ["30 minutes", "13 months", "13 months"]
+    assert by_id["analytics"]["cookies"][0]["name"] == "koekje_visit"
+    assert "whether you visited before" in by_id["analytics"]["cookies"][0]["purpose"]
 
 
 def test_a_grant_of_one_more_service_spends_the_budget(

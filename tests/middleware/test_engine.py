@@ -65,7 +65,7 @@ def test_opt_out_defaults_are_recorded_once_with_the_first_page(
 ) -> None:
     client = make_client(regional, client_ip=CALIFORNIA)
     first = client.get("/implantologie")
-    assert set_cookie_names(first) == ["koekje_consent"]
+    assert set_cookie_names(first) == ["koekje_visit", "koekje_consent"]
     assert first.headers["cache-control"] == "private, no-store"
     client.get("/cursussen")
     [row] = ledger(client)
@@ -116,7 +116,8 @@ def test_gpc_arriving_later_narrows_a_choice_once(make_client: MakeClient, regio
     client = make_client(regional, client_ip=NL)
     given = consent(client, "analytics", "marketing").json()["consent"]
     narrowed = client.get("/cookies?set=_fbp%3D1", headers=GPC)
-    assert set_cookie_names(narrowed) == ["koekje_consent"]  # _fbp removed, the narrower decision set
+    # _fbp removed, the narrower decision set (the visit goes on: analytics is still granted)
+    assert set_cookie_names(narrowed) == ["koekje_visit", "koekje_consent"]
     client.get("/", headers=GPC)
     rows = ledger(client)
     assert [r["method"] for r in rows] == ["banner", "gpc"]
@@ -195,7 +196,7 @@ def test_an_implied_decision_goes_out_only_with_a_recorded_page(
         assert set_cookie_names(client.get("/missing")) == []
         assert set_cookie_names(client.head("/")) == []
     assert ledger(client) == [] and page_views(client) == []
-    assert set_cookie_names(client.get("/")) == ["koekje_consent"]
+    assert set_cookie_names(client.get("/")) == ["koekje_visit", "koekje_consent"]
     [row] = ledger(client)
     assert [v["visitor_id"] for v in page_views(client)] == [row["visitor_id"]]
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import msgspec
 from starlette.testclient import TestClient
-from support import CLIENT_IP, FakeClock, consent, page_views, runtime_of, site
+from support import CLIENT_IP, FakeClock, consent, cookie_from, page_views, runtime_of, site
 
 from koekje.middleware import Config, KoekjeMiddleware
 
@@ -51,8 +51,7 @@ def test_withdrawal_takes_effect_when_its_proof_cannot_be_kept(make_client: Make
 
     response = client.post("/_koekje/consent", json={"categories": []})
     assert response.status_code == 200
-    [cookie] = response.headers.get_list("set-cookie")
-    withdrawn = runtime_of(client).engine.codec.loads(cookie.split(";")[0].partition("=")[2])
+    withdrawn = runtime_of(client).engine.codec.loads(cookie_from(response, "koekje_consent"))
     assert withdrawn is not None and withdrawn.categories == {"necessary"} and withdrawn.visitor_id is None
     client.get("/implantologie")
     assert len(page_views(client)) == 1

@@ -1,0 +1,71 @@
+"""Visits: a visit ends after a stretch of inactivity (30 minutes by default), and a visitor is new or
+returning.
+
+The visit travels in a cookie of its own (``koekje_visit``, analytics category, HttpOnly), renewed with
+every recorded page and left to expire in the browser after the timeout: the browser keeps the one clock
+that counts, so every worker process, and every machine behind a ClickHouse server, sees the same visit
+without sharing any state. (Matomo's ``_pk_ses`` works the same way; a per-process "last seen" table would
+split one visit in as many as there are workers.) The value is the visit's start (Unix seconds) and
+whether the visitor was returning: nothing a visitor could learn from it that they do not know.
+
+Returning: a visit that begins more than one timeout after the visitor's latest decision. Every decision
+is made on a page of the site, so such a visitor was here before; a visit that begins right after the
+decision that gave analytics consent is the visitor's first.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+
+from .consent import Consent
+
+Header = tuple[bytes, bytes]
+
+# Longer than this and a visit is cut (a page left open and reloaded all day long is not one visit).
+MAX_VISIT_SECONDS = 24 * 3600
+_CLOCK_SKEW = 60  # a start this far in the future still counts: several machines, several clocks
+
+
+class Visit:
+    __slots__ = ("entry", "returning", "start")
+
+    def __init__(self, start: int, returning: bool, entry: bool) -> None:
+        self.start = start  # Unix seconds: with the visitor id, the visit's identity
+        self.returning = returning
+        self.entry = entry  # this page began the visit
+
+
+class Visits:
+    def __init__(self, cookie: str, timeout: timedelta) -> None:
+        self.cookie = cookie
+        self.timeout = int(timeout.total_seconds())
+        self._tail = f"; Max-Age={self.timeout}; Path=/; HttpOnly; SameSite=Lax"
+        self.counts: Counter[str] = Counter()
+
+    def track(
+        self, consent: Consent | None, cookies: dict[str, str], now: datetime, *, secure: bool
+    ) -> tuple[Visit, Header]:
+        """The visit a recorded page of a visitor with this consent belongs to (a new one when the cookie
+        is missing, expired or malformed), and the Set-Cookie that renews it."""
+        seconds = int(now.timestamp())
+        visit = self._read(cookies.get(self.cookie), seconds)
+        if visit is None:
+            decided = consent.given_at.timestamp() if consent is not None else 0
+            visit = Visit(seconds, decided < seconds - self.timeout, True)
+        value = f"{self.cookie}={visit.start}.{int(visit.returning)}{self._tail}"
+        return visit, (b"set-cookie", (value + "; Secure" if secure else value).encode("latin-1"))
+
+    def _read(self, value: str | None, now: int) -> Visit | None:
+        """The visit a cookie value names; None (counted when it is not a visit at all) otherwise."""
+        if not value:
+            return None
+        start, dot, flag = value.partition(".")
+        if not (dot and start.isascii() and start.isdigit() and len(start) <= 12 and flag in ("0", "1")):
+            self.counts["malformed_visit_cookie"] += 1
+            return None
+        begun = int(start)
+        if not now - MAX_VISIT_SECONDS <= begun <= now + _CLOCK_SKEW:
+            self.counts["visit_cut"] += 1
+            return None
+        return Visit(begun, flag == "1", False)

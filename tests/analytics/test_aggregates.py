@@ -1,0 +1,133 @@
+"""The anonymous daily statistics: filled from page views by a materialized view, counted once however often
+a batch is loaded, salted per day with a salt that is discarded, and kept when raw page views expire."""
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from starlette.testclient import TestClient
+from support import FakeClock, consent, page_views, runtime_of
+
+from koekje.analytics import Store, retention
+from koekje.analytics.aggregates import ALL_TOPICS, Salts
+
+MakeClient = Callable[..., TestClient]
+
+
+def stats(store: Store, **where: str) -> list[dict[str, Any]]:
+    conditions = " AND ".join(f"{column} = {{{column}:String}}" for column in where) or "1"
+    rows = store.query(
+        f"""
+        SELECT day, topic, source, sum(page_views), sum(visits), sum(returning_visits), uniqMerge(visitors)
+        FROM {store.table("daily_stats")} WHERE {conditions}
+        GROUP BY day, topic, source ORDER BY day, topic, source
+        """,
+        where,
+    )
+    names = ("day", "topic", "source", "page_views", "visits", "returning_visits", "visitors")
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def browse(client: TestClient, clock: FakeClock) -> None:
+    """Two visitors: one with two visits (the second a returning one), one with a single visit."""
+    consent(client, "analytics")
+    client.get("/implantologie", headers={"referer": "https://www.google.nl/"})
+    client.get("/cursussen")
+    clock.advance(hours=1)
+    client.cookies.delete("koekje_visit")  # expired in the browser
+    client.get("/implantologie?utm_source=nieuwsbrief")
+    client.cookies.clear()
+    consent(client, "analytics")
+    client.get("/over-ons")
+
+
+def test_page_views_visits_and_visitors_per_day_and_topic(make_client: MakeClient, clock: FakeClock) -> None:
+    client = make_client()
+    browse(client, clock)
+    store = runtime_of(client).store
+    assert len(page_views(client)) == 4
+    by_topic = {row["topic"]: row for row in stats(store) if row["source"] == ""}
+    total = [row for row in stats(store, topic=ALL_TOPICS)]
+    assert sum(r["page_views"] for r in total) == 4 and sum(r["visits"] for r in total) == 3
+    assert sum(r["returning_visits"] for r in total) == 1
+    assert {r["source"]: r["visits"] for r in total} == {"www.google.nl": 1, "nieuwsbrief": 1, "": 1}
+    assert by_topic["cursussen"]["page_views"] == 1 and by_topic[""]["page_views"] == 1  # "" : no topic
+    [implants] = stats(store, topic="implantologie", source="www.google.nl")
+    assert implants["visitors"] == 1
+    [all_of_it] = store.query(
+        f"SELECT uniqMerge(visitors) FROM {store.table('daily_stats')} WHERE topic = '*'"
+    )
+    assert all_of_it == (2,)  # two visitors that day, counted once each whatever their visits
+
+
+def test_a_batch_loaded_twice_is_counted_once(
+    make_client: MakeClient, clock: FakeClock, tmp_path: Path
+) -> None:
+    client = make_client()
+    consent(client, "analytics")
+    client.get("/implantologie")
+    store = runtime_of(client).store
+    assert len(page_views(client)) == 1
+    batch = tmp_path / "batch.jsonl"
+    batch.write_bytes(
+        b'{"ts":"2026-11-22T12:00:00Z","site":"default","visitor_id":"5f0c8d5e-8f3e-4f0e-9a53-1d6f7f4c1b2a",'
+        b'"path":"/x","topics":["cursussen"],"referrer_host":"","country":"NL","ip_prefix":"203.0.113.0",'
+        b'"visit_start":1795348800,"entry":true}\n'
+    )
+    for _ in range(2):  # a crash between the insert and the removal of the file: the loader tries again
+        store.insert_files("page_views", [batch], token="group-1-1")
+    assert len(page_views(client)) == 2
+    [cursussen] = stats(store, topic="cursussen")
+    assert (cursussen["page_views"], cursussen["visits"], cursussen["visitors"]) == (1, 1, 1)
+
+
+def test_salts_are_drawn_around_today_and_discarded_after_a_day(store: Store, clock: FakeClock) -> None:
+    salts = Salts(store, clock)
+    salts.draw()
+    table = store.table("aggregate_salts")
+    today = clock().date()
+    days = sorted(day for (day,) in store.query(f"SELECT day FROM {table}"))
+    assert days == [today - timedelta(days=1), today, today + timedelta(days=1)]
+    assert all(salt != 0 for (salt,) in store.query(f"SELECT salt FROM {table}"))
+    salts.draw()  # the same day: nothing new
+    assert len(store.query(f"SELECT day FROM {table}")) == 3
+
+    clock.advance(days=2)
+    salts.draw()
+    salts.discard()
+    days = sorted(day for (day,) in store.query(f"SELECT day FROM {table}"))
+    assert days[0] == clock().date() - timedelta(days=1)  # the day before yesterday's salt is gone
+    assert len(days) == 3
+
+
+def test_a_day_without_its_salt_counts_views_but_no_visitors(
+    store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A page view that arrives after its day's salt was discarded (late, after a long outage) cannot be
+    hashed with it any more: it is counted, but never with an unsalted (linkable) hash."""
+    batch = tmp_path / "late.jsonl"
+    batch.write_bytes(
+        b'{"ts":"2026-10-01T12:00:00Z","site":"s","visitor_id":"5f0c8d5e-8f3e-4f0e-9a53-1d6f7f4c1b2a",'
+        b'"path":"/x","topics":[],"referrer_host":"","country":"NL","ip_prefix":"203.0.113.0","entry":true}\n'
+    )
+    store.insert_files("page_views", [batch], token="late")
+    [row] = stats(store, topic=ALL_TOPICS)
+    assert (row["page_views"], row["visits"], row["visitors"]) == (1, 1, 0)
+
+
+def test_raw_page_views_expire_and_the_statistics_stay(make_client: MakeClient, clock: FakeClock) -> None:
+    client = make_client()
+    browse(client, clock)
+    store = runtime_of(client).store
+    assert len(page_views(client)) == 4
+    before = stats(store)
+    clock.advance(days=731)  # past raw retention (730 days), within the statistics' (1825)
+    removed = retention.apply(store, clock)
+    assert removed["page_views"] == 4 and removed["daily_stats"] == 0
+    assert store.query(f"SELECT count() FROM {store.table('page_views')}") == [(0,)]
+    assert stats(store) == before
+    status = {t.table: t for t in retention.status(store, clock)}
+    assert status["daily_stats"].days == 1825 and status["daily_stats"].past_due == 0
+    clock.advance(days=1825 - 731 + 1)
+    assert retention.apply(store, clock)["daily_stats"] > 0 and stats(store) == []

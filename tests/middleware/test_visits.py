@@ -1,0 +1,140 @@
+"""Visits: a visit ends after 30 minutes without a recorded page; new vs returning visitors; the cookie that
+carries the visit is hostile input, and goes with analytics consent."""
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from hypothesis import given
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+from support import FakeClock, consent, runtime_of, stored
+
+from koekje.analytics.ledger import Method
+from koekje.middleware import Config
+from koekje.middleware.consent import Consent
+from koekje.middleware.visits import MAX_VISIT_SECONDS, Visits
+
+MakeClient = Callable[..., TestClient]
+COLUMNS = ("ts", "path", "visitor_id", "visit_start", "entry", "returning", "referrer_host")
+
+
+def views(client: TestClient) -> list[dict[str, Any]]:
+    runtime = runtime_of(client)
+    assert runtime.flush(timeout=30)
+    return stored(runtime, "page_views", COLUMNS, "ts, path")
+
+
+def renewed(response: Any) -> bool:
+    """Whether a response renews the visit cookie (an expiry does not count)."""
+    return any(
+        h.startswith("koekje_visit=") and "Max-Age=0" not in h
+        for h in response.headers.get_list("set-cookie")
+    )
+
+
+def test_a_visit_ends_after_thirty_minutes_without_a_page(make_client: MakeClient, clock: FakeClock) -> None:
+    client = make_client()
+    consent(client, "analytics")
+    clock.advance(minutes=1)
+    client.get("/")  # the visitor decided a minute ago: their first visit
+    clock.advance(minutes=29)
+    client.get("/implantologie")  # 29 minutes later: the same visit, its timeout renewed
+    clock.advance(minutes=29)
+    client.get("/cursussen")
+    clock.advance(minutes=31)  # the browser let the cookie expire
+    client.cookies.delete("koekje_visit")
+    client.get("/")
+    rows = views(client)
+    assert [r["entry"] for r in rows] == [True, False, False, True]
+    assert [r["returning"] for r in rows] == [False, False, False, True]
+    first, second = rows[0]["visit_start"], rows[3]["visit_start"]
+    assert [r["visit_start"] for r in rows] == [first, first, first, second] and second > first
+    assert len({r["visitor_id"] for r in rows}) == 1
+
+
+def test_the_cookie_lives_as_long_as_the_timeout(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    analytics = msgspec.structs.replace(make_config().analytics, visit_timeout_minutes=5)
+    client = make_client(make_config(analytics=analytics))
+    consent(client, "analytics")
+    [renewal] = [h for h in client.get("/").headers.get_list("set-cookie") if h.startswith("koekje_visit=")]
+    assert "Max-Age=300" in renewal and "HttpOnly" in renewal and "SameSite=Lax" in renewal
+    assert "Secure" not in renewal  # plain http here; https adds it
+
+
+def test_no_visit_without_analytics_consent(make_client: MakeClient) -> None:
+    client = make_client()
+    client.cookies.set("koekje_visit", "1795348800.1")
+    assert not renewed(client.get("/"))
+    consent(client, "personalization")
+    assert not renewed(client.get("/"))
+
+
+def test_pages_that_are_not_recorded_do_not_extend_a_visit(make_client: MakeClient) -> None:
+    client = make_client()
+    consent(client, "analytics")
+    for response in (
+        client.get("/", headers={"sec-purpose": "prefetch"}),
+        client.get("/api"),
+        client.get("/missing"),
+    ):
+        assert not renewed(response)
+
+
+def test_moving_around_the_site_is_not_a_source(make_client: MakeClient) -> None:
+    client = make_client()
+    consent(client, "analytics")
+    client.get("/", headers={"referer": "https://www.google.nl/search?q=tandarts"})
+    client.get("/implantologie", headers={"referer": "http://shop.test/"})
+    assert [r["referrer_host"] for r in views(client)] == ["www.google.nl", ""]
+
+
+# -- the cookie's value is hostile ---------------------------------------------------------------------------
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def decided(at: datetime) -> Consent:
+    categories = frozenset({"necessary", "analytics"})
+    return Consent(categories, frozenset(), 1, uuid.uuid4(), at, Method.BANNER, uuid.uuid4())
+
+
+def test_new_or_returning_follows_the_decision() -> None:
+    visits = Visits("koekje_visit", timedelta(minutes=30))
+    fresh, _ = visits.track(decided(NOW - timedelta(minutes=2)), {}, NOW, secure=True)
+    back, header = visits.track(decided(NOW - timedelta(days=3)), {}, NOW, secure=True)
+    assert fresh.entry and not fresh.returning and back.entry and back.returning
+    assert header[1].decode().startswith(f"koekje_visit={int(NOW.timestamp())}.1;") and header[1].endswith(
+        b"; Secure"
+    )
+
+
+def test_a_visit_cookie_from_the_future_or_the_distant_past_starts_a_new_visit() -> None:
+    visits = Visits("koekje_visit", timedelta(minutes=30))
+    visitor = decided(NOW - timedelta(days=3))
+    now = int(NOW.timestamp())
+    for value in (f"{now + 3600}.0", f"{now - MAX_VISIT_SECONDS - 1}.0"):
+        visit, _ = visits.track(visitor, {"koekje_visit": value}, NOW, secure=False)
+        assert visit.entry and visit.start == now
+    assert visits.counts["visit_cut"] == 2
+    visit, _ = visits.track(visitor, {"koekje_visit": f"{now - 600}.0"}, NOW, secure=False)
+    assert not visit.entry and visit.start == now - 600 and not visit.returning
+
+
+@given(st.text(max_size=40))
+def test_any_cookie_value_gives_a_sound_visit(value: str) -> None:
+    visits = Visits("koekje_visit", timedelta(minutes=30))
+    visit, (name, header) = visits.track(
+        decided(NOW - timedelta(days=1)),
+        {"koekje_visit": value},
+        NOW,
+        secure=False,
+    )
+    now = int(NOW.timestamp())
+    assert now - MAX_VISIT_SECONDS <= visit.start <= now + 60
+    assert name == b"set-cookie" and header.decode("ascii").startswith(f"koekje_visit={visit.start}.")
+    assert visit.entry or value.startswith(str(visit.start))
