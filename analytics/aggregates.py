@@ -20,6 +20,7 @@ import logging
 import secrets
 from collections.abc import Iterable
 from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
 from .clock import Clock
 from .store import Store
@@ -34,14 +35,9 @@ SALT_TTL_DAYS = 7
 
 def statements(store: Store, days: int) -> list[str]:
     """The migration: the statistics table, the salts and the view that fills the first from page views."""
-    stats, salts, views = (
-        store.table("daily_stats"),
-        store.table("aggregate_salts"),
-        store.table("page_views"),
-    )
     return [
         f"""
-        CREATE TABLE IF NOT EXISTS {stats} (
+        CREATE TABLE IF NOT EXISTS {store.table("daily_stats")} (
             site LowCardinality(String),
             day Date,
             topic LowCardinality(String),
@@ -61,7 +57,7 @@ def statements(store: Store, days: int) -> list[str]:
         # (The deduplication window: a spooled batch loaded twice goes into page_views once, and the view
         # must not count it twice either.)
         f"""
-        CREATE TABLE IF NOT EXISTS {salts} (
+        CREATE TABLE IF NOT EXISTS {store.table("aggregate_salts")} (
             day Date,
             salt UInt64,
             created DateTime64(3, 'UTC')
@@ -69,11 +65,23 @@ def statements(store: Store, days: int) -> list[str]:
         ORDER BY day
         TTL toDateTime(day) + INTERVAL {SALT_TTL_DAYS} DAY DELETE
         """,
-        f"""
+        view(store),
+    ]
+
+
+def view(store: Store) -> str:
+    """The view that fills the statistics, counting days in the site's time zone."""
+    salts, views, stats = (
+        store.table("aggregate_salts"),
+        store.table("page_views"),
+        store.table("daily_stats"),
+    )
+    day = _day(store)
+    return f"""
         CREATE MATERIALIZED VIEW IF NOT EXISTS {store.table("daily_stats_mv")} TO {stats} AS
         SELECT
             v.site AS site,
-            toDate(v.ts) AS day,
+            {day} AS day,
             topic,
             v.country AS country,
             v.device AS device,
@@ -83,11 +91,30 @@ def statements(store: Store, days: int) -> list[str]:
             countIf(v.entry AND v.returning) AS returning_visits,
             uniqStateIf(sipHash64(v.visitor_id, s.salt), s.salt != 0) AS visitors
         FROM {views} AS v
-        LEFT JOIN (SELECT day, min(salt) AS salt FROM {salts} GROUP BY day) AS s ON s.day = toDate(v.ts)
+        LEFT JOIN (SELECT day, min(salt) AS salt FROM {salts} GROUP BY day) AS s ON s.day = {day}
         ARRAY JOIN arrayConcat(['{ALL_TOPICS}'], if(empty(v.topics), [''], v.topics)) AS topic
         GROUP BY site, day, topic, country, device, source
-        """,
-    ]
+        """
+
+
+def _day(store: Store) -> str:
+    return f"toDate(v.ts, '{store.settings.timezone}')"  # a checked zone name (StoreSettings)
+
+
+def sync_timezone(store: Store) -> bool:
+    """Count days in the configured time zone from now on (days counted before stay as they were); True
+    when the view was changed."""
+    rows = store.query(
+        "SELECT create_table_query FROM system.tables "
+        "WHERE database = {db:String} AND name = 'daily_stats_mv'",
+        {"db": store.settings.database},
+    )
+    if not rows or _day(store) in rows[0][0]:
+        return False
+    store.command(f"DROP VIEW IF EXISTS {store.table('daily_stats_mv')}")
+    store.command(view(store))
+    log.warning("koekje counts the days of its statistics in %s from now on", store.settings.timezone)
+    return True
 
 
 def draw_salts(store: Store, days: Iterable[date], clock: Clock) -> None:
@@ -113,12 +140,13 @@ class Salts:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
+        self._zone = ZoneInfo(store.settings.timezone)
         self._drawn: date | None = None  # the day for which the salts were last seen to
         self._discarded: date | None = None
 
     def draw(self) -> None:
         """Make sure the days page views are arriving for have a salt (once per day, then a no-op)."""
-        today = self._clock().date()
+        today = self._clock().astimezone(self._zone).date()
         if self._drawn == today:
             return
         draw_salts(self._store, [today - timedelta(days=1), today, today + timedelta(days=1)], self._clock)
@@ -127,7 +155,7 @@ class Salts:
     def discard(self) -> None:
         """Forget the salts of days before yesterday; call it only when no page view waits in the spool (a
         late one from such a day is still counted, but no longer among its distinct visitors)."""
-        today = self._clock().date()
+        today = self._clock().astimezone(self._zone).date()
         if self._discarded == today:
             return
         cutoff = today - timedelta(days=1)

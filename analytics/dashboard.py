@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from importlib.resources import files
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -146,10 +146,8 @@ class Dashboard:
                 last=today,
                 report=None,
             )
-        start = datetime.combine(first, time(), self._zone)
-        end = datetime.combine(last + timedelta(days=1), time(), self._zone)
         report = await self._ask(
-            topic_report, self._db, self._settings.site, start, end, self._settings.min_visitors
+            topic_report, self._db, self._settings.site, first, last, self._settings.min_visitors
         )
         return self._render(
             request, "overview.html", account=account, first=first, last=last, report=report, error=None

@@ -212,6 +212,7 @@ def migrate(store: Store, clock: Clock = utcnow) -> list[int]:
         log.info("applied migration %04d_%s", migration.version, migration.name)
         applied.append(migration.version)
     sync_retention(store)
+    aggregates.sync_timezone(store)
     return applied
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}")  # goes into SQL: nothing else
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,8 @@ class StoreSettings:
     raw_retention_days: int = 730
     ledger_retention_days: int = 1095
     aggregate_retention_days: int = 1825
+    # The site's time zone: the daily statistics count its days.
+    timezone: str = "UTC"
 
     def __post_init__(self) -> None:
         if not _IDENTIFIER.fullmatch(self.database):
@@ -32,6 +36,14 @@ class StoreSettings:
             days = getattr(self, name)
             if not 1 <= days <= 3650:
                 raise ValueError(f"analytics.{name} must be between 1 and 3650 days, not {days}")
+        if not _ZONE.fullmatch(self.timezone):
+            raise ValueError(f"site.timezone {self.timezone[:40]!r} is not a time zone name")
+        try:
+            ZoneInfo(self.timezone)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(
+                f"site.timezone {self.timezone!r} is not a time zone name such as 'Europe/Amsterdam'"
+            ) from None
         if self.aggregate_retention_days < self.raw_retention_days:
             raise ValueError(
                 "analytics.aggregate_retention_days must be at least analytics.raw_retention_days: the "

@@ -54,7 +54,8 @@ async def report(app: Any) -> float:
     store = app.runtime.store
     now = utcnow()
     start = time.perf_counter()
-    await run_in_threadpool(topic_report, store, "default", now - timedelta(days=30), now, 5)
+    today = now.date()
+    await run_in_threadpool(topic_report, store, "default", today - timedelta(days=30), today, 5)
     return (time.perf_counter() - start) * 1000
 
 

@@ -113,12 +113,13 @@ class Capture:
         self._recorder = recorder
         self._topics = topics
         self._clock = clock
-        # Consent first: most visitors without it are answered by that one step, before the request's
-        # headers are even read.
-        steps: list[Step] = [visitor_id, prefetch]
+        # Consent first: most visitors without it are answered by that one check, before the request's
+        # headers are even read. Then what the page is (personalization asks only that), then who saw it.
+        page_steps: list[Step] = [prefetch]
         if exclude_paths:
-            steps.append(excluded(exclude_paths))
-        self.steps: tuple[Step, ...] = (*steps, address)
+            page_steps.append(excluded(exclude_paths))
+        self.page_steps: tuple[Step, ...] = tuple(page_steps)
+        self.steps: tuple[Step, ...] = (*page_steps, visitor_id, address)
         self.dropped: Counter[str] = Counter()
         self.invalid_app_topics = 0
 
@@ -140,15 +141,27 @@ class Capture:
         hit.now = self._clock()
         return hit
 
-    def record(self, hit: Hit, scope: Scope) -> None:
+    def record(self, hit: Hit, scope: Scope) -> PageView:
         """Queue the page view of an admitted hit (the app may have labelled its topics meanwhile)."""
-        self._recorder.submit(self.event(hit, scope))
+        event = self.event(hit, scope)
+        self._recorder.submit(event)
+        return event
 
-    def event(self, hit: Hit, scope: Scope) -> PageView:
-        visitor, visit = hit.visitor, hit.visit
+    def served(self, scope: Scope, path: str, visitor: Visitor) -> Hit | None:
+        """A served page as personalization sees it (no page-view event, nothing counted): None when the
+        visitor will not see it (a prefetch) or its path is excluded."""
+        hit = read_hit(scope, path, visitor)
+        return None if any(step(hit) is not None for step in self.page_steps) else hit
+
+    def topics(self, hit: Hit, scope: Scope) -> tuple[str, ...]:
+        """A page's topics: its path's, then those the app labelled it with."""
         state = scope.get("state")
         labels, invalid = app_topics(state.get("koekje_topics") if isinstance(state, dict) else None)
         self.invalid_app_topics += invalid
+        return tuple(dict.fromkeys(self._topics(hit.path) + labels))
+
+    def event(self, hit: Hit, scope: Scope) -> PageView:
+        visitor, visit = hit.visitor, hit.visit
         source, medium, campaign = campaign_of(hit.query)
         assert visitor.id is not None and visitor.prefix is not None  # the steps saw to that
         referrer = referrer_host(hit.referer.decode("latin-1"))
@@ -159,7 +172,7 @@ class Capture:
             site=self._site,
             visitor_id=visitor.id,
             path=clean_path(hit.path),
-            topics=tuple(dict.fromkeys(self._topics(hit.path) + labels)),
+            topics=self.topics(hit, scope),
             referrer_host=referrer,
             country=visitor.country,
             ip_prefix=visitor.prefix,

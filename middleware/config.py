@@ -374,7 +374,12 @@ class Config(_Section, frozen=True):
         a = self.analytics
         dsn = a.dsn or f"chdb://{(Path(self.base_dir) / a.data_dir).resolve()}"
         return StoreSettings(
-            dsn, a.database, a.raw_retention_days, a.ledger_retention_days, a.aggregate_retention_days
+            dsn,
+            a.database,
+            a.raw_retention_days,
+            a.ledger_retention_days,
+            a.aggregate_retention_days,
+            self.site.timezone,
         )
 
     def recorder_settings(self) -> RecorderSettings:

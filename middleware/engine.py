@@ -24,6 +24,7 @@ from .consent import Consent, ConsentCookies, Revocations
 from .cookies import delete_cookie, set_cookie
 from .declarations import Declarations
 from .ip import Truncator
+from .profiles import Profiles
 from .ratelimit import PrefixBudget
 from .regions import OPT_OUT
 from .visitor import Incoming, Locator, Visitor, read_incoming
@@ -55,6 +56,7 @@ class ConsentEngine:
         clock: Clock,
         *,
         secure_cookies: bool | None,
+        profiles: Profiles | None = None,
     ) -> None:
         self._settings = settings
         self._declarations = declarations
@@ -65,6 +67,7 @@ class ConsentEngine:
         self._texts_hash = texts_hash
         self._clock = clock
         self._secure_setting = secure_cookies
+        self.profiles = profiles or Profiles()
         # Decisions are budgeted per network, independent of how much of the address is stored: per /24 for
         # IPv4 and /48 for IPv6, and (since one site may hold many /48s) per IPv6 /32 at eight times that.
         self._budget = PrefixBudget(settings.decisions_per_minute)
@@ -83,7 +86,10 @@ class ConsentEngine:
         """The visitor as their cookie and signals say, before any implicit decision."""
         incoming = read_incoming(scope, self._settings.honor_dnt)
         consent = self.cookie_consent(incoming, scope)
-        return Visitor(consent, gpc=incoming.gpc, scope=scope, locator=self.locator), incoming
+        visitor = Visitor(
+            consent, gpc=incoming.gpc, scope=scope, locator=self.locator, profiles=self.profiles
+        )
+        return visitor, incoming
 
     def implied(self, visitor: Visitor) -> Consent | None:
         """A decision the visitor's region and signals imply that their cookie does not carry yet (to be
@@ -168,6 +174,7 @@ class ConsentEngine:
             self.revocations.add([(previous.id, self._clock())])
         if charge:
             self._charge(visitor)
+        self.profiles.carry(previous, consent)
         record = ConsentRecord(
             consent_id=consent.id,
             previous_id=previous.id if previous else None,

@@ -199,9 +199,8 @@ class PageResponse:
 
     async def _body_part(self, message: Message) -> None:
         more = message.get("more_body", False)
-        if not more and self._hit is not None:
-            # Queued before the last byte leaves, so a client that has the page can rely on the event.
-            self._pages.capture.record(self._hit, self._scope)
+        if not more and self._is_page:
+            self._served()
         if self._held is None:
             await self._send(message)
             return
@@ -223,6 +222,20 @@ class PageResponse:
             data, extra = self._insert(bytes(data))
             self._held["headers"] = _changed_body(self._held["headers"], extra)
         await self._release(bytes(data), more)
+
+    def _served(self) -> None:
+        """The page is going out: its page view is queued (before the last byte leaves, so a client that
+        has the page can rely on the event), and the visitor's personalization profile fed."""
+        capture, hit, visitor = self._pages.capture, self._hit, self._visitor
+        topics = capture.record(hit, self._scope).topics if hit is not None else None
+        if visitor.allows("personalization"):
+            if topics is None:
+                hit = capture.served(self._scope, self._path, visitor)
+                topics = capture.topics(hit, self._scope) if hit is not None else None
+            if topics is not None:
+                # The path as the browser asked for it (what the app's links and request.url.path say).
+                path = self._root_path + self._path
+                self._pages.engine.profiles.feed(visitor.consent, path, topics)
 
     def _insert(self, data: bytes) -> tuple[bytes, int]:
         """The page with Consent Mode's default before its first script and the banner tags at the end of

@@ -15,6 +15,7 @@ from starlette.types import Scope
 from .consent import Consent
 from .geo import GeoLookup
 from .ip import Proxies, Truncator
+from .profiles import Profiles
 from .regions import Mode, RegionRules
 
 # A Cookie header beyond this is not something a browser sends for one site; the rest is not read.
@@ -64,13 +65,32 @@ class Visitor:
     """The visitor's consent (their decision, or what the region and their browser's signals imply), and
     where they are: worked out only when asked for, so a visitor nobody asks about costs nothing."""
 
-    __slots__ = ("_address", "_locator", "_prefix", "_region", "_scheme", "_scope", "consent", "gpc")
+    __slots__ = (
+        "_address",
+        "_locator",
+        "_prefix",
+        "_profiles",
+        "_region",
+        "_scheme",
+        "_scope",
+        "consent",
+        "gpc",
+    )
 
-    def __init__(self, consent: Consent | None, *, gpc: bool, scope: Scope, locator: Locator) -> None:
+    def __init__(
+        self,
+        consent: Consent | None,
+        *,
+        gpc: bool,
+        scope: Scope,
+        locator: Locator,
+        profiles: Profiles | None = None,
+    ) -> None:
         self.consent = consent
         self.gpc = gpc
         self._scope = scope
         self._locator = locator
+        self._profiles = profiles
         self._address: object = _UNSET
         self._scheme: object = _UNSET
         self._prefix: object = _UNSET
@@ -127,9 +147,22 @@ class Visitor:
         """``opt-in`` or ``opt-out``: which rules apply where the visitor is."""
         return self._locator.rules.mode(self.region)
 
+    def interests(self, n: int = 3) -> list[str]:
+        """With personalization consent: the topics of the pages this visitor read most, most first (from
+        this process's memory, see ``koekje.middleware.profiles``); without it, nothing."""
+        profiles = self._profiles
+        return profiles.interests(self.consent, n) if profiles is not None else []
+
+    def seen(self, path: str) -> bool:
+        """With personalization consent: whether this visitor has viewed the page at ``path``."""
+        profiles = self._profiles
+        return profiles is not None and profiles.seen(self.consent, path)
+
     def with_consent(self, consent: Consent | None) -> Visitor:
         """The same visitor under another consent (a new value; this one is not changed)."""
-        other = Visitor(consent, gpc=self.gpc, scope=self._scope, locator=self._locator)
+        other = Visitor(
+            consent, gpc=self.gpc, scope=self._scope, locator=self._locator, profiles=self._profiles
+        )
         other._address, other._scheme = self._address, self._scheme
         other._prefix, other._region = self._prefix, self._region
         return other

@@ -3,6 +3,7 @@
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from starlette.testclient import TestClient
 from support import demo_config, runtime_of
@@ -28,7 +29,8 @@ def test_prepare_creates_the_account_and_a_month_of_traffic(make_config: Callabl
         accounts = Accounts(store)
         assert accounts.authenticate(DEMO_USER, first_password) is None  # a new password on every start
         assert accounts.authenticate(DEMO_USER, password) is not None
-        report = topic_report(store, config.site.id, now - timedelta(days=31), now, min_visitors=5)
+        today = now.astimezone(ZoneInfo(config.site.timezone)).date()
+        report = topic_report(store, config.site.id, today - timedelta(days=31), today, min_visitors=5)
         assert {row.topic for row in report.rows} >= DEMO_TOPICS
         store.command(f"DROP DATABASE `{config.analytics.database}` SYNC")
 
@@ -57,3 +59,21 @@ def test_every_demo_page_carries_the_banner(
         assert "data-koekje-open" in response.text
     assert client.get("/nope").status_code == 404
     assert runtime_of(client).capture.dropped["no_consent"] == 5
+
+
+def test_you_might_also_like_skips_what_the_visitor_read(
+    make_client: Callable[..., TestClient], make_config: Callable[..., Config]
+) -> None:
+    client = make_client(demo_config(make_config()), app=create_site())
+    client.get("/en/implantology")
+    assert "You might also like" not in client.get("/en/").text  # no personalization consent: nothing
+    client.post("/_koekje/consent", json={"categories": ["personalization"]})
+    client.get("/en/implantology")
+    client.get("/en/implantology")
+    home = client.get("/en/").text
+    suggested = re.findall(r'<aside class="suggestions".*?</aside>', home, re.S)
+    assert suggested and 'href="/en/courses/implantology-basics"' in suggested[0]
+    assert 'href="/en/implantology"' not in suggested[0]  # read already
+    client.get("/en/courses/implantology-basics")  # the course is about courses, too
+    [suggested] = re.findall(r'<aside class="suggestions".*?</aside>', client.get("/en/").text, re.S)
+    assert re.findall(r'href="([^"]+)"', suggested) == ["/en/courses"]  # nothing unread left on implants

@@ -88,6 +88,33 @@ PAGES: tuple[Page, ...] = (
     Page("privacy", "/privacy", "/en/privacy", "Privacy", "Privacy", in_nav=False),
 )
 
+# The topic of each section's pages (koekje.toml's analytics.topics say which paths have it).
+SECTION_TOPICS = {
+    "dental-hygiene": "mondhygiene",
+    "implantology": "implantologie",
+    "staffing": "personeel",
+    "courses": "cursussen",
+    "practice-management": "praktijkmanagement",
+}
+
+
+def suggestions(request: Request, lang: Lang, current: Page | None, limit: int = 3) -> list[NavItem]:
+    """ "You might also like": pages on the topics this visitor reads most that they have not seen yet.
+    Empty without personalization consent (koekje then answers nothing)."""
+    visitor = request.scope.get("koekje")
+    if visitor is None:
+        return []
+    found: list[NavItem] = []
+    for topic in visitor.interests(3):
+        for page in PAGES:
+            topics = {SECTION_TOPICS.get(page.section or page.key), *page.topics}
+            path = page.path(lang)
+            fresh = page is not current and all(item.href != path for item in found)
+            if topic in topics and fresh and not visitor.seen(path):
+                found.append(NavItem(path, page.label(lang), False))
+    return found[:limit]
+
+
 UI: dict[Lang, dict[str, str]] = {
     "nl": {
         "other_lang": "en",
@@ -100,6 +127,7 @@ UI: dict[Lang, dict[str, str]] = {
         "privacy": "Privacyverklaring",
         "contact": "Contact",
         "fictional": "Tandwerk Support is een fictief bedrijf. Deze website is een demonstratie.",
+        "suggestions": "Misschien ook interessant",
     },
     "en": {
         "other_lang": "nl",
@@ -112,6 +140,7 @@ UI: dict[Lang, dict[str, str]] = {
         "privacy": "Privacy statement",
         "contact": "Contact",
         "fictional": "Tandwerk Support is a fictional company. This website is a demonstration.",
+        "suggestions": "You might also like",
     },
 }
 
@@ -149,6 +178,7 @@ def create_site() -> Starlette:
             "alt_lang": other,
             "alt_href": (page or HOME).path(other),
             "href": {p.key: p.path(lang) for p in PAGES},
+            "suggestions": suggestions(request, lang, page),
         }
         return templates.TemplateResponse(
             request, f"{template}.{lang}.html", context, status_code=status_code

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.testclient import TestClient
 from support import FakeClock, consent, page_views, runtime_of
 
-from koekje.analytics import Store, retention
+from koekje.analytics import Store, retention, topic_report
 from koekje.analytics.aggregates import ALL_TOPICS, Salts
 
 MakeClient = Callable[..., TestClient]
@@ -131,3 +131,23 @@ def test_raw_page_views_expire_and_the_statistics_stay(make_client: MakeClient, 
     assert status["daily_stats"].days == 1825 and status["daily_stats"].past_due == 0
     clock.advance(days=1825 - 731 + 1)
     assert retention.apply(store, clock)["daily_stats"] > 0 and stats(store) == []
+
+
+def test_the_topic_report_outlives_raw_page_views(make_client: MakeClient, clock: FakeClock) -> None:
+    """Page views and visits come from the statistics; once raw rows are gone, the busiest day's
+    visitors still decide whether a topic may be shown (a lower bound, never more than the truth)."""
+    client = make_client()
+    browse(client, clock)
+    store = runtime_of(client).store
+    assert len(page_views(client)) == 4
+    day = clock().date()
+    before = topic_report(store, "default", day, day, min_visitors=1)
+    assert {row.topic: (row.views, row.visits, row.visitors) for row in before.rows} == {
+        "implantologie": (2, 2, 1),
+        "cursussen": (1, 0, 1),
+        "": (1, 1, 1),
+    }
+    clock.advance(days=731)
+    retention.apply(store, clock)
+    assert topic_report(store, "default", day, day, min_visitors=1).rows == before.rows
+    assert topic_report(store, "default", day, day, min_visitors=2).rows == []

@@ -45,10 +45,13 @@ def add_views(client: TestClient, clock: FakeClock, topic: str, visitors: int, v
 
 
 def rows(html: str) -> dict[str, tuple[int, int]]:
+    """Page views and visitors per topic, as the table shows them."""
     found = re.findall(
-        r'<th scope="row">(.*?)</th>\s*<td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>', html
+        r'<th scope="row">(.*?)</th>\s*<td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>'
+        r'\s*<td class="num">(\d+)</td>',
+        html,
     )
-    return {topic: (int(views), int(visitors)) for topic, views, visitors in found}
+    return {topic: (int(views), int(visitors)) for topic, views, _visits, visitors in found}
 
 
 def test_anonymous_users_are_sent_to_login(client: TestClient) -> None:

@@ -1,0 +1,97 @@
+"""Personalization: what a visitor who allows it has read, so the site can stop showing them the same thing.
+
+``scope["koekje"].interests()`` gives the visitor's top topics and ``seen(path)`` whether they viewed a page,
+answered from this process's memory: fed by every page the middleware serves them, never a query, never
+stored. A visitor without personalization consent has no profile; withdrawing it forgets the profile at
+once. Bounded: a fixed number of visitors (the least recently active go first), each with a fixed number
+of pages (kept as hashes, not paths) and topics.
+
+With several worker processes each keeps its own: a visitor's browser usually stays on one connection, and
+so one worker, for a visit; what another worker saw is missing, and a restart starts afresh. That is the
+price of never querying on the request path (and of never storing a personalization profile at all).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from uuid import UUID
+
+from .consent import Consent
+
+MAX_PROFILES = 5_000
+MAX_PAGES = 50  # per visitor: the most recent
+MAX_TOPICS = 20  # per visitor
+MAX_PATH = 1024
+
+
+def profile_key(consent: Consent | None) -> UUID | None:
+    """Whose profile a consent names: none without personalization; the visitor id while statistics are
+    allowed too (it outlives decisions), else the decision's id."""
+    if consent is None or not consent.allows("personalization"):
+        return None
+    return consent.visitor_id or consent.id
+
+
+class _Profile:
+    __slots__ = ("pages", "topics")
+
+    def __init__(self) -> None:
+        self.topics: Counter[str] = Counter()
+        self.pages: OrderedDict[int, None] = OrderedDict()  # hash(path), oldest first
+
+
+class Profiles:
+    def __init__(self, capacity: int = MAX_PROFILES) -> None:
+        self._capacity = capacity
+        self._profiles: OrderedDict[UUID, _Profile] = OrderedDict()
+        # Fed on the event loop, read by sync endpoints in threads: a Counter must not change while read.
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._profiles)
+
+    def feed(self, consent: Consent | None, path: str, topics: Sequence[str]) -> None:
+        key = profile_key(consent)
+        if key is None:
+            return
+        with self._lock:
+            profile = self._profiles.get(key)
+            if profile is None:
+                profile = self._profiles[key] = _Profile()
+                if len(self._profiles) > self._capacity:
+                    self._profiles.popitem(last=False)
+            else:
+                self._profiles.move_to_end(key)
+            pages = profile.pages
+            pages[hash(path[:MAX_PATH])] = None
+            pages.move_to_end(hash(path[:MAX_PATH]))
+            if len(pages) > MAX_PAGES:
+                pages.popitem(last=False)
+            for topic in topics:
+                if topic in profile.topics or len(profile.topics) < MAX_TOPICS:
+                    profile.topics[topic] += 1
+
+    def interests(self, consent: Consent | None, n: int) -> list[str]:
+        key = profile_key(consent)
+        with self._lock:
+            profile = self._profiles.get(key) if key is not None else None
+            return [topic for topic, _ in profile.topics.most_common(n)] if profile is not None else []
+
+    def seen(self, consent: Consent | None, path: str) -> bool:
+        key = profile_key(consent)
+        with self._lock:
+            profile = self._profiles.get(key) if key is not None else None
+            return profile is not None and hash(path[:MAX_PATH]) in profile.pages
+
+    def carry(self, before: Consent | None, after: Consent) -> None:
+        """A new decision: the profile follows the visitor to it, or is forgotten when it withdraws
+        personalization."""
+        old, new = profile_key(before), profile_key(after)
+        if old is None or old == new:
+            return
+        with self._lock:
+            profile = self._profiles.pop(old, None)
+            if new is not None and profile is not None:
+                self._profiles[new] = profile
