@@ -267,17 +267,17 @@ def _private(headers: list[tuple[bytes, bytes]]) -> None:
     """A page that renews the visit cookie is this visitor's: no shared cache may keep it. The browser's own
     cache (and its back/forward cache) may, so only ``private`` is added to what the app said (and
     ``public`` and ``s-maxage``, which speak to shared caches, go)."""
-    raw = MutableHeaders(raw=headers)
-    said = raw.get("cache-control")
-    if said is None:
-        raw["cache-control"] = "private"
+    for index, (name, value) in enumerate(headers):
+        if name.lower() != b"cache-control":
+            continue
+        directives = [d.strip() for d in value.split(b",") if d.strip()]
+        names = {d.partition(b"=")[0].lower() for d in directives}
+        if b"private" in names or b"no-store" in names:
+            return
+        kept = [d for d in directives if d.partition(b"=")[0].lower() not in (b"public", b"s-maxage")]
+        headers[index] = (b"cache-control", b", ".join([b"private", *kept]))
         return
-    directives = [d.strip() for d in said.split(",") if d.strip()]
-    names = {d.partition("=")[0].lower() for d in directives}
-    if "private" in names or "no-store" in names:
-        return
-    kept = [d for d in directives if d.partition("=")[0].lower() not in ("public", "s-maxage")]
-    raw["cache-control"] = ", ".join(["private", *kept])
+    headers.append((b"cache-control", b"private"))
 
 
 def _changed_body(headers: list[tuple[bytes, bytes]], extra: int) -> list[tuple[bytes, bytes]]:

@@ -1,6 +1,7 @@
 """The anonymous daily statistics: filled from page views by a materialized view, counted once however often
 a batch is loaded, salted per day with a salt that is discarded, and kept when raw page views expire."""
 
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -9,8 +10,8 @@ from typing import Any
 from starlette.testclient import TestClient
 from support import FakeClock, consent, page_views, runtime_of
 
-from koekje.analytics import Store, retention, topic_report
-from koekje.analytics.aggregates import ALL_TOPICS, Salts
+from koekje.analytics import Store, migrate, retention, topic_report
+from koekje.analytics.aggregates import ALL_TOPICS, Salts, sync_timezone
 
 MakeClient = Callable[..., TestClient]
 
@@ -151,3 +152,22 @@ def test_the_topic_report_outlives_raw_page_views(make_client: MakeClient, clock
     retention.apply(store, clock)
     assert topic_report(store, "default", day, day, min_visitors=1).rows == before.rows
     assert topic_report(store, "default", day, day, min_visitors=2).rows == []
+
+
+def test_days_are_the_sites_days_and_follow_a_change_of_time_zone(store: Store, tmp_path: Path) -> None:
+    """23:30 UTC on 21 November is already 22 November in Amsterdam (and still the 21st in UTC)."""
+    batch = tmp_path / "late-evening.jsonl"
+    batch.write_bytes(
+        b'{"ts":"2026-11-21T23:30:00Z","site":"s","visitor_id":"5f0c8d5e-8f3e-4f0e-9a53-1d6f7f4c1b2a",'
+        b'"path":"/x","topics":[],"referrer_host":"","country":"NL","ip_prefix":"203.0.113.0","entry":true}\n'
+    )
+    store.insert_files("page_views", [batch], token="utc")
+    assert [str(row["day"]) for row in stats(store, topic=ALL_TOPICS)] == ["2026-11-21"]  # the store's: UTC
+    amsterdam = Store(dataclasses.replace(store.settings, timezone="Europe/Amsterdam"))
+    try:
+        migrate(amsterdam)
+        assert not sync_timezone(amsterdam)  # migrate did it
+        amsterdam.insert_files("page_views", [batch], token="amsterdam")
+        assert [str(row["day"]) for row in stats(amsterdam, topic=ALL_TOPICS)] == ["2026-11-21", "2026-11-22"]
+    finally:
+        amsterdam.close()

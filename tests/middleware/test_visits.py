@@ -15,6 +15,7 @@ from support import FakeClock, consent, runtime_of, stored
 from koekje.analytics.ledger import Method
 from koekje.middleware import Config
 from koekje.middleware.consent import Consent
+from koekje.middleware.page import _private
 from koekje.middleware.visits import MAX_VISIT_SECONDS, Visits
 
 MakeClient = Callable[..., TestClient]
@@ -138,3 +139,17 @@ def test_any_cookie_value_gives_a_sound_visit(value: str) -> None:
     assert now - MAX_VISIT_SECONDS <= visit.start <= now + 60
     assert name == b"set-cookie" and header.decode("ascii").startswith(f"koekje_visit={visit.start}.")
     assert visit.entry or value.startswith(str(visit.start))
+
+
+def test_a_renewal_keeps_shared_caches_out_and_the_apps_own_directives() -> None:
+    cases = {
+        None: b"private",
+        b"public, max-age=600, s-maxage=3600": b"private, max-age=600",
+        b"no-cache": b"private, no-cache",
+        b"private, max-age=60": b"private, max-age=60",
+        b"no-store": b"no-store",
+    }
+    for said, expected in cases.items():
+        headers = [(b"content-type", b"text/html")] + ([(b"Cache-Control", said)] if said else [])
+        _private(headers)
+        assert [v for n, v in headers if n.lower() == b"cache-control"] == [expected], said
