@@ -31,7 +31,7 @@ def rss_mb() -> float:
     return pages * resource.getpagesize() / (1 << 20)
 
 
-def main(events: int, batch: int) -> None:
+def main(events: int, batch: int, warmup: int) -> None:
     root = Path(tempfile.mkdtemp())
     store = Store(StoreSettings(f"chdb://{root / 'store'}"), prepare=migrate)
     store.open()
@@ -47,12 +47,14 @@ def main(events: int, batch: int) -> None:
     topics = ("implantologie",)
     made = [
         PageView(now, "s", visitors[i % 1000], f"/p/{i % 500}", topics, "www.google.nl", "NL", "203.0.113.0")
-        for i in range(events)
+        for i in range(max(events, warmup))
     ]
     loader.start()
     recorder.start()
-    for event in made[:100_000]:  # warm up: the engine's caches and buffers fill on the first inserts
-        recorder.submit(event)
+    for event in made[:warmup]:  # warm up: the engine's caches and buffers fill on the first inserts
+        if not recorder.submit(event):
+            recorder.flush(timeout=600)
+            recorder.submit(event)
     assert recorder.flush(timeout=600)
     while not loader.flush():
         time.sleep(0.05)
@@ -60,7 +62,10 @@ def main(events: int, batch: int) -> None:
     cpu, wall = time.process_time(), time.perf_counter()
     submit_start = time.perf_counter()
     waited = 0.0
-    for event in made:
+    checkpoints = []
+    for index, event in enumerate(made[:events]):
+        if index % 250_000 == 0 and index:
+            checkpoints.append(f"{index // 1000}k: +{rss_mb() - warm:.0f} MB")
         if not recorder.submit(event):  # the queue is full: a real site drops (and counts); here, wait
             pause = time.perf_counter()
             recorder.flush(timeout=600)
@@ -71,7 +76,7 @@ def main(events: int, batch: int) -> None:
     while not loader.flush():
         time.sleep(0.05)
     [(count,)] = store.query(f"SELECT count() FROM {store.table('page_views')}")
-    count -= 100_000
+    count -= warmup
     grown = rss_mb() - warm
     wall_s = time.perf_counter() - wall
     cpu_s = time.process_time() - cpu
@@ -82,12 +87,14 @@ def main(events: int, batch: int) -> None:
     print(f"{events} events, batches of {batch}: {events / wall_s:,.0f} events/s end to end ({wall_s:.2f} s)")
     print(f"  submit() on the request path: {submit / events * 1e6:.2f} us/event")
     print(f"  process CPU: {cpu_s / events * 1e6:.2f} us/event (all threads)")
-    print(f"  RSS grew {grown:.0f} MB over them, after a warm-up of 100000 (the events existed before)")
+    print(f"  RSS grew {grown:.0f} MB over them, after a warm-up of {warmup} (the events existed before)")
+    print(f"  RSS along the way: {', '.join(checkpoints)}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--warmup", type=int, default=100_000, help="events loaded before measuring")
     args = parser.parse_args()
-    main(args.events, args.batch)
+    main(args.events, args.batch, args.warmup)

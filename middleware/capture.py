@@ -126,11 +126,14 @@ class Capture:
     def not_a_page(self) -> None:
         self.dropped[Drop.NOT_A_PAGE] += 1
 
+    def no_consent(self) -> None:
+        self.dropped[Drop.NO_CONSENT] += 1
+
     def admit(self, scope: Scope, path: str, visitor: Visitor) -> Hit | None:
         """A served HTML page (GET, 200) to be recorded once it has gone out; None when a step objects
         (counted under its reason)."""
         if not visitor.allows("analytics"):  # the consent step, before the hit is read
-            self.dropped[Drop.NO_CONSENT] += 1
+            self.no_consent()
             return None
         hit = read_hit(scope, path, visitor)
         for step in self.steps:

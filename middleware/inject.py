@@ -122,6 +122,14 @@ _HEAD_END = re.compile(rb"</" + _HEAD + _END + rb"|<" + _ci(b"body") + _END)
 _SCRIPT = re.compile(rb"<" + _SCRIPT_NAME + _END)
 
 
+# Heads whose first "</head" the walk found to be their end, by the hash of everything up to and including
+# the character after it (all the walk's answer depended on). A site serves the same few heads over and over:
+# for those, one hash in C instead of the walk. Only hashes are kept, never a page's text; Python's bytes
+# hash is keyed per process (SipHash), so nobody can make a head collide with another on purpose.
+_KNOWN_HEADS: dict[int, None] = {}
+_MAX_KNOWN_HEADS = 4096
+
+
 class HeadScanner:
     """Finds where the tags go. ``head_end`` is the end of the head; when the walk meets markup it does not
     follow (a nested template, an attribute value that never closes) or the page ends without a head end,
@@ -136,11 +144,21 @@ class HeadScanner:
         self.fallback = False
 
     def whole(self, data: bytes | bytearray) -> bool:
-        """``feed`` for a page that came in one piece: the common case, in one call to the walk."""
+        """``feed`` for a page that came in one piece: the common case, in one call to the walk (or none,
+        for a head the walk has seen before)."""
+        first = data.find(b"</head", 0, self._limit)
+        key = hash(bytes(data[: first + 7])) if 0 <= first < len(data) - 7 else None
+        if key is not None and key in _KNOWN_HEADS:
+            self.head_end = first
+            return True
         found = _AT_HEAD_END.match(data, 0, self._limit)
         if found is None:
             return self.feed(data, final=True)  # markup it does not follow: the fallback, if any
         self.head_end = found.end()
+        if key is not None and self.head_end == first:
+            if len(_KNOWN_HEADS) >= _MAX_KNOWN_HEADS:
+                _KNOWN_HEADS.clear()
+            _KNOWN_HEADS[key] = None
         return True
 
     def feed(self, data: bytes | bytearray, final: bool = False) -> bool:

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from support import consent
 
-from koekje.middleware import Config
+from koekje.middleware import Config, inject
 from koekje.middleware.config import ConsentModeSection, ConsentSection
 from koekje.middleware.inject import HeadScanner
 
@@ -217,3 +217,31 @@ def test_only_the_first_bytes_are_looked_at() -> None:
     assert scanner.head_end == 996 and page[996:1000] == b"<met"  # before the tag the limit cut
     whole = HeadScanner(len(page))
     assert whole.feed(page, final=True) and not whole.fallback and whole.head_end == len(page) - 7
+
+
+OPENERS = ["<!--", "<script>", "<title>", '<meta content="', "<template>", "<style>"]
+CLOSERS = ["-->", "</script>", "</title>", '">', "</template>", "</style>", ""]
+
+
+@settings(max_examples=300)
+@given(
+    head=st.lists(st.sampled_from(DECOYS + OPENERS + CLOSERS), max_size=6),
+    tails=st.lists(st.sampled_from(DECOYS + CLOSERS), min_size=2, max_size=3),
+)
+def test_a_head_seen_before_is_answered_as_the_walk_would(head: list[str], tails: list[str]) -> None:
+    """Pages that share everything up to their first "</head>" but not what follows (which can close a
+    comment, a script or an attribute value opened before it): the remembered answer is only ever the
+    walk's own."""
+    prefix = ("<html><head>" + "".join(head) + "</head>").encode()
+    for tail in tails:
+        page = prefix + tail.encode() + b"<body>x</body>"
+        remembered, walked = HeadScanner(len(page)), HeadScanner(len(page))
+        remembered.whole(page)
+        walked.feed(page, final=True)  # never asks what it remembers
+        assert (remembered.head_end, remembered.fallback) == (walked.head_end, walked.fallback)
+
+
+def test_the_common_head_is_remembered() -> None:
+    page = b"<!doctype html><html><head><title>remembered</title></head><body>x</body></html>"
+    HeadScanner(len(page)).whole(page)
+    assert hash(page[: page.index(b"</head") + 7]) in inject._KNOWN_HEADS
