@@ -28,6 +28,7 @@ from .visits import Visit
 
 MAX_PATH = 1024
 MAX_CAMPAIGN = 100  # a UTM value longer than this is clipped
+MAX_REFERER = 2048  # only this much of a Referer is looked at
 # Headers with which browsers announce a speculative load that the visitor may never see.
 _PURPOSE_HEADERS = (b"sec-purpose", b"purpose", b"x-moz")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -121,6 +122,7 @@ class Capture:
         self.page_steps: tuple[Step, ...] = tuple(page_steps)
         self.steps: tuple[Step, ...] = (*page_steps, visitor_id, address)
         self.dropped: Counter[str] = Counter()
+        self.clipped: Counter[str] = Counter()  # values cut to their bound, by field (the event is kept)
         self.invalid_app_topics = 0
 
     def not_a_page(self) -> None:
@@ -165,7 +167,13 @@ class Capture:
 
     def event(self, hit: Hit, scope: Scope) -> PageView:
         visitor, visit = hit.visitor, hit.visit
-        source, medium, campaign = campaign_of(hit.query)
+        source, medium, campaign = campaign_of(hit.query, self.clipped)
+        if len(hit.path) > MAX_PATH:
+            self.clipped["path"] += 1
+        if len(hit.referer) > MAX_REFERER:
+            self.clipped["referrer"] += 1
+        if len(hit.user_agent) > MAX_USER_AGENT:
+            self.clipped["user_agent"] += 1
         assert visitor.id is not None and visitor.prefix is not None  # the steps saw to that
         referrer = referrer_host(hit.referer.decode("latin-1"))
         if referrer and referrer == own_host(hit.host):
@@ -190,13 +198,16 @@ class Capture:
 
 
 def clean_path(path: str) -> str:
-    """A path as stored: bounded, without control characters."""
-    return _CONTROL.sub("", path[:MAX_PATH])
+    """A path as stored: bounded, without control characters, and encodable (a server that decodes bytes
+    that are not UTF-8 into surrogates would otherwise make the whole batch fail to encode)."""
+    path = _CONTROL.sub("", path[:MAX_PATH])
+    return path if path.isascii() else path.encode("utf-8", "replace").decode("utf-8")
 
 
-def campaign_of(query: bytes) -> tuple[str, str, str]:
-    """``utm_source``, ``utm_medium`` and ``utm_campaign`` of a query string, clipped and without control
-    characters; every other parameter is dropped (a query can hold anything, an e-mail address included)."""
+def campaign_of(query: bytes, clipped: Counter[str] | None = None) -> tuple[str, str, str]:
+    """``utm_source``, ``utm_medium`` and ``utm_campaign`` of a query string, clipped (counted in
+    ``clipped``) and without control characters; every other parameter is dropped (a query can hold
+    anything, an e-mail address included)."""
     if b"utm_" not in query:
         return "", "", ""
     found = dict.fromkeys(_UTM, "")
@@ -207,6 +218,8 @@ def campaign_of(query: bytes) -> tuple[str, str, str]:
     for name, value in pairs:
         if name in found and not found[name]:
             found[name] = _CONTROL.sub("", value[:MAX_CAMPAIGN]).strip()
+            if len(value) > MAX_CAMPAIGN and clipped is not None:
+                clipped[name] += 1
     return found["utm_source"], found["utm_medium"], found["utm_campaign"]
 
 
@@ -222,7 +235,7 @@ def referrer_host(referer: str | None) -> str:
     if not referer:
         return ""
     try:
-        host = urlsplit(referer[:2048]).hostname
+        host = urlsplit(referer[:MAX_REFERER]).hostname
     except ValueError:
         return ""
     if not host or not _HOST_NAME.fullmatch(host) or _IPV4.fullmatch(host):

@@ -131,6 +131,13 @@ class KoekjeCollector(Collector):
             "reason",
             sample["cookies_removed"],
         )
+        yield _labelled(
+            CounterMetricFamily,
+            "koekje_values_clipped",
+            "page views kept with a value cut to its bound (path, referrer, user_agent, utm_*), by field",
+            "field",
+            sample.get("clipped", {}),
+        )
         yield _gauge("koekje_queue_depth", "events waiting in the write buffers", sample["queue_depth"])
         yield _gauge("koekje_spool_bytes", "bytes waiting in the spool", self._spool_bytes())
         yield _gauge("koekje_store_owners", "workers that own the store (1 when healthy)", sample["owner"])

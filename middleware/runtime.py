@@ -188,6 +188,7 @@ class Runtime:
             "dropped": dict(dropped),
             "decisions": decisions,
             "cookies_removed": dict(removed),
+            "clipped": dict(self.capture.clipped),
             "queue_depth": self.recorder.depth + self.sightings.depth + self.ledger.depth,
             "owner": int(self.ownership.held),
             "load_buckets": list(self.loader.latency.counts),

@@ -2,8 +2,9 @@
 
 from collections.abc import Callable
 
+import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from support import consent, page_views, runtime_of
@@ -11,7 +12,7 @@ from support import consent, page_views, runtime_of
 from koekje.analytics.devices import classify
 from koekje.analytics.drops import Drop
 from koekje.middleware import Config
-from koekje.middleware.capture import Hit, campaign_of, excluded, prefetch
+from koekje.middleware.capture import MAX_PATH, Hit, campaign_of, clean_path, excluded, prefetch
 from koekje.middleware.config import AnalyticsSection
 
 MakeClient = Callable[..., TestClient]
@@ -138,3 +139,31 @@ def test_crawlers_are_dropped_off_the_request_path_and_devices_kept(make_client:
 def test_user_agents(agent: str, bot: bool, kind: str) -> None:
     device = classify(agent)
     assert (device.bot, device.kind) == (bot, kind)
+
+
+@given(st.text(st.characters(exclude_categories=()), max_size=2000))  # lone surrogates too
+@example("/caf\udce9")  # b"/caf\xe9" (Latin-1, not UTF-8) as Python's surrogateescape decodes it
+def test_any_path_is_stored_bounded_clean_and_encodable(path: str) -> None:
+    """A server may hand over a path with lone surrogates (bytes that were not UTF-8): the one page view
+    must not make its whole batch fail to encode."""
+    cleaned = clean_path(path)
+    assert len(cleaned) <= MAX_PATH and not any(ord(c) < 32 or ord(c) == 127 for c in cleaned)
+    msgspec.json.encode(cleaned)
+
+
+def test_oversized_values_are_clipped_counted_and_kept(make_client: MakeClient) -> None:
+    client = make_client()
+    consent(client, "analytics")
+    client.get(
+        "/implantologie/" + "a" * 1100,
+        params={"utm_source": "s" * 150, "utm_campaign": "ok"},
+        headers={"referer": "https://www.google.nl/" + "q" * 3000, "user-agent": PHONE + " x" * 300},
+    )
+    [view] = page_views(client)
+    assert len(view["path"]) == MAX_PATH and view["referrer_host"] == "www.google.nl"
+    assert runtime_of(client).capture.clipped == {
+        "path": 1,
+        "referrer": 1,
+        "user_agent": 1,
+        "utm_source": 1,
+    }
