@@ -15,6 +15,7 @@ class Drop(StrEnum):
     NO_VISITOR_ID = "no_visitor_id"
     BAD_ADDRESS = "bad_address"  # no address to truncate
     BOT = "bot"  # a crawler, by its user agent
+    BAD_BEACON = "bad_beacon"  # a collect request that is not what the banner sends (counted per event)
     # the write buffer and the spool: accepted, then lost
     QUEUE_FULL = "queue_full"
     RECORDER_STOPPED = "recorder_stopped"

@@ -49,6 +49,19 @@ class PageView(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
 _COLUMNS = tuple(field for field in PageView.__struct_fields__ if field != "user_agent")
 
 
+class Engagement(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """How long a consented page was visible and how far it was scrolled, as the banner's beacon reported
+    when the visitor left it (``POST collect``)."""
+
+    ts: datetime
+    site: str
+    visitor_id: UUID
+    path: str
+    visible_ms: int  # 0 .. one day
+    scroll: int  # the deepest point reached, percent of the page
+    visit_start: int = 0  # the visit it belongs to (Unix seconds), when its cookie was still there
+
+
 class PageViewRows:
     """The write buffer's step for page views: crawlers dropped (counted), device, browser and OS filled
     in from the user agent, which goes no further."""

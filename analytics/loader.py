@@ -35,7 +35,7 @@ log = logging.getLogger("koekje.analytics")
 
 LEDGER = "consent_ledger"
 # Spooled tables loaded as they are; the ledger is chained first.
-RAW_TABLES = ("page_views", "cookies_seen", "consent_texts")
+RAW_TABLES = ("page_views", "engagement", "cookies_seen", "consent_texts")
 _records = msgspec.json.Decoder(ConsentRecord)
 LOAD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _GROUP = ".group-"  # a manifest's name: not a batch (those end in .jsonl)

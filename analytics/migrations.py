@@ -178,6 +178,28 @@ def _visits_and_aggregates(store: Store) -> list[str]:
     ]
 
 
+def _engagement(store: Store) -> list[str]:
+    """How long consented pages were visible and how far they were scrolled (the banner's beacons)."""
+    days = retention(store)["engagement"][1]
+    return [
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("engagement")} (
+            ts DateTime64(3, 'UTC'),
+            site LowCardinality(String),
+            visitor_id UUID,
+            visit_start DateTime('UTC'),
+            path String,
+            visible_ms UInt32,
+            scroll UInt8
+        ) ENGINE = MergeTree
+        PARTITION BY toYYYYMM(ts)
+        ORDER BY (site, toDate(ts), visitor_id)
+        TTL toDateTime(ts) + INTERVAL {days} DAY DELETE
+        SETTINGS non_replicated_deduplication_window = 10000
+        """
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "chained_ledger", _chained_ledger),
@@ -185,6 +207,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "campaigns_and_devices", _campaigns_and_devices),
     Migration(5, "retention_runs", _retention_runs),
     Migration(6, "visits_and_aggregates", _visits_and_aggregates),
+    Migration(7, "engagement", _engagement),
 )
 
 
@@ -223,6 +246,7 @@ def retention(store: Store) -> dict[str, tuple[str, int]]:
         "consent_ledger": ("ts", store.settings.ledger_retention_days),
         # Cookie names and a sample path the site itself produced: kept as long as raw page views.
         "cookies_seen": ("last_seen", store.settings.raw_retention_days),
+        "engagement": ("ts", store.settings.raw_retention_days),  # raw, like the page views it describes
         # Anonymous: kept longer, and still not for ever.
         "daily_stats": ("day", store.settings.aggregate_retention_days),
         # What keeps the statistics of a day linkable to a visitor id: discarded by the loader after a day,

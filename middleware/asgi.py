@@ -33,7 +33,11 @@ class KoekjeMiddleware:
         self._prefix = self.config.site.prefix + "/"
         self._regional = runtime.geo.configured
         self._router = build_router(
-            self.config.site.prefix, _consent_endpoints(runtime), _dashboard(runtime), _metrics(runtime)
+            self.config.site.prefix,
+            _consent_endpoints(runtime),
+            _dashboard(runtime),
+            _metrics(runtime),
+            runtime.collect,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

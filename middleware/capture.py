@@ -137,7 +137,13 @@ class Capture:
         if not visitor.allows("analytics"):  # the consent step, before the hit is read
             self.no_consent()
             return None
-        hit = read_hit(scope, path, visitor)
+        return self.admit_hit(read_hit(scope, path, visitor))
+
+    def admit_hit(self, hit: Hit) -> Hit | None:
+        """``admit`` for a hit read from elsewhere (a beacon that reports a page the server could not see)."""
+        if not hit.visitor.allows("analytics"):
+            self.no_consent()
+            return None
         for step in self.steps:
             drop = step(hit)
             if drop is not None:

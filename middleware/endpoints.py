@@ -22,6 +22,7 @@ from koekje.analytics.ledger import Method
 from koekje.analytics.web import SECURITY_HEADERS, is_same_origin, media_type, read_limited
 from koekje.banner import ASSET_NAMES, asset, negotiate
 
+from .collect import CollectEndpoint
 from .consent import Consent
 from .declarations import NECESSARY, Declarations
 from .enforce import CookieGuard
@@ -44,7 +45,11 @@ _CLIENT_METHODS = {Method.BANNER, Method.SETTINGS, Method.API}
 
 
 def build_router(
-    prefix: str, consent: ConsentEndpoints, dashboard: ASGIApp | None, metrics: MetricsEndpoint | None = None
+    prefix: str,
+    consent: ConsentEndpoints,
+    dashboard: ASGIApp | None,
+    metrics: MetricsEndpoint | None = None,
+    collect: CollectEndpoint | None = None,
 ) -> Router:
     routes: list[BaseRoute] = [
         Route(f"{prefix}/{name}", _asset_endpoint(name), methods=["GET"]) for name in ASSET_NAMES
@@ -53,6 +58,8 @@ def build_router(
         Route(f"{prefix}/config.json", consent.config_json, methods=["GET"]),
         Route(f"{prefix}/consent", consent.consent, methods=["POST"]),
     ]
+    if collect is not None:
+        routes.append(Route(f"{prefix}/collect", collect.collect, methods=["POST"]))
     if dashboard is not None:
         routes.append(Mount(f"{prefix}/dashboard", app=dashboard))
     if metrics is not None:
@@ -148,7 +155,10 @@ class ConsentEndpoints:
             "mode": visitor.mode,
             "consent": visitor.consent.as_json() if visitor.consent else None,
             "gpc": visitor.gpc,
-            "endpoints": {"consent": f"{request.scope.get('root_path', '')}{self._prefix}/consent"},
+            "endpoints": {
+                name: f"{request.scope.get('root_path', '')}{self._prefix}/{name}"
+                for name in ("consent", "collect")
+            },
         }
         return JSONResponse(body, headers={**SECURITY_HEADERS, "Vary": "Cookie, Accept-Language"})
 

@@ -221,20 +221,28 @@ class ConsentEngine:
             headers = [set_cookie(self.name, value, max_age=self._max_age, secure=secure)]
         if self._settings.visitor_cookie in incoming.cookies:
             headers.append(delete_cookie(self._settings.visitor_cookie, secure=secure))
+        if self._settings.visit_cookie in incoming.cookies and not consent.allows("analytics"):
+            headers.append(delete_cookie(self._settings.visit_cookie, secure=secure))
         return headers
 
     def upkeep_headers(self, visitor: Visitor, incoming: Incoming) -> list[Header]:
         """On any page: move a valid consent cookie to its ``__Host-`` name on https (its decision time is
-        kept, so it lasts no longer), and remove koekje 0.1's visitor-id cookie."""
+        kept, so it lasts no longer), remove koekje 0.1's visitor-id cookie, and a visit cookie that
+        statistics no longer allow (whatever ``consent.enforce`` says: it is koekje's own)."""
         consent, cookies = visitor.consent, incoming.cookies
         legacy_name = self.name in cookies and self._host_name not in cookies
         retired = self._settings.visitor_cookie in cookies
-        if not (legacy_name or retired):  # the common case: nothing to do, and no need to know the scheme
+        stale_visit = self._settings.visit_cookie in cookies and not visitor.allows("analytics")
+        if not (legacy_name or retired or stale_visit):  # the common case: nothing to do, no scheme needed
             return []
         secure = self.secure(visitor)
         if consent is not None and legacy_name and secure and self._settings.host_prefix:
             return self.cookie_headers(consent, visitor, incoming)
-        return [delete_cookie(self._settings.visitor_cookie, secure=secure)] if retired else []
+        headers = [delete_cookie(self._settings.visitor_cookie, secure=secure)] if retired else []
+        if stale_visit:
+            headers.append(delete_cookie(self._settings.visit_cookie, secure=secure))
+        return headers
 
     def own_cookie_names(self) -> frozenset[str]:
-        return frozenset({self.name, HOST_PREFIX + self.name})
+        """The cookies koekje sets and removes itself (enforcement of the site's cookies leaves them be)."""
+        return frozenset({self.name, HOST_PREFIX + self.name, self._settings.visit_cookie})

@@ -27,11 +27,13 @@ MAX_PATH = 1024
 
 
 def profile_key(consent: Consent | None) -> UUID | None:
-    """Whose profile a consent names: none without personalization; the visitor id while statistics are
-    allowed too (it outlives decisions), else the decision's id."""
+    """Whose profile a consent names: none without personalization, else the decision's own id. Never the
+    visitor id: a profile must become unreachable with the decision that allowed it, also in another worker
+    and for a page still being served when personalization was withdrawn (``carry`` moves it to a new
+    decision that keeps personalization, in the worker that records that decision)."""
     if consent is None or not consent.allows("personalization"):
         return None
-    return consent.visitor_id or consent.id
+    return consent.id
 
 
 class _Profile:

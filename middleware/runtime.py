@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from koekje.analytics import Accounts, Clock, PageView, PageViewRows, Recorder, Store, StoreError, migrate
 from koekje.analytics.cookies_seen import CookieSighting, tally
-from koekje.analytics.events import SpoolSink
+from koekje.analytics.events import Engagement, SpoolSink
 from koekje.analytics.ledger import Method
 from koekje.analytics.ledger_writer import LedgerWriter
 from koekje.analytics.loader import Loader
@@ -27,6 +27,7 @@ from koekje.analytics.spool import Spool
 from koekje.banner import ASSET_NAMES, asset
 
 from .capture import Capture, clean_path
+from .collect import CollectEndpoint
 from .config import Config
 from .consent import ConsentCookies, Revocations
 from .consent_mode import ConsentModeDefault
@@ -70,6 +71,9 @@ class Runtime:
         self.page_view_rows = PageViewRows()  # crawlers out, devices in: the write buffer's step
         self.recorder: Recorder[PageView] = Recorder(
             SpoolSink(self.spool, "page_views", wake, rows=self.page_view_rows), config.recorder_settings()
+        )
+        self.engagement: Recorder[Engagement] = Recorder(
+            SpoolSink(self.spool, "engagement", wake), config.recorder_settings()
         )
         self.sightings: Recorder[CookieSighting] = Recorder(
             SpoolSink(self.spool, "cookies_seen", wake, rows=tally), config.recorder_settings()
@@ -146,12 +150,23 @@ class Runtime:
             clock=clock,
             exclude_paths=config.analytics.exclude_paths,
         )
+        visits = Visits(consent.visit_cookie, timedelta(minutes=config.analytics.visit_timeout_minutes))
+        self.collect = CollectEndpoint(
+            self.engine,
+            self.capture,
+            visits,
+            self.engagement,
+            site=site.id,
+            prefix=site.prefix,
+            honor_dnt=consent.honor_dnt,
+            clock=clock,
+        )
         mode = consent.google_consent_mode
         self.pages = Pages(
             self.engine,
             self.guard,
             self.capture,
-            Visits(consent.visit_cookie, timedelta(minutes=config.analytics.visit_timeout_minutes)),
+            visits,
             BannerTags(site.prefix) if config.banner.inject else None,
             ConsentModeDefault(consent.consent_mode_types(), mode.wait_for_update, declarations)
             if mode.enabled
@@ -169,6 +184,8 @@ class Runtime:
             self.recorder.dropped,
             self.page_view_rows.dropped,
             self.sightings.dropped,
+            self.engagement.dropped,
+            self.collect.dropped,
             self.ledger.dropped,
         ):
             dropped.update({str(reason): n for reason, n in counts.items()})
@@ -189,7 +206,10 @@ class Runtime:
             "decisions": decisions,
             "cookies_removed": dict(removed),
             "clipped": dict(self.capture.clipped),
-            "queue_depth": self.recorder.depth + self.sightings.depth + self.ledger.depth,
+            "queue_depth": self.recorder.depth
+            + self.engagement.depth
+            + self.sightings.depth
+            + self.ledger.depth,
             "owner": int(self.ownership.held),
             "load_buckets": list(self.loader.latency.counts),
             "load_seconds": self.loader.latency.total,
@@ -217,6 +237,7 @@ class Runtime:
         self.spool.open()
         self.recorder.start()
         self.sightings.start()
+        self.engagement.start()
         self.ledger.start()
         try:
             self.store.open()
@@ -234,6 +255,7 @@ class Runtime:
         self.ledger.stop()
         self.recorder.stop()
         self.sightings.stop()
+        self.engagement.stop()
         self.loader.stop()
         if self.config.metrics.enabled:
             self.snapshots.write(force=True)
@@ -245,7 +267,10 @@ class Runtime:
         """Everything recorded so far in the store (or, when it is down, in the spool); False when something
         is still only in the spool after ``timeout``. Blocking."""
         spooled = (
-            self.recorder.flush(timeout) and self.sightings.flush(timeout) and self.ledger.flush(timeout)
+            self.recorder.flush(timeout)
+            and self.engagement.flush(timeout)
+            and self.sightings.flush(timeout)
+            and self.ledger.flush(timeout)
         )
         if self.ownership.try_acquire():
             return self.loader.flush() and spooled

@@ -49,23 +49,25 @@ class Visits:
         """The visit a recorded page of a visitor with this consent belongs to (a new one when the cookie
         is missing, expired or malformed), and the Set-Cookie that renews it."""
         seconds = int(now.timestamp())
-        visit = self._read(cookies.get(self.cookie), seconds)
+        visit = self.current(cookies, now)
         if visit is None:
             decided = consent.given_at.timestamp() if consent is not None else 0
             visit = Visit(seconds, decided < seconds - self.timeout, True)
         value = f"{self.cookie}={visit.start}.{int(visit.returning)}{self._tail}"
         return visit, (b"set-cookie", (value + "; Secure" if secure else value).encode("latin-1"))
 
-    def _read(self, value: str | None, now: int) -> Visit | None:
-        """The visit a cookie value names; None (counted when it is not a visit at all) otherwise."""
+    def current(self, cookies: dict[str, str], now: datetime) -> Visit | None:
+        """The visit the browser's cookie names (not renewed); None (counted when it is not a visit at all)
+        when there is none."""
+        value = cookies.get(self.cookie)
         if not value:
             return None
         start, dot, flag = value.partition(".")
         if not (dot and start.isascii() and start.isdigit() and len(start) <= 12 and flag in ("0", "1")):
             self.counts["malformed_visit_cookie"] += 1
             return None
-        begun = int(start)
-        if not now - MAX_VISIT_SECONDS <= begun <= now + _CLOCK_SKEW:
+        begun, seconds = int(start), int(now.timestamp())
+        if not seconds - MAX_VISIT_SECONDS <= begun <= seconds + _CLOCK_SKEW:
             self.counts["visit_cut"] += 1
             return None
         return Visit(begun, flag == "1", False)

@@ -55,4 +55,5 @@ def test_every_table_with_visitor_data_is_covered(store: Store, clock: FakeClock
         "cookies_seen",
         "daily_stats",
         "aggregate_salts",
+        "engagement",
     }

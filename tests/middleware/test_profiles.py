@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
-from support import consent, runtime_of
+from support import consent, cookie_from, runtime_of
 
 from koekje.analytics.ledger import Method
 from koekje.middleware.consent import Consent
@@ -115,3 +115,16 @@ def test_memory_is_bounded() -> None:
         profiles.feed(third, f"/p/{page}", (f"t{page}",))
     assert not profiles.seen(third, "/p/0") and profiles.seen(third, f"/p/{MAX_PAGES + 9}")
     assert len(profiles.interests(third, 100)) == MAX_TOPICS
+
+
+def test_a_profile_fed_late_or_by_another_worker_does_not_come_back(make_client: MakeClient) -> None:
+    """Found by trying: keyed by the visitor id, a profile fed after the withdrawal (a page still being
+    served, another worker's memory) was there again when personalization was granted again."""
+    client = make_client(app=app())
+    given = consent(client, "analytics", "personalization")
+    old = runtime_of(client).engine.codec.loads(cookie_from(given, "koekje_consent"))
+    browse(client)
+    consent(client, "analytics")  # withdrawn (statistics, and so the visitor id, stay)
+    runtime_of(client).engine.profiles.feed(old, "/implantologie/late", ("implantologie",))
+    consent(client, "analytics", "personalization")
+    assert profile(client, "/implantologie/late") == {"interests": [], "seen": {"/implantologie/late": False}}

@@ -153,3 +153,23 @@ def test_a_renewal_keeps_shared_caches_out_and_the_apps_own_directives() -> None
         headers = [(b"content-type", b"text/html")] + ([(b"Cache-Control", said)] if said else [])
         _private(headers)
         assert [v for n, v in headers if n.lower() == b"cache-control"] == [expected], said
+
+
+def test_withdrawal_expires_the_visit_whatever_the_enforcement(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    """Found by trying: with ``consent.enforce = "off"`` the visit cookie outlived the withdrawal; it is
+    koekje's own, so koekje removes it itself."""
+    consent_section = msgspec.structs.replace(make_config().consent, enforce="off")
+    client = make_client(make_config(consent=consent_section))
+    consent(client, "analytics")
+    assert renewed(client.get("/"))
+    withdrawal = consent(client)
+    expired = [h for h in withdrawal.headers.get_list("set-cookie") if h.startswith("koekje_visit=")]
+    assert expired and "Max-Age=0" in expired[0] and "koekje_visit" not in client.cookies
+    client.cookies.set("koekje_visit", "1795348800.0")  # one that comes back (another tab, a restore)
+    page = client.get("/")
+    assert any(
+        h.startswith("koekje_visit=") and "Max-Age=0" in h for h in page.headers.get_list("set-cookie")
+    )
+    assert page.headers["cache-control"] == "private, no-store"
