@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Scope, Send
 
 from .capture import Capture, Hit
@@ -138,7 +137,7 @@ class PageResponse:
             headers, sets_cookies
         ):
             # A response that sets or removes a visitor's cookies must not be kept by shared caches.
-            MutableHeaders(raw=headers)["cache-control"] = "private, no-store"
+            _cache_control(headers, b"private, no-store")
         elif visit:
             _private(headers)
         pages = self._pages
@@ -271,18 +270,25 @@ class PageResponse:
 def _private(headers: list[tuple[bytes, bytes]]) -> None:
     """A page that renews the visit cookie is this visitor's: no shared cache may keep it. The browser's own
     cache (and its back/forward cache) may, so only ``private`` is added to what the app said (and
-    ``public`` and ``s-maxage``, which speak to shared caches, go)."""
-    for index, (name, value) in enumerate(headers):
-        if name.lower() != b"cache-control":
-            continue
-        directives = [d.strip() for d in value.split(b",") if d.strip()]
-        names = {d.partition(b"=")[0].lower() for d in directives}
-        if b"private" in names or b"no-store" in names:
-            return
-        kept = [d for d in directives if d.partition(b"=")[0].lower() not in (b"public", b"s-maxage")]
-        headers[index] = (b"cache-control", b", ".join([b"private", *kept]))
-        return
-    headers.append((b"cache-control", b"private"))
+    ``public`` and ``s-maxage``, which speak to shared caches, go). Every Cache-Control header the app sent,
+    whatever its case, becomes one: a cache that reads only the first must not miss ours."""
+    said = [value for name, value in headers if name.lower() == b"cache-control"]
+    directives = [d.strip() for value in said for d in value.split(b",") if d.strip()]
+    names = {d.partition(b"=")[0].strip().lower() for d in directives}
+    # ("private" with a list of fields is a shared cache's to keep, without them.)
+    if b"no-store" in names or any(d.lower() == b"private" for d in directives):
+        value = b", ".join(directives)
+    else:
+        shared = (b"public", b"s-maxage", b"private")
+        kept = [d for d in directives if d.partition(b"=")[0].strip().lower() not in shared]
+        value = b", ".join([b"private", *kept])
+    _cache_control(headers, value)
+
+
+def _cache_control(headers: list[tuple[bytes, bytes]], value: bytes) -> None:
+    """``value`` as the response's one Cache-Control header (any the app sent, in any case, replaced)."""
+    headers[:] = [(name, v) for name, v in headers if name.lower() != b"cache-control"]
+    headers.append((b"cache-control", value))
 
 
 def _changed_body(headers: list[tuple[bytes, bytes]], extra: int) -> list[tuple[bytes, bytes]]:
