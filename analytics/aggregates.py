@@ -28,6 +28,8 @@ from .store import Store
 log = logging.getLogger("koekje.analytics")
 
 ALL_TOPICS = "*"  # not a topic name (those are lowercase letters, digits, "_" and "-")
+SOURCE_NAME = "^[a-z0-9][a-z0-9._-]{0,39}$"  # a campaign source as the statistics keep it
+OTHER_SOURCE = "(other)"
 # A day's salt is kept while that day's page views may still arrive (late ones, from the spool after an
 # outage): the day itself and the next. TTL removes any a stopped loader left behind after this many days.
 SALT_TTL_DAYS = 7
@@ -71,21 +73,43 @@ def statements(store: Store, days: int) -> list[str]:
 
 def view(store: Store) -> str:
     """The view that fills the statistics, counting days in the site's time zone."""
-    salts, views, stats = (
-        store.table("aggregate_salts"),
-        store.table("page_views"),
-        store.table("daily_stats"),
-    )
+    mv, stats = store.table("daily_stats_mv"), store.table("daily_stats")
+    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {mv} TO {stats} AS {_select(store)}"
+
+
+def backfill(store: Store, clock: Clock) -> int:
+    """The statistics of the page views stored before they existed (an upgrade), salted like any other
+    day's: salts are drawn for those days and discarded by the loader soon after. The number of page
+    views counted."""
+    views = store.table("page_views")
+    days = [day for (day,) in store.query(f"SELECT DISTINCT {_day(store)} FROM {views} AS v")]
+    if not days:
+        return 0
+    draw_salts(store, days, clock)
+    store.command(f"INSERT INTO {store.table('daily_stats')} {_select(store)}")
+    [(count,)] = store.query(f"SELECT count() FROM {views}")
+    log.info("koekje counted %d page views stored before the daily statistics existed", count)
+    return int(count)
+
+
+def _select(store: Store) -> str:
+    """Page views as rows of the statistics. The source is a campaign name or the referrer's site, never
+    raw input: a ``utm_source`` that is not a plain lowercase name (an e-mail address, a recipient's
+    token with odd characters, markup) counts as ``(other)``, and ``www.`` goes from hosts."""
+    salts, views = store.table("aggregate_salts"), store.table("page_views")
     day = _day(store)
     return f"""
-        CREATE MATERIALIZED VIEW IF NOT EXISTS {store.table("daily_stats_mv")} TO {stats} AS
         SELECT
             v.site AS site,
             {day} AS day,
             topic,
             v.country AS country,
             v.device AS device,
-            if(v.utm_source != '', v.utm_source, v.referrer_host) AS source,
+            multiIf(
+                v.utm_source = '', replaceRegexpOne(v.referrer_host, '^www[.]', ''),
+                match(lower(v.utm_source), '{SOURCE_NAME}'), lower(v.utm_source),
+                '{OTHER_SOURCE}'
+            ) AS source,
             count() AS page_views,
             countIf(v.entry) AS visits,
             countIf(v.entry AND v.returning) AS returning_visits,

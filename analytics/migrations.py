@@ -28,6 +28,8 @@ class Migration:
     version: int
     name: str
     statements: Callable[[Store], list[str]]
+    # Run after the statements, for what SQL alone cannot say (e.g. filling a new table from existing rows).
+    after: Callable[[Store, Clock], object] | None = None
 
 
 def _initial(store: Store) -> list[str]:
@@ -206,7 +208,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "spooled_loading", _spooled_loading),
     Migration(4, "campaigns_and_devices", _campaigns_and_devices),
     Migration(5, "retention_runs", _retention_runs),
-    Migration(6, "visits_and_aggregates", _visits_and_aggregates),
+    Migration(6, "visits_and_aggregates", _visits_and_aggregates, aggregates.backfill),
     Migration(7, "engagement", _engagement),
 )
 
@@ -228,6 +230,8 @@ def migrate(store: Store, clock: Clock = utcnow) -> list[int]:
             continue
         for statement in migration.statements(store):
             store.command(statement)
+        if migration.after is not None:
+            migration.after(store, clock)
         store.insert_columns(
             "schema_migrations",
             {"version": [migration.version], "name": [migration.name], "applied_at": [clock()]},

@@ -182,7 +182,7 @@ class Capture:
             self.clipped["user_agent"] += 1
         assert visitor.id is not None and visitor.prefix is not None  # the steps saw to that
         referrer = referrer_host(hit.referer.decode("latin-1"))
-        if referrer and referrer == own_host(hit.host):
+        if referrer and _site_name(referrer) == _site_name(own_host(hit.host)):
             referrer = ""  # moving around the site is not a source
         return PageView(
             ts=hit.now or self._clock(),
@@ -227,6 +227,12 @@ def campaign_of(query: bytes, clipped: Counter[str] | None = None) -> tuple[str,
             if len(value) > MAX_CAMPAIGN and clipped is not None:
                 clipped[name] += 1
     return found["utm_source"], found["utm_medium"], found["utm_campaign"]
+
+
+def _site_name(host: str) -> str:
+    """A host as a site: ``www.example.nl.`` and ``example.nl`` are one."""
+    host = host.rstrip(".")
+    return host[4:] if host.startswith("www.") else host
 
 
 def own_host(host: bytes) -> str:

@@ -49,6 +49,9 @@ class CookieGuard:
         self._declarations = declarations
         self.mode = mode
         self._own = frozenset(own)
+        # "/" always: most cookies are set there, whatever other paths a site names (found by trying: with
+        # only "/shop" listed, a withdrawn cookie of "/" was never expired, and every page tried again).
+        paths = tuple(dict.fromkeys(("/", *paths)))
         self._places = [(None, path) for path in paths] + [(d, p) for d in domains for p in paths]
         self._report = report or (lambda name, path: None)
         self._rules: dict[str, CookieRule | None] = {}

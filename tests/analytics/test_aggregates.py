@@ -2,15 +2,17 @@
 a batch is loaded, salted per day with a salt that is discarded, and kept when raw page views expire."""
 
 import dataclasses
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 from support import FakeClock, consent, page_views, runtime_of
 
-from koekje.analytics import Store, migrate, retention, topic_report
+from koekje.analytics import Store, StoreSettings, migrate, migrations, retention, topic_report
 from koekje.analytics.aggregates import ALL_TOPICS, Salts, sync_timezone
 
 MakeClient = Callable[..., TestClient]
@@ -52,9 +54,9 @@ def test_page_views_visits_and_visitors_per_day_and_topic(make_client: MakeClien
     total = [row for row in stats(store, topic=ALL_TOPICS)]
     assert sum(r["page_views"] for r in total) == 4 and sum(r["visits"] for r in total) == 3
     assert sum(r["returning_visits"] for r in total) == 1
-    assert {r["source"]: r["visits"] for r in total} == {"www.google.nl": 1, "nieuwsbrief": 1, "": 1}
+    assert {r["source"]: r["visits"] for r in total} == {"google.nl": 1, "nieuwsbrief": 1, "": 1}
     assert by_topic["cursussen"]["page_views"] == 1 and by_topic[""]["page_views"] == 1  # "" : no topic
-    [implants] = stats(store, topic="implantologie", source="www.google.nl")
+    [implants] = stats(store, topic="implantologie", source="google.nl")
     assert implants["visitors"] == 1
     [all_of_it] = store.query(
         f"SELECT uniqMerge(visitors) FROM {store.table('daily_stats')} WHERE topic = '*'"
@@ -171,3 +173,49 @@ def test_days_are_the_sites_days_and_follow_a_change_of_time_zone(store: Store, 
         assert [str(row["day"]) for row in stats(amsterdam, topic=ALL_TOPICS)] == ["2026-11-21", "2026-11-22"]
     finally:
         amsterdam.close()
+
+
+def test_sources_are_names_never_raw_input(make_client: MakeClient) -> None:
+    """Found by trying: e-mail addresses and markup in utm_source were kept for years as "anonymous"
+    statistics, one row per value."""
+    client = make_client()
+    consent(client, "analytics")
+    for source in ("Nieuwsbrief", "jan.jansen@example.nl", "<script>alert(1)</script>", "\u202egnp.exe"):
+        client.get("/implantologie", params={"utm_source": source})
+    client.get("/cursussen", headers={"referer": "https://www.duckduckgo.com/"})
+    store = runtime_of(client).store
+    assert len(page_views(client)) == 5
+    sources = {row["source"]: row["page_views"] for row in stats(store, topic=ALL_TOPICS)}
+    assert sources == {"nieuwsbrief": 1, "(other)": 3, "duckduckgo.com": 1}
+
+
+def test_an_upgrade_counts_the_page_views_stored_before(
+    chdb_dsn: str, database: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by trying: the statistics of an existing site started empty (the dashboard lost its past)."""
+    with Store(StoreSettings(chdb_dsn, database)) as old:
+        monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:5])  # before the statistics
+        migrate(old, clock)
+        monkeypatch.undo()
+        day = (clock() - timedelta(days=3)).date()
+        old.insert_columns(
+            "page_views",
+            {
+                "ts": [clock() - timedelta(days=3)] * 6,
+                "site": ["default"] * 6,
+                "visitor_id": [uuid.uuid4() for _ in range(6)],
+                "path": ["/implantologie"] * 6,
+                "topics": [["implantologie"]] * 6,
+                "referrer_host": [""] * 6,
+                "country": ["NL"] * 6,
+                "ip_prefix": ["203.0.113.0"] * 6,
+            },
+        )
+        try:
+            assert migrate(old, clock) == [6, 7]
+            [row] = stats(old, topic="implantologie")
+            assert (row["day"], row["page_views"], row["visitors"]) == (day, 6, 6)
+            report = topic_report(old, "default", day, day, min_visitors=5)
+            assert [(r.topic, r.views, r.visitors) for r in report.rows] == [("implantologie", 6, 6)]
+        finally:
+            old.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")

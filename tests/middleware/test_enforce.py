@@ -275,3 +275,19 @@ def test_a_grant_of_one_more_service_spends_the_budget(
     more = client.post("/_koekje/consent", json={"categories": ["analytics"], "services": ["youtube"]})
     assert more.status_code == 429
     assert client.post("/_koekje/consent", json={"categories": []}).status_code == 200
+
+
+def test_the_root_path_is_always_among_the_expiry_paths(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    """Found by trying: with only "/shop" configured, a withdrawn cookie set on "/" was never expired."""
+    client = client_with(make_client, make_config, cookie_paths=("/shop",))
+    consent(client, "analytics", "marketing")
+    client.cookies.set("_fbp", "x", domain="shop.test")
+    response = consent(client, "analytics")
+    paths = {
+        h.split("Path=")[1].split(";")[0]
+        for h in response.headers.get_list("set-cookie")
+        if h.startswith("_fbp=")
+    }
+    assert paths == {"/", "/shop"} and "_fbp" not in client.cookies

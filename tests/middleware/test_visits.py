@@ -201,3 +201,11 @@ def test_withdrawal_expires_the_visit_whatever_the_enforcement(
         h.startswith("koekje_visit=") and "Max-Age=0" in h for h in page.headers.get_list("set-cookie")
     )
     assert page.headers["cache-control"] == "private, no-store"
+
+
+def test_the_sites_other_spellings_are_no_source_either(make_client: MakeClient) -> None:
+    client = make_client()
+    consent(client, "analytics")
+    for referer in ("http://shop.test./a", "https://www.shop.test/b", "https://www.google.nl/"):
+        client.get("/", headers={"referer": referer})
+    assert sorted(r["referrer_host"] for r in views(client)) == ["", "", "www.google.nl"]
