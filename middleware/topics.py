@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 MAX_TOPICS = 10
 TOPIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _MAX_DEPTH = 16
+_KNOWN_PATHS = 4096
 
 
 class TopicRules:
@@ -17,6 +18,8 @@ class TopicRules:
 
     def __init__(self, topics: Mapping[str, Sequence[str]]) -> None:
         self._by_prefix: dict[str, tuple[str, ...]] = {}
+        # A site's pages are few and asked for over and over: each path's answer is remembered (bounded).
+        self._known: dict[str, tuple[str, ...]] = {}
         for topic, prefixes in topics.items():
             for prefix in prefixes:
                 key = prefix.rstrip("/") or "/"
@@ -25,6 +28,15 @@ class TopicRules:
     def __call__(self, path: str) -> tuple[str, ...]:
         if not self._by_prefix:
             return ()
+        known = self._known.get(path)
+        if known is None:
+            known = self._match(path)
+            if len(self._known) >= _KNOWN_PATHS:
+                self._known.clear()
+            self._known[path] = known
+        return known
+
+    def _match(self, path: str) -> tuple[str, ...]:
         found: list[str] = list(self._by_prefix.get("/", ()))
         end = 0
         for _ in range(_MAX_DEPTH):

@@ -43,3 +43,21 @@ def test_any_path_yields_only_configured_topics(path: str) -> None:
 def test_app_topics_never_raises(value: object) -> None:
     labels, invalid = app_topics(value)
     assert len(labels) <= MAX_TOPICS and invalid >= 0
+
+
+@given(
+    st.lists(
+        st.sampled_from(["/", "/cursussen", "/cursussen/x", "/implantologie", "/a/b", "/x"]), max_size=40
+    )
+)
+def test_a_remembered_answer_is_the_rules_answer(paths: list[str]) -> None:
+    rules = TopicRules({"cursussen": ["/cursussen"], "implantologie": ["/implantologie", "/cursussen/x"]})
+    for path in paths:
+        assert rules(path) == rules._match(path)
+
+
+def test_remembered_paths_are_bounded() -> None:
+    rules = TopicRules({"a": ["/a"]})
+    for n in range(5000):
+        rules(f"/a/{n}")
+    assert len(rules._known) <= 4096
