@@ -2,16 +2,29 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-SOURCES := pyproject.toml $(shell find middleware banner analytics examples/demo -type f -not -path '*/__pycache__/*' 2>/dev/null)
+SOURCES := pyproject.toml $(shell find middleware banner analytics examples/demo -type f -not -path '*/__pycache__/*' -not -path '*/node_modules/*' 2>/dev/null)
+ESBUILD := banner/node_modules/.bin/esbuild
 
-.PHONY: demo test check lint typecheck chromium clean
+.PHONY: demo test check lint typecheck chromium banner clean
 .DELETE_ON_ERROR:
 
 demo: $(VENV)/.package
 	$(BIN)/koekje demo
 
-test: $(VENV)/.package $(VENV)/.test-deps chromium check
+test: $(VENV)/.package $(VENV)/.test-deps chromium $(ESBUILD) check
 	$(BIN)/python -m pytest
+
+# The banner's built assets (banner/static) are committed; rebuild them after changing banner/src.
+banner: $(ESBUILD)
+	cd banner && node build.mjs
+
+# The locked toolchain (esbuild), for building the banner and for the test that the committed build is fresh.
+$(ESBUILD): banner/package-lock.json
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -q && apt-get install -y -q nodejs npm; \
+	  else echo "Building the banner needs Node.js and npm: sudo apt-get install nodejs npm"; exit 1; fi; }
+	cd banner && npm ci --no-audit --no-fund
+	touch $@
 
 check: lint typecheck
 
@@ -52,4 +65,4 @@ chromium:
 	fi
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .koekje-demo
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .koekje-demo banner/node_modules

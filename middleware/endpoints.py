@@ -99,16 +99,20 @@ class MetricsEndpoint:
 def _asset_endpoint(name: str) -> Any:
     async def endpoint(request: Request) -> Response:
         item = asset(name)
-        etag = f'"{item.version}"'
+        coding, body = item.variant(request.headers.get("accept-encoding", ""))
+        etag = f'"{item.version}-{coding}"' if coding else f'"{item.version}"'  # one per representation
         immutable = request.query_params.get("v") == item.version
         headers = {
             "ETag": etag,
             "Cache-Control": "public, max-age=31536000, immutable" if immutable else "public, max-age=300",
+            "Vary": "Accept-Encoding",
             "X-Content-Type-Options": "nosniff",
         }
+        if coding:
+            headers["Content-Encoding"] = coding
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        return Response(item.body, media_type=item.media_type, headers=headers)
+        return Response(body, media_type=item.media_type, headers=headers)
 
     return endpoint
 

@@ -1,5 +1,6 @@
 """KoekjeMiddleware driven through a real client, on a real chDB store."""
 
+import gzip
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -64,13 +65,36 @@ def test_banner_assets_are_cacheable(make_client: MakeClient) -> None:
     assert versioned.headers["content-type"].startswith("text/javascript")
     assert "immutable" in versioned.headers["cache-control"]
     assert "immutable" not in client.get("/_koekje/banner.js").headers["cache-control"]
-    assert (
-        client.get(
-            "/_koekje/banner.css", headers={"if-none-match": f'"{asset("banner.css").version}"'}
-        ).status_code
-        == 304
-    )
+    css = asset("banner.css")
+    plain = {"accept-encoding": "identity", "if-none-match": f'"{css.version}"'}
+    assert client.get("/_koekje/banner.css", headers=plain).status_code == 304
     assert client.get("/_koekje/nothing.js").status_code == 404
+
+
+def test_banner_assets_go_out_precompressed(make_client: MakeClient) -> None:
+    client = make_client()
+    js = asset("banner.js")
+    for accept, coding, body in (
+        ("gzip, deflate, br", "br", js.encoded["br"]),
+        ("gzip;q=1.0, br;q=0", "gzip", js.encoded["gzip"]),
+        ("identity", None, js.body),
+    ):
+        response = client.get(f"/_koekje/banner.js?v={js.version}", headers={"accept-encoding": accept})
+        assert (
+            response.headers.get("content-encoding") == coding
+            and response.headers["vary"] == "Accept-Encoding"
+        )
+        # (the test client decodes gzip; brotli it leaves as it came: the browser tests read it decoded)
+        assert response.content == (body if coding == "br" else js.body)
+        assert int(response.headers["content-length"]) == len(body)
+        tag = response.headers["etag"]
+        assert (
+            client.get(
+                "/_koekje/banner.js", headers={"accept-encoding": accept, "if-none-match": tag}
+            ).status_code
+            == 304
+        )
+    assert gzip.decompress(js.encoded["gzip"]) == js.body and len(js.encoded["br"]) < len(js.encoded["gzip"])
 
 
 # -- config.json and consent -----------------------------------------------------------------------------

@@ -1,0 +1,242 @@
+/*! koekje cookie banner. No framework, no dependencies, no cookies of its own: the server sets them. */
+(function () {
+  "use strict";
+
+  /**
+   * @typedef {{id: string, required: boolean, title: string, description: string}} Category
+   * @typedef {{categories: string[], services: string[], given_at: string, decided: boolean}} Consent
+   * @typedef {{lang: string, mode: string, categories: Category[], texts: Object<string, string>,
+   *            privacy_url: (string|null), consent: (Consent|null), endpoints: {consent: string}}} BannerConfig
+   */
+
+  var script = document.currentScript;
+  var base = script && script.src ? script.src.replace(/\/banner\.js(\?.*)?$/, "") : "/_koekje";
+
+  /** @type {BannerConfig|null} */
+  var config = null;
+  /** @type {HTMLElement|null} */
+  var root = null;
+  /** Where focus was when the banner opened; it goes back there after a choice. */
+  var returnFocus = null;
+  /** Categories whose blocked scripts already ran on this page. */
+  var activated = {};
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (name) {
+      node.setAttribute(name, attrs[name]);
+    });
+    if (text) node.textContent = text;
+    return node;
+  }
+
+  function granted() {
+    return config && config.consent ? config.consent.categories : [];
+  }
+
+  function decided() {
+    return !!(config && config.consent && config.consent.decided);
+  }
+
+  /** Run the `<script type="text/plain" data-category="..." [data-service="..."]>` elements that the
+   * granted categories or services allow. */
+  function activate(consent) {
+    var categories = consent.categories;
+    var services = consent.services || [];
+    categories.concat(services).forEach(function (name) {
+      activated[name] = true;
+    });
+    var blocked = document.querySelectorAll('script[type="text/plain"][data-category]');
+    Array.prototype.forEach.call(blocked, function (old) {
+      var allowed = categories.indexOf(old.getAttribute("data-category")) >= 0 ||
+        services.indexOf(old.getAttribute("data-service")) >= 0;
+      if (!allowed) return;
+      var live = document.createElement("script");
+      Array.prototype.forEach.call(old.attributes, function (attr) {
+        if (attr.name !== "type") live.setAttribute(attr.name, attr.value);
+      });
+      if (old.getAttribute("data-type")) live.type = old.getAttribute("data-type");
+      live.text = old.text;
+      old.parentNode.replaceChild(live, old);
+    });
+  }
+
+  function build() {
+    var t = config.texts;
+    var dialog = el("section", {
+      class: "koekje",
+      role: "dialog",
+      "aria-modal": "false",
+      "aria-labelledby": "koekje-title",
+      "aria-describedby": "koekje-body",
+      lang: config.lang,
+    });
+    var title = el("h2", { id: "koekje-title", class: "koekje-title", tabindex: "-1" }, t.title);
+    var body = el("p", { id: "koekje-body", class: "koekje-body" }, t.body + " ");
+    if (config.privacy_url) body.appendChild(el("a", { href: config.privacy_url }, t.privacy_link));
+    var error = el("p", { class: "koekje-error", role: "alert" });
+
+    var choices = el("fieldset", { id: "koekje-choices", class: "koekje-choices", hidden: "" });
+    choices.appendChild(el("legend", { class: "koekje-legend" }, t.choose));
+    config.categories.forEach(function (category) {
+      var id = "koekje-cat-" + category.id;
+      var row = el("div", { class: "koekje-category" });
+      var box = el("input", { type: "checkbox", id: id, name: category.id, "aria-describedby": id + "-desc" });
+      box.checked = category.required || granted().indexOf(category.id) >= 0;
+      box.disabled = category.required;
+      var label = el("label", { for: id }, category.title);
+      row.appendChild(box);
+      row.appendChild(label);
+      row.appendChild(el("p", { id: id + "-desc", class: "koekje-description" }, category.description));
+      choices.appendChild(row);
+    });
+
+    var actions = el("div", { class: "koekje-actions" });
+    var reject = el("button", { type: "button", "data-action": "reject" }, t.reject_all);
+    var choose = el("button", {
+      type: "button",
+      "data-action": "choose",
+      "aria-expanded": "false",
+      "aria-controls": "koekje-choices",
+    }, t.choose);
+    var save = el("button", { type: "button", "data-action": "save", hidden: "" }, t.save);
+    var accept = el("button", { type: "button", "data-action": "accept" }, t.accept_all);
+    [reject, choose, save, accept].forEach(function (button) {
+      actions.appendChild(button);
+    });
+
+    reject.addEventListener("click", function () {
+      decide(requiredIds(), "banner");
+    });
+    accept.addEventListener("click", function () {
+      decide(config.categories.map(function (category) {
+        return category.id;
+      }), "banner");
+    });
+    choose.addEventListener("click", function () {
+      expand(dialog);
+    });
+    save.addEventListener("click", function () {
+      var picked = Array.prototype.filter.call(choices.querySelectorAll("input"), function (box) {
+        return box.checked;
+      }).map(function (box) {
+        return box.name;
+      });
+      decide(picked, "settings");
+    });
+    dialog.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && decided()) hide();
+    });
+
+    [title, body, choices, error, actions].forEach(function (node) {
+      dialog.appendChild(node);
+    });
+    return dialog;
+  }
+
+  function requiredIds() {
+    return config.categories.filter(function (category) {
+      return category.required;
+    }).map(function (category) {
+      return category.id;
+    });
+  }
+
+  function expand(dialog) {
+    dialog.querySelector("#koekje-choices").hidden = false;
+    dialog.querySelector('[data-action="save"]').hidden = false;
+    var choose = dialog.querySelector('[data-action="choose"]');
+    choose.setAttribute("aria-expanded", "true");
+    choose.hidden = true;
+    var first = dialog.querySelector("#koekje-choices input:not([disabled])");
+    if (first) first.focus();
+  }
+
+  /** Show the banner. Placed first in <body> so keyboard and screen-reader users meet it first. */
+  function show(reopened) {
+    hide();
+    returnFocus = document.activeElement;
+    root = build();
+    document.body.insertBefore(root, document.body.firstChild);
+    if (reopened) {
+      expand(root);
+      root.querySelector("#koekje-title").focus();
+    }
+  }
+
+  function hide() {
+    if (root && root.parentNode) root.parentNode.removeChild(root);
+    root = null;
+  }
+
+  function decide(categories, method) {
+    var before = granted().concat(config.consent && config.consent.services || []);
+    fetch(config.endpoints.consent, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ categories: categories, lang: config.lang, method: method }),
+    }).then(function (response) {
+      if (!response.ok) throw new Error("koekje: consent not recorded (" + response.status + ")");
+      return response.json();
+    }).then(function (result) {
+      config.consent = result.consent;
+      hide();
+      if (returnFocus && returnFocus !== document.body && document.contains(returnFocus)) returnFocus.focus();
+      var now = result.consent.categories.concat(result.consent.services);
+      var withdrawn = before.some(function (name) {
+        return activated[name] && now.indexOf(name) < 0;
+      });
+      document.dispatchEvent(new CustomEvent("koekje:consent", { detail: result.consent }));
+      // Scripts that already ran cannot be unloaded: a reload stops them.
+      if (withdrawn) window.location.reload();
+      else activate(result.consent);
+    }).catch(function () {
+      if (root) root.querySelector(".koekje-error").textContent = config.texts.error;
+    });
+  }
+
+  /** A "cookie settings" click before the configuration has arrived is not lost: it opens the banner
+   * as soon as it has. */
+  var openWhenLoaded = false;
+
+  function open() {
+    if (config) show(true);
+    else openWhenLoaded = true;
+  }
+
+  function bindOpeners() {
+    document.addEventListener("click", function (event) {
+      var opener = event.target && event.target.closest && event.target.closest("[data-koekje-open]");
+      if (!opener) return;
+      event.preventDefault();
+      open();
+    });
+  }
+
+  function start() {
+    var lang = document.documentElement.getAttribute("lang") || "";
+    fetch(base + "/config.json?lang=" + encodeURIComponent(lang), {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    }).then(function (response) {
+      if (!response.ok) throw new Error("koekje: no banner configuration (" + response.status + ")");
+      return response.json();
+    }).then(function (loaded) {
+      config = loaded;
+      if (config.consent) activate(config.consent);
+      // A region's default or a browser signal is not a choice: the visitor is still asked.
+      if (openWhenLoaded) show(true);
+      else if (!decided()) show(false);
+    }).catch(function (error) {
+      // Without the configuration nothing is asked and nothing is consented: blocked scripts stay blocked.
+      if (window.console) window.console.warn(error);
+    });
+  }
+
+  window.koekje = { open: open };
+  bindOpeners();
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
