@@ -1,6 +1,15 @@
 """koekje's cookie banner: the vanilla-JS banner and its stylesheet, and the texts it shows per language."""
 
 from .assets import ASSET_NAMES, Asset, asset
-from .texts import available_languages, negotiate, texts
+from .texts import available_languages, check_overrides, merged, negotiate, texts
 
-__all__ = ["ASSET_NAMES", "Asset", "asset", "available_languages", "negotiate", "texts"]
+__all__ = [
+    "ASSET_NAMES",
+    "Asset",
+    "asset",
+    "available_languages",
+    "check_overrides",
+    "merged",
+    "negotiate",
+    "texts",
+]

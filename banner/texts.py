@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -31,6 +32,47 @@ def texts(language: str) -> dict[str, Any]:
         files("koekje.banner").joinpath("texts", f"{language}.json").read_text()
     )
     return data
+
+
+def merged(language: str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The texts of one language with the site's own wording (``[banner.texts.<lang>]``) put in."""
+    base = texts(language)
+    if not overrides:
+        return base
+    result = {**base, **{key: value for key, value in overrides.items() if key != "categories"}}
+    categories = overrides.get("categories") or {}
+    result["categories"] = {
+        category: {**fields, **categories.get(category, {})}
+        for category, fields in base["categories"].items()
+    }
+    return result
+
+
+def check_overrides(language: str, overrides: Mapping[str, Any]) -> None:
+    """ValueError naming the key, for an override koekje would not show: an unknown text, a category
+    without texts, an empty or non-text value."""
+    where = f"banner.texts.{language}"
+    base = texts(language)
+    for key, value in overrides.items():
+        if key == "categories" and isinstance(value, Mapping):
+            for category, fields in value.items():
+                known = base["categories"].get(category)
+                if known is None or not isinstance(fields, Mapping):
+                    raise ValueError(
+                        f"{where}.categories.{category}: koekje knows {sorted(base['categories'])}"
+                    )
+                for name, text in fields.items():
+                    _check_text(f"{where}.categories.{category}.{name}", name, known, text)
+            continue
+        _check_text(f"{where}.{key}", key, base, value)
+
+
+def _check_text(where: str, key: str, known: Mapping[str, Any], value: object) -> None:
+    if key not in known or key == "categories":
+        texts_known = sorted(k for k in known if k != "categories")
+        raise ValueError(f"{where}: no such text; the texts are {texts_known}")
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{where}: give a non-empty text")
 
 
 def negotiate(requested: str | None, accept_language: str | None, offered: tuple[str, ...]) -> str:

@@ -267,7 +267,7 @@ def _indent(text: str, spaces: int) -> str:
 
 def _cookies(args: argparse.Namespace) -> int:
     config = _config(args)
-    declarations = config.consent.declarations(config.analytics.visit_timeout_minutes)
+    declarations = config.declarations()
     print("declared:")
     for rule in declarations.cookies:
         owner = f"service {rule.service}" if rule.service else "no service"

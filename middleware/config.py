@@ -11,13 +11,13 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from koekje.analytics import DashboardSettings, RecorderSettings, StoreSettings
 from koekje.analytics.spool import check_path
-from koekje.banner import available_languages, texts
+from koekje.banner import available_languages, check_overrides, merged
 
 from .declarations import NECESSARY, CookieRule, Declarations, Service, parse_duration
 from .ip import ProxyHeader
@@ -212,7 +212,9 @@ class ConsentSection(_Section, frozen=True):
                 )
         self.declarations()  # raises, naming the key, for inconsistent services and cookies
 
-    def declarations(self, visit_minutes: int = 30) -> Declarations:
+    def declarations(
+        self, visit_minutes: int = 30, visit_purpose: Mapping[str, str] | None = None
+    ) -> Declarations:
         """The declared services and cookies, with koekje's visit cookie (analytics) among them."""
         services = [
             Service(id, s.category, s.provider, s.title, s.purpose, s.privacy_url)
@@ -242,7 +244,7 @@ class ConsentSection(_Section, frozen=True):
             "analytics",
             None,
             "",
-            {lang: texts(lang)["visit_cookie"] for lang in available_languages()},
+            visit_purpose or {lang: merged(lang, None)["visit_cookie"] for lang in available_languages()},
             f"{visit_minutes} minutes",
             visit_minutes * 60,
             "first",
@@ -263,6 +265,9 @@ class BannerSection(_Section, frozen=True):
     # Add the banner's <script> and <link> to every HTML page. Off: put them in your templates yourself.
     inject: bool = True
     privacy_url: str | None = None
+    # The site's own wording, per language: any text of koekje's (banner/texts/<lang>.json), e.g.
+    # [banner.texts.nl] title = "..." or [banner.texts.en.categories.analytics] description = "...".
+    texts: dict[str, dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         url = self.privacy_url
@@ -276,6 +281,10 @@ class BannerSection(_Section, frozen=True):
             raise ValueError(
                 f"banner.languages: koekje has texts for {sorted(available_languages())}, not for {missing}"
             )
+        for lang, overrides in self.texts.items():
+            if lang not in self.languages:
+                raise ValueError(f"banner.texts.{lang}: not one of banner.languages {list(self.languages)}")
+            check_overrides(lang, overrides)
 
 
 class AnalyticsSection(_Section, frozen=True):
@@ -369,6 +378,13 @@ class Config(_Section, frozen=True):
     metrics_token: str = ""
     # Where relative paths in the file are resolved; the file's directory when loaded from one.
     base_dir: str = "."
+
+    def declarations(self) -> Declarations:
+        """The site's services and cookies, and koekje's own visit cookie in the site's wording."""
+        purposes = {
+            lang: merged(lang, self.banner.texts.get(lang))["visit_cookie"] for lang in available_languages()
+        }
+        return self.consent.declarations(self.analytics.visit_timeout_minutes, purposes)
 
     def store_settings(self) -> StoreSettings:
         a = self.analytics

@@ -84,7 +84,7 @@ class Runtime:
         for name in ASSET_NAMES:
             asset(name)
 
-        self.declarations = declarations = consent.declarations(config.analytics.visit_timeout_minutes)
+        self.declarations = declarations = config.declarations()
         lifetime = timedelta(days=consent.max_age_days)
         self.revocations = Revocations(lifetime, clock)
         self.ledger = LedgerWriter(
@@ -103,6 +103,7 @@ class Runtime:
             privacy_url=config.banner.privacy_url,
             consent_cookie=consent.cookie,
             consent_days=consent.max_age_days,
+            overrides=config.banner.texts,
         )
         for language in config.banner.languages:
             self.ledger.register_texts(

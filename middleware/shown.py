@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from koekje.banner import texts
+from koekje.banner import merged
 
 from .declarations import NECESSARY, CookieRule, Declarations, Service
 
@@ -31,6 +31,7 @@ class BannerContent:
         privacy_url: str | None,
         consent_cookie: str,
         consent_days: int,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self._declarations = declarations
         self._languages = languages
@@ -39,12 +40,13 @@ class BannerContent:
         self._privacy_url = privacy_url
         self._consent_cookie = consent_cookie
         self._consent_days = consent_days
+        self._overrides = overrides or {}
         self.body = cache(self._body)
         self.canonical = cache(self._canonical)
         self.hash = cache(self._hash)
 
     def _body(self, lang: str) -> dict[str, Any]:
-        words = texts(lang)
+        words = merged(lang, self._overrides.get(lang))
         return {
             "lang": lang,
             "policy_revision": self._revision,

@@ -1,9 +1,18 @@
+import re
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from starlette.testclient import TestClient
+from support import runtime_of
 
-from koekje.banner import asset, available_languages, negotiate, texts
-from koekje.middleware.config import KNOWN_CATEGORIES
+from koekje.banner import asset, available_languages, check_overrides, merged, negotiate, texts
+from koekje.middleware import Config
+from koekje.middleware.config import KNOWN_CATEGORIES, BannerSection
+from koekje.middleware.shown import BannerContent
+
+MakeClient = Callable[..., TestClient]
 
 OFFERED = ("nl", "en")
 
@@ -49,3 +58,72 @@ def test_assets_carry_a_content_version() -> None:
     assert js.body.startswith(b"/*! koekje") and len(js.version) == 16
     with pytest.raises(KeyError):
         asset("../../etc/passwd")
+
+
+def test_german_and_french_are_complete_and_not_english() -> None:
+    assert {"nl", "en", "de", "fr"} <= available_languages()
+    english = texts("en")
+    for lang in ("de", "fr"):
+        words = texts(lang)
+        assert all(words[key] != english[key] for key in ("title", "body", "accept_all", "reject_all"))
+    assert "\u00a0:" in texts("fr")["categories"]["necessary"]["description"]  # French spacing
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"titel": "x"}, "banner.texts.nl.titel: no such text"),
+        ({"title": ""}, "banner.texts.nl.title: give a non-empty text"),
+        ({"title": 3}, "banner.texts.nl.title: give a non-empty text"),
+        ({"categories": {"ads": {"title": "x"}}}, "banner.texts.nl.categories.ads"),
+        ({"categories": {"analytics": {"tekst": "x"}}}, "banner.texts.nl.categories.analytics.tekst"),
+    ],
+)
+def test_a_wrong_override_names_its_key(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_overrides("nl", overrides)
+
+
+def test_overrides_change_only_what_they_name() -> None:
+    words = merged(
+        "nl", {"title": "Cookies bij Tandwerk", "categories": {"analytics": {"title": "Bezoekcijfers"}}}
+    )
+    base = texts("nl")
+    assert words["title"] == "Cookies bij Tandwerk" and words["body"] == base["body"]
+    assert words["categories"]["analytics"] == {**base["categories"]["analytics"], "title": "Bezoekcijfers"}
+    assert base["title"] != "Cookies bij Tandwerk"  # the built-in texts are not changed
+    assert merged("nl", None) is base
+
+
+def test_the_site_wording_is_shown_and_proven(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    banner = BannerSection(
+        languages=("nl", "en", "de", "fr"),
+        texts={"nl": {"title": "Cookies bij Tandwerk", "visit_cookie": "Houdt uw bezoek bij."}},
+    )
+    client = make_client(make_config(banner=banner))
+    body = client.get("/_koekje/config.json?lang=nl").json()
+    assert body["texts"]["title"] == "Cookies bij Tandwerk"
+    analytics = next(c for c in body["categories"] if c["id"] == "analytics")
+    assert analytics["cookies"][0]["purpose"] == "Houdt uw bezoek bij."
+    assert (
+        client.get("/_koekje/config.json", headers={"accept-language": "fr-BE, en;q=0.5"}).json()["lang"]
+        == "fr"
+    )
+    assert client.get("/_koekje/config.json?lang=de").json()["texts"]["accept_all"] == "Alle akzeptieren"
+    content = runtime_of(client).content
+    assert content.hash("nl") != BannerContent(
+        runtime_of(client).declarations,
+        languages=banner.languages,
+        categories=make_config().consent.categories,
+        policy_revision=1,
+        privacy_url=None,
+        consent_cookie="koekje_consent",
+        consent_days=365,
+    ).hash("nl")  # the proof of a decision names the wording the visitor read
+
+
+def test_an_override_for_a_language_not_offered_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"banner.texts.de: not one of banner.languages"):
+        BannerSection(texts={"de": {"title": "x"}})

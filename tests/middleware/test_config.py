@@ -40,7 +40,7 @@ def test_the_demo_configuration_is_valid() -> None:
         ("[consent]\nmax_age_days = 'year'\n", "Expected `int`, got `str` - at `$.consent.max_age_days`"),
         ("[consent]\nmax_age_days = 800\n", "13 months"),
         ("[consent]\ncategories = ['analytics', 'tracking']\n", "unknown ['tracking']"),
-        ("[banner]\nlanguages = ['fr']\n", "not for ['fr']"),
+        ("[banner]\nlanguages = ['fy']\n", "not for ['fy']"),
         ("[analytics]\ndatabase = 'x; DROP'\n", "plain identifier"),
         ("[analytics]\nraw_retention_days = 0\n", "between 1 and 3650"),
         ("[analytics.topics]\nImplants = ['/x']\n", "not a topic name"),
