@@ -20,6 +20,15 @@
   var returnFocus = null;
   /** Categories whose blocked scripts already ran on this page. */
   var activated = {};
+  /** Whether the server recorded this page (statistics were allowed when it was served): if not, and they
+   * are granted here, the banner reports it, once. */
+  var counted = false;
+  /** Listeners of koekje.on("change", fn). */
+  var listeners = [];
+  /** Engagement of the page now shown: visible milliseconds so far, since when visible, deepest scroll. */
+  var visibleMs = 0;
+  var visibleSince = document.visibilityState === "visible" ? Date.now() : 0;
+  var deepest = 0;
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -58,6 +67,94 @@
       if (old.getAttribute("data-type")) live.type = old.getAttribute("data-type");
       live.text = old.text;
       old.parentNode.replaceChild(live, old);
+    });
+  }
+
+  function allows(category) {
+    return granted().indexOf(category) >= 0;
+  }
+
+  /** Send events to the server's collect endpoint without holding up the page (or its unloading). */
+  function beacon(events) {
+    if (!config || !config.endpoints.collect || !allows("analytics")) return;
+    var body = JSON.stringify(events);
+    if (!(navigator.sendBeacon && navigator.sendBeacon(config.endpoints.collect, body))) {
+      fetch(config.endpoints.collect, { method: "POST", body: body, credentials: "same-origin", keepalive: true });
+    }
+  }
+
+  function here() {
+    return location.pathname + location.search;
+  }
+
+  function pageView(referrer) {
+    counted = true;
+    beacon([{ t: "pageview", path: here(), referrer: referrer }]);
+  }
+
+  function scrolled() {
+    var doc = document.documentElement;
+    var height = Math.max(doc.scrollHeight, document.body ? document.body.scrollHeight : 0);
+    var seen = height > 0 ? Math.round(Math.min(1, (window.scrollY + window.innerHeight) / height) * 100) : 100;
+    if (seen > deepest) deepest = seen;
+  }
+
+  /** Report how long the page was visible and how far it was scrolled; from then on it counts afresh. */
+  function engagement(path) {
+    if (visibleSince) visibleMs += Date.now() - visibleSince;
+    visibleSince = document.visibilityState === "visible" ? Date.now() : 0;
+    if (visibleMs > 0) {
+      var ms = Math.min(Math.round(visibleMs), 86400000);
+      beacon([{ t: "engagement", path: path, visible_ms: ms, scroll: deepest }]);
+    }
+    visibleMs = 0;
+    deepest = 0;
+  }
+
+  function watchEngagement() {
+    var path = here();
+    window.addEventListener("scroll", scrolled, { passive: true });
+    // Reported when the page is hidden (another tab, the phone locked) and when it is left; once left,
+    // not again (browsers fire pagehide and visibilitychange in either order), until it is shown again.
+    var left = false;
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "visible") visibleSince = Date.now();
+      else if (!left) engagement(path);
+    });
+    window.addEventListener("pagehide", function () {
+      if (!left && document.visibilityState === "visible") engagement(path);
+      left = true;
+    });
+    window.addEventListener("pageshow", function (event) {
+      if (event.persisted) left = false; // back from the back/forward cache: a new look at the page
+    });
+    // A single-page app opts in with <html data-koekje-spa>: each history entry it shows is a page.
+    if (!document.documentElement.hasAttribute("data-koekje-spa")) return;
+    function navigated() {
+      if (here() === path) return;
+      engagement(path);
+      var previous = location.origin + path;
+      path = here();
+      scrolled();
+      beacon([{ t: "pageview", path: path, referrer: previous }]);
+    }
+    var push = history.pushState;
+    history.pushState = function () {
+      var result = push.apply(this, arguments);
+      navigated();
+      return result;
+    };
+    window.addEventListener("popstate", navigated);
+  }
+
+  function changed(consent) {
+    document.dispatchEvent(new CustomEvent("koekje:change", { detail: consent }));
+    listeners.forEach(function (listener) {
+      try {
+        listener(consent);
+      } catch (error) {
+        if (window.console) window.console.error(error);
+      }
     });
   }
 
@@ -187,10 +284,14 @@
       var withdrawn = before.some(function (name) {
         return activated[name] && now.indexOf(name) < 0;
       });
-      document.dispatchEvent(new CustomEvent("koekje:consent", { detail: result.consent }));
+      changed(result.consent);
       // Scripts that already ran cannot be unloaded: a reload stops them.
       if (withdrawn) window.location.reload();
-      else activate(result.consent);
+      else {
+        activate(result.consent);
+        // The page on which statistics were granted was served without them: report it, once.
+        if (!counted && allows("analytics")) pageView(document.referrer);
+      }
     }).catch(function () {
       if (root) root.querySelector(".koekje-error").textContent = config.texts.error;
     });
@@ -224,6 +325,9 @@
       return response.json();
     }).then(function (loaded) {
       config = loaded;
+      counted = allows("analytics"); // served with statistics allowed: the server recorded it
+      scrolled();
+      watchEngagement();
       if (config.consent) activate(config.consent);
       // A region's default or a browser signal is not a choice: the visitor is still asked.
       if (openWhenLoaded) show(true);
@@ -234,7 +338,17 @@
     });
   }
 
-  window.koekje = { open: open };
+  window.koekje = {
+    open: open,
+    /** The visitor's current decision (null before any, or before the configuration has loaded). */
+    get: function () {
+      return config ? config.consent : null;
+    },
+    /** Call fn(consent) whenever the visitor decides (also as the DOM event "koekje:change"). */
+    on: function (name, fn) {
+      if (name === "change" && typeof fn === "function") listeners.push(fn);
+    },
+  };
   bindOpeners();
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

@@ -115,22 +115,25 @@ def test_accept_records_later_pages_and_the_dashboard_counts_them(
     page = context.new_page()
     page.goto(live.url + "/en/")
     expect(banner(page)).to_have_accessible_name("Your choice about cookies")
-    page.get_by_role("button", name="Accept all").click()
+    with page.expect_response("**/_koekje/collect") as landing:  # the page on which consent was given
+        page.get_by_role("button", name="Accept all").click()
+    assert landing.value.status == 204
     expect(banner(page)).to_be_hidden()
     # The blocked analytics script of the page runs once consent is given.
     expect(page.locator("html")).to_have_attribute("data-demo-analytics", "on")
-    assert cookie_names(context) == {"koekje_consent"}  # the visitor id travels inside it
+    assert cookie_names(context) == {"koekje_consent", "koekje_visit"}  # the visitor id is in the first
     assert all(cookie["httpOnly"] for cookie in context.cookies())
 
     for path in ("/en/implantology", "/implantologie", "/cursussen/implantologie-basis"):
         page.goto(live.url + path)
     views = page_views(live.runtime)
     assert [v["path"] for v in views] == [
+        "/en/",  # reported by the banner, exactly once
         "/en/implantology",
         "/implantologie",
         "/cursussen/implantologie-basis",
     ]
-    assert views[2]["topics"] == ["cursussen", "implantologie"]  # path rule + the page's own label
+    assert views[3]["topics"] == ["cursussen", "implantologie"]  # path rule + the page's own label
     assert {v["ip_prefix"] for v in views} == {"127.0.0.0"}
 
     live.runtime.accounts.add("marketing", PASSWORD, Role.MARKETER)
@@ -140,9 +143,10 @@ def test_accept_records_later_pages_and_the_dashboard_counts_them(
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Topic interest")).to_be_visible()
     table = page.get_by_role("table")
-    # page views, visits (the visit began on an implantology page), visitors
-    expect(table.get_by_role("row", name="implantologie 3 1 1")).to_be_visible()
+    # page views, visits (the visit began on the home page, which has no topic), visitors
+    expect(table.get_by_role("row", name="implantologie 3 0 1")).to_be_visible()
     expect(table.get_by_role("row", name="cursussen 1 0 1")).to_be_visible()
+    expect(table.get_by_role("row", name="(no topic) 1 1 1")).to_be_visible()
     assert {"koekje_consent", "koekje_visit"} <= cookie_names(context)
     page.screenshot(path=artifacts / "dashboard.png", full_page=True)
 
@@ -152,10 +156,11 @@ def test_withdrawal_is_as_easy_and_stops_capture(
 ) -> None:
     page = context.new_page()
     page.goto(live.url + "/")
-    page.get_by_role("button", name="Alles accepteren").click()
+    with page.expect_response("**/_koekje/collect"):
+        page.get_by_role("button", name="Alles accepteren").click()
     expect(banner(page)).to_be_hidden()  # closed once the server has recorded the choice
     page.goto(live.url + "/mondhygiene")
-    assert len(page_views(live.runtime)) == 1
+    assert len(page_views(live.runtime)) == 2  # the landing page (reported by the banner) and this one
 
     page.get_by_role("button", name="Cookie-instellingen").click()
     expect(banner(page)).to_be_visible()
@@ -170,7 +175,7 @@ def test_withdrawal_is_as_easy_and_stops_capture(
     assert cookie_names(context) == {"koekje_consent"}
 
     page.goto(live.url + "/implantologie")
-    assert len(page_views(live.runtime)) == 1
+    assert len(page_views(live.runtime)) == 2
     assert [row["categories"] for row in ledger(live.runtime)].count(
         ["marketing", "necessary", "personalization"]
     ) == 1
@@ -246,3 +251,64 @@ def test_settings_clicked_before_the_banner_is_ready_open_it_when_it_is(
     expect(banner(page)).to_have_count(0)  # nothing to show yet
     held[0].continue_()
     expect(page.get_by_role("checkbox", name="Statistieken")).to_be_visible()  # opened, at the choices
+
+
+def test_engagement_and_the_js_api(live: LiveSite, context: BrowserContext) -> None:
+    page = context.new_page()
+    page.goto(live.url + "/en/implantology")
+    page.evaluate(
+        """() => { window.seen = [];
+                   koekje.on("change", c => seen.push(["on", c.categories]));
+                   document.addEventListener("koekje:change", e => seen.push(["event", e.detail.categories]));
+                 }"""
+    )
+    assert page.evaluate("koekje.get()") is None
+    with page.expect_response("**/_koekje/collect"):
+        page.get_by_role("button", name="Accept all").click()
+    categories = ["necessary", "analytics", "marketing", "personalization"]
+    assert page.evaluate("seen") == [["event", categories], ["on", categories]]
+    assert page.evaluate("koekje.get().categories") == categories
+    page.mouse.wheel(0, 4000)
+    page.wait_for_function("window.scrollY > 0")
+    # Leaving the page reports how it was read: a beacon sent while the page unloads, which the browser
+    # delivers on its own (Playwright does not see it), so the test watches it arrive at the server.
+    arrived, submit = threading.Event(), live.runtime.engagement.submit
+
+    def watched(event: Any) -> bool:
+        queued = submit(event)
+        arrived.set()
+        return bool(queued)
+
+    live.runtime.engagement.submit = watched
+    page.goto(live.url + "/en/courses")
+    assert arrived.wait(30)
+    views = page_views(live.runtime)
+    assert [v["path"] for v in views] == ["/en/implantology", "/en/courses"]  # the landing page once
+    runtime = live.runtime
+    rows = runtime.store.query(f"SELECT path, visible_ms, scroll FROM {runtime.store.table('engagement')}")
+    assert len(rows) == 1, rows
+    [engaged] = rows
+    assert engaged[0] == "/en/implantology" and engaged[1] > 0 and engaged[2] == 100
+
+
+def test_a_single_page_app_reports_its_views(live: LiveSite, context: BrowserContext) -> None:
+    page = context.new_page()
+    # The site opts in before the banner starts: <html data-koekje-spa>.
+    page.add_init_script(
+        """document.addEventListener("readystatechange", () =>
+             document.documentElement.setAttribute("data-koekje-spa", ""), { once: true });"""
+    )
+    page.goto(live.url + "/en/")
+    with page.expect_response("**/_koekje/collect"):
+        page.get_by_role("button", name="Accept all").click()
+    with page.expect_request(
+        lambda r: r.url.endswith("/_koekje/collect") and "pageview" in (r.post_data or "")
+    ):
+        page.evaluate("history.pushState({}, '', '/en/courses?utm_source=app')")
+    page.goto(live.url + "/en/contact")
+    views = page_views(live.runtime)
+    assert [(v["path"], v["referrer_host"]) for v in views] == [
+        ("/en/", ""),
+        ("/en/courses", ""),
+        ("/en/contact", ""),
+    ]
