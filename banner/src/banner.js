@@ -185,6 +185,21 @@
       row.appendChild(box);
       row.appendChild(label);
       row.appendChild(el("p", { id: id + "-desc", class: "koekje-description" }, category.description));
+      var services = (category.services || []).map(function (service) {
+        return serviceRow(row, box, service);
+      });
+      // Granting the category grants its services; withdrawing one of them is no longer the whole category.
+      box.addEventListener("change", function () {
+        services.forEach(function (service) {
+          service.checked = box.checked;
+        });
+      });
+      services.forEach(function (service) {
+        service.addEventListener("change", function () {
+          if (!service.checked) box.checked = false;
+        });
+      });
+      if ((category.cookies || []).length) row.appendChild(cookieTable(category.cookies));
       choices.appendChild(row);
     });
 
@@ -214,12 +229,21 @@
       expand(dialog);
     });
     save.addEventListener("click", function () {
-      var picked = Array.prototype.filter.call(choices.querySelectorAll("input"), function (box) {
-        return box.checked;
+      var checked = function (selector) {
+        return Array.prototype.filter.call(choices.querySelectorAll(selector), function (box) {
+          return box.checked;
+        });
+      };
+      var picked = checked("input:not([data-service])").map(function (box) {
+        return box.name;
+      });
+      // A service counts on its own only where its whole category is not granted.
+      var services = checked("input[data-service]").filter(function (box) {
+        return !box.closest(".koekje-category").querySelector("input:not([data-service])").checked;
       }).map(function (box) {
         return box.name;
       });
-      decide(picked, "settings");
+      decide(picked, "settings", services);
     });
     dialog.addEventListener("keydown", function (event) {
       if (event.key === "Escape" && decided()) hide();
@@ -229,6 +253,43 @@
       dialog.appendChild(node);
     });
     return dialog;
+  }
+
+  /** A service the visitor may grant on its own, under its category's checkbox. */
+  function serviceRow(row, categoryBox, service) {
+    var id = "koekje-svc-" + service.id;
+    var line = el("div", { class: "koekje-service" });
+    var box = el("input", { type: "checkbox", id: id, name: service.id, "data-service": "" });
+    box.checked = categoryBox.checked || (config.consent && (config.consent.services || []).indexOf(service.id) >= 0);
+    box.disabled = categoryBox.disabled;
+    var text = service.title + (service.provider ? " (" + service.provider + ")" : "");
+    line.appendChild(box);
+    line.appendChild(el("label", { for: id }, text));
+    if (service.purpose) line.appendChild(el("p", { class: "koekje-description" }, service.purpose));
+    row.appendChild(line);
+    return box;
+  }
+
+  /** The cookies a category covers, as declared: name, provider, purpose, lifetime. */
+  function cookieTable(cookies) {
+    var t = config.texts;
+    var details = el("details", { class: "koekje-cookies" });
+    details.appendChild(el("summary", {}, t.show_cookies + " (" + cookies.length + ")"));
+    var table = el("table");
+    var head = el("tr");
+    ["column_name", "column_provider", "column_purpose", "column_duration"].forEach(function (key) {
+      head.appendChild(el("th", { scope: "col" }, t[key]));
+    });
+    table.appendChild(head);
+    cookies.forEach(function (cookie) {
+      var line = el("tr");
+      [cookie.name, cookie.provider || t.this_site, cookie.purpose, cookie.duration].forEach(function (value) {
+        line.appendChild(el("td", {}, value || ""));
+      });
+      table.appendChild(line);
+    });
+    details.appendChild(table);
+    return details;
   }
 
   function requiredIds() {
@@ -266,13 +327,13 @@
     root = null;
   }
 
-  function decide(categories, method) {
+  function decide(categories, method, services) {
     var before = granted().concat(config.consent && config.consent.services || []);
     fetch(config.endpoints.consent, {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ categories: categories, lang: config.lang, method: method }),
+      body: JSON.stringify({ categories: categories, services: services || [], lang: config.lang, method: method }),
     }).then(function (response) {
       if (!response.ok) throw new Error("koekje: consent not recorded (" + response.status + ")");
       return response.json();

@@ -312,3 +312,30 @@ def test_a_single_page_app_reports_its_views(live: LiveSite, context: BrowserCon
         ("/en/courses", ""),
         ("/en/contact", ""),
     ]
+
+
+def test_a_single_service_can_be_chosen_and_its_cookies_are_listed(
+    live: LiveSite, context: BrowserContext, artifacts: Path
+) -> None:
+    page = context.new_page()
+    page.goto(live.url + "/en/courses/implantology-basics")
+    assert "tw_interest" not in cookie_names(context)  # the site set it; koekje removed it
+    page.get_by_role("button", name="Choose per purpose").click()
+    marketing = page.get_by_role("checkbox", name="Marketing", exact=True)
+    newsletter = page.get_by_role("checkbox", name="Newsletter offers (Tandwerk Support)")
+    expect(newsletter).not_to_be_checked()
+    page.locator(".koekje-category", has=marketing).get_by_text("Cookies used (1)").click()
+    expect(page.get_by_role("cell", name="tw_interest")).to_be_visible()
+    expect(page.get_by_role("cell", name="Remembers which course you looked at last.")).to_be_visible()
+    page.screenshot(path=artifacts / "banner-services-en.png", animations="disabled")
+    marketing.check()
+    expect(newsletter).to_be_checked()  # the category grants its services
+    newsletter.uncheck()
+    expect(marketing).not_to_be_checked()  # and is no longer granted whole without one of them
+    newsletter.check()
+    page.get_by_role("button", name="Save my choice").click()
+    expect(banner(page)).to_be_hidden()
+    [row] = ledger(live.runtime)
+    assert (row["categories"], row["services"]) == (["necessary"], ["newsletter"])
+    page.goto(live.url + "/en/courses/implantology-basics")
+    assert "tw_interest" in cookie_names(context)  # the service's cookie, granted on its own
