@@ -111,6 +111,7 @@ def _consent_endpoints(runtime: Runtime) -> ConsentEndpoints:
         categories=config.consent.categories,
         prefix=config.site.prefix,
         honor_dnt=config.consent.honor_dnt,
+        consent_mode=runtime.pages.consent_mode,
     )
 
 

@@ -24,6 +24,15 @@ class ConsentModeDefault:
         self._services = declarations.services
         self._cache: dict[tuple[frozenset[str], frozenset[str], str | None], bytes] = {}
 
+    def grantors(self) -> dict[str, list[str]]:
+        """Per type, the names (categories, services) any of which grants it: what the banner needs for its
+        ``update`` (a service is granted by its category too)."""
+        grantors = {}
+        for kind, grantor in self._types.items():
+            service = self._services.get(grantor)
+            grantors[kind] = [grantor, service.category] if service is not None else [grantor]
+        return grantors
+
     def granted(self, consent: Consent | None) -> dict[str, str]:
         return {
             kind: "granted" if self._grants(grantor, consent) else "denied"

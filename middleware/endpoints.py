@@ -24,6 +24,7 @@ from koekje.banner import ASSET_NAMES, asset, negotiate
 
 from .collect import CollectEndpoint
 from .consent import Consent
+from .consent_mode import ConsentModeDefault
 from .declarations import NECESSARY, Declarations
 from .enforce import CookieGuard
 from .engine import ConsentEngine, DecisionRefused
@@ -137,8 +138,10 @@ class ConsentEndpoints:
         categories: tuple[str, ...],
         prefix: str,
         honor_dnt: bool,
+        consent_mode: ConsentModeDefault | None = None,
     ) -> None:
         self._engine = engine
+        self._consent_mode = consent_mode.grantors() if consent_mode is not None else None
         self._content = content
         self._guard = guard
         self._declarations = declarations
@@ -159,6 +162,7 @@ class ConsentEndpoints:
             "mode": visitor.mode,
             "consent": visitor.consent.as_json() if visitor.consent else None,
             "gpc": visitor.gpc,
+            "consent_mode": self._consent_mode,  # Google Consent Mode: what grants each type (None: off)
             "endpoints": {
                 name: f"{request.scope.get('root_path', '')}{self._prefix}/{name}"
                 for name in ("consent", "collect")

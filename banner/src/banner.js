@@ -147,7 +147,25 @@
     window.addEventListener("popstate", navigated);
   }
 
+  /** Google Consent Mode: tell the tags what the new decision grants (the server's default came first). */
+  function consentModeUpdate(consent) {
+    var types = config.consent_mode;
+    if (!types) return;
+    var names = consent.categories.concat(consent.services || []);
+    var state = {};
+    Object.keys(types).forEach(function (kind) {
+      state[kind] = types[kind].some(function (name) {
+        return names.indexOf(name) >= 0;
+      }) ? "granted" : "denied";
+    });
+    window.dataLayer = window.dataLayer || [];
+    (window.gtag || function () {
+      window.dataLayer.push(arguments);
+    })("consent", "update", state);
+  }
+
   function changed(consent) {
+    consentModeUpdate(consent);
     document.dispatchEvent(new CustomEvent("koekje:change", { detail: consent }));
     listeners.forEach(function (listener) {
       try {

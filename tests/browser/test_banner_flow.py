@@ -3,9 +3,11 @@
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
@@ -53,9 +55,14 @@ class LiveSite:
 
 @pytest.fixture
 def live(make_config: Callable[..., Config]) -> Iterator[LiveSite]:
+    with serve(demo_config(make_config())) as site:
+        yield site
+
+
+@contextmanager
+def serve(config: Config) -> Iterator[LiveSite]:
     """The demo site behind KoekjeMiddleware on uvicorn in a thread. The socket listens before the server
     runs, so the browser's first request simply waits in the backlog until startup is done."""
-    config = demo_config(make_config())
     app = KoekjeMiddleware(create_site(), config)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -339,3 +346,33 @@ def test_a_single_service_can_be_chosen_and_its_cookies_are_listed(
     assert (row["categories"], row["services"]) == (["necessary"], ["newsletter"])
     page.goto(live.url + "/en/courses/implantology-basics")
     assert "tw_interest" in cookie_names(context)  # the service's cookie, granted on its own
+
+
+def test_consent_mode_is_updated_after_a_choice(make_config: Callable[..., Config], browser: Browser) -> None:
+    config = demo_config(make_config())
+    mode = msgspec.structs.replace(config.consent.google_consent_mode, enabled=True)
+    config = msgspec.structs.replace(
+        config, consent=msgspec.structs.replace(config.consent, google_consent_mode=mode)
+    )
+    with serve(config) as site:
+        context = browser.new_context(user_agent=DESKTOP_CHROME)
+        page = context.new_page()
+        page.goto(site.url + "/en/")
+        default = page.evaluate("Array.from(dataLayer[0])")
+        assert default[:2] == ["consent", "default"] and default[2]["analytics_storage"] == "denied"
+        page.get_by_role("button", name="Choose per purpose").click()
+        page.get_by_role("checkbox", name="Statistics").check()
+        page.get_by_role("button", name="Save my choice").click()
+        expect(banner(page)).to_be_hidden()
+        update = page.evaluate("Array.from(dataLayer[dataLayer.length - 1])")
+        assert update[:2] == ["consent", "update"]
+        assert update[2] == {
+            "ad_storage": "denied",
+            "ad_user_data": "denied",
+            "ad_personalization": "denied",
+            "analytics_storage": "granted",
+            "functionality_storage": "denied",
+            "personalization_storage": "denied",
+            "security_storage": "granted",
+        }
+        context.close()
