@@ -42,27 +42,32 @@ class Ownership:
         self.lock_path = directory / "owner.lock"
         self.socket_path = directory / "owner.sock"
         self._fd: int | None = None
+        # Threads of one process (the loader, a caller's flush) ask at once: flock is per open file, so a
+        # second descriptor of this process would find the first one's lock and report another owner.
+        self._lock = threading.Lock()
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
     def try_acquire(self) -> bool:
-        if self._fd is not None:
+        with self._lock:
+            if self._fd is not None:
+                return True
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._fd = fd
             return True
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the lock
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)  # closing the descriptor releases the lock
+                self._fd = None
 
 
 # -- the frames -------------------------------------------------------------------------------------------

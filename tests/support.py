@@ -94,7 +94,9 @@ def demo_config(base: Any) -> Any:
 
     with as_file(files("koekje.demo").joinpath("koekje.toml")) as path:
         demo = load_config(path, {"KOEKJE_SECRET_KEY": SECRET})
-    analytics = msgspec.structs.replace(base.analytics, topics=demo.analytics.topics)
+    analytics = msgspec.structs.replace(
+        base.analytics, topics=demo.analytics.topics, exclude_paths=demo.analytics.exclude_paths
+    )
     return msgspec.structs.replace(
         base, site=demo.site, consent=demo.consent, banner=demo.banner, analytics=analytics
     )

@@ -65,9 +65,74 @@
         if (attr.name !== "type") live.setAttribute(attr.name, attr.value);
       });
       if (old.getAttribute("data-type")) live.type = old.getAttribute("data-type");
-      live.text = old.text;
+      if (old.getAttribute("data-src")) live.src = old.getAttribute("data-src");
+      else live.text = old.text;
       old.parentNode.replaceChild(live, old);
     });
+    gateEmbeds(consent);
+  }
+
+  function allowed(element, consent) {
+    var categories = consent ? consent.categories : [];
+    var services = consent ? consent.services || [] : [];
+    var service = element.getAttribute("data-service");
+    return categories.indexOf(element.getAttribute("data-category") || findService(service)[1]) >= 0 ||
+      services.indexOf(service) >= 0;
+  }
+
+  /** A declared service and the id of its category, by the service's id (or nulls). */
+  function findService(id) {
+    var found = [null, null];
+    (config ? config.categories : []).forEach(function (category) {
+      (category.services || []).forEach(function (service) {
+        if (service.id === id) found = [service, category.id];
+      });
+    });
+    return found;
+  }
+
+  /** Embeds (`<iframe data-service="youtube" data-src="...">`) load once their service or category is
+   * granted; until then a placeholder offers to load them, which grants just that service. A site may
+   * write its own placeholder: any element with data-koekje-placeholder and data-service, whose
+   * [data-koekje-load] button does the same. */
+  function gateEmbeds(consent) {
+    var frames = document.querySelectorAll("iframe[data-src][data-service]");
+    Array.prototype.forEach.call(frames, function (frame) {
+      if (allowed(frame, consent)) {
+        frame.src = frame.getAttribute("data-src");
+        frame.removeAttribute("data-src");
+        frame.style.removeProperty("display");
+        if (frame.previousElementSibling && frame.previousElementSibling.hasAttribute("data-koekje-made")) {
+          frame.parentNode.removeChild(frame.previousElementSibling);
+        }
+      } else if (!(frame.previousElementSibling && frame.previousElementSibling.hasAttribute("data-koekje-made"))) {
+        var holder = placeholder(frame.getAttribute("data-service"));
+        holder.setAttribute("data-koekje-made", "");
+        frame.style.display = "none"; // not `hidden`: a site's own CSS for the frame would win over it
+        frame.parentNode.insertBefore(holder, frame);
+      }
+    });
+    var own = document.querySelectorAll("[data-koekje-placeholder][data-service]");
+    Array.prototype.forEach.call(own, function (holder) {
+      if (allowed(holder, consent)) holder.style.display = "none";
+    });
+  }
+
+  function placeholder(id) {
+    var t = config.texts;
+    var service = findService(id)[0] || { title: id };
+    var holder = el("div", { class: "koekje-placeholder", "data-service": id });
+    holder.appendChild(el("p", {}, t.placeholder.replace("{service}", service.title)));
+    holder.appendChild(el("button", { type: "button", "data-koekje-load": "" }, t.load));
+    return holder;
+  }
+
+  /** Grant one more service, keeping everything else as it is. */
+  function grantService(id) {
+    var consent = config.consent;
+    var categories = consent ? consent.categories : requiredIds();
+    var services = (consent && consent.services || []).concat([id]);
+    decide(categories, "settings", services);
   }
 
   function allows(category) {
@@ -387,10 +452,17 @@
 
   function bindOpeners() {
     document.addEventListener("click", function (event) {
-      var opener = event.target && event.target.closest && event.target.closest("[data-koekje-open]");
-      if (!opener) return;
-      event.preventDefault();
-      open();
+      var target = event.target && event.target.closest ? event.target : null;
+      if (!target) return;
+      var opener = target.closest("[data-koekje-open]");
+      var load = target.closest("[data-koekje-load]");
+      if (opener) {
+        event.preventDefault();
+        open();
+      } else if (load && config) {
+        var holder = load.closest("[data-service]");
+        if (holder) grantService(holder.getAttribute("data-service"));
+      }
     });
   }
 
@@ -408,6 +480,7 @@
       scrolled();
       watchEngagement();
       if (config.consent) activate(config.consent);
+      else gateEmbeds(null);
       // A region's default or a browser signal is not a choice: the visitor is still asked.
       if (openWhenLoaded) show(true);
       else if (!decided()) show(false);

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -224,3 +225,28 @@ def test_the_loader_goes_on_after_its_directory_vanished(
     assert loader.flush()
     loader.stop()
     assert count(store) == (2, 2)
+
+
+def test_threads_of_the_owner_all_hold_the_lock(tmp_path: Path) -> None:
+    """Found by a flaky test: the loader's thread and a caller's flush asking at once each opened the lock
+    file, and the second found the first one's lock and reported another owner."""
+    for _ in range(20):
+        ownership = Ownership(tmp_path)
+        barrier = threading.Barrier(8)
+        answers: list[bool] = []
+
+        def ask(
+            ownership: Ownership = ownership,
+            barrier: threading.Barrier = barrier,
+            answers: list[bool] = answers,
+        ) -> None:
+            barrier.wait()
+            answers.append(ownership.try_acquire())
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == [True] * 8
+        ownership.release()

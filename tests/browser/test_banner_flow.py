@@ -335,11 +335,13 @@ def test_a_single_service_can_be_chosen_and_its_cookies_are_listed(
     expect(page.get_by_role("cell", name="tw_interest")).to_be_visible()
     expect(page.get_by_role("cell", name="Remembers which course you looked at last.")).to_be_visible()
     page.screenshot(path=artifacts / "banner-services-en.png", animations="disabled")
+    youtube = page.get_by_role("checkbox", name="YouTube (Google)")
     marketing.check()
     expect(newsletter).to_be_checked()  # the category grants its services
-    newsletter.uncheck()
+    expect(youtube).to_be_checked()
+    youtube.uncheck()
     expect(marketing).not_to_be_checked()  # and is no longer granted whole without one of them
-    newsletter.check()
+    expect(newsletter).to_be_checked()
     page.get_by_role("button", name="Save my choice").click()
     expect(banner(page)).to_be_hidden()
     [row] = ledger(live.runtime)
@@ -376,3 +378,26 @@ def test_consent_mode_is_updated_after_a_choice(make_config: Callable[..., Confi
             "security_storage": "granted",
         }
         context.close()
+
+
+def test_an_embed_waits_for_its_service_and_its_placeholder_grants_just_that(
+    live: LiveSite, context: BrowserContext, artifacts: Path
+) -> None:
+    page = context.new_page()
+    page.goto(live.url + "/en/courses/implantology-basics")
+    video = page.locator("iframe.video")
+    load = page.get_by_role("button", name="Load this content")
+    expect(load).to_be_visible()
+    expect(page.get_by_text("This content comes from YouTube, which may set cookies.")).to_be_visible()
+    expect(video).to_be_hidden()
+    assert video.get_attribute("src") is None  # nothing was requested from the embed's site
+    page.screenshot(path=artifacts / "embed-placeholder-en.png", full_page=True)
+    load.click()
+    expect(video).to_be_visible()
+    expect(video).to_have_attribute("src", "/static/video.html")
+    expect(load).to_have_count(0)
+    [row] = ledger(live.runtime)
+    assert (row["categories"], row["services"], row["method"]) == (["necessary"], ["youtube"], "settings")
+    page.reload()
+    expect(page.locator("iframe.video")).to_have_attribute("src", "/static/video.html")  # granted: at once
+    expect(page.get_by_role("button", name="Load this content")).to_have_count(0)
