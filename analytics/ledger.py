@@ -36,6 +36,7 @@ class Method(StrEnum):
     SETTINGS = "settings"  # the banner's second layer (per category or service)
     FORM = "form"  # the server-rendered form, without JavaScript
     API = "api"  # the site's own code, through the banner's JS API
+    EMBED = "embed"  # "load this content" on an embed's placeholder: one service, nothing else decided
     GPC = "gpc"  # Global Privacy Control (or DNT) refused marketing and personalization
     DEFAULT = "default"  # what an opt-out region has on before a choice
     OBJECTION = "objection"  # an objection to direct marketing or personalisation

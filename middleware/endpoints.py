@@ -42,7 +42,7 @@ LEDGER_TIMEOUT = 10.0
 _WAITERS = 64
 # What the banner may say about how a choice was made (the form, GPC, defaults and objections are the
 # server's own to record).
-_CLIENT_METHODS = {Method.BANNER, Method.SETTINGS, Method.API}
+_CLIENT_METHODS = {Method.BANNER, Method.SETTINGS, Method.API, Method.EMBED}
 
 
 def build_router(
@@ -111,11 +111,17 @@ def _asset_endpoint(name: str) -> Any:
         }
         if coding:
             headers["Content-Encoding"] = coding
-        if request.headers.get("if-none-match") == etag:
+        if _matches(request.headers.get("if-none-match", ""), etag):
             return Response(status_code=304, headers=headers)
         return Response(body, media_type=item.media_type, headers=headers)
 
     return endpoint
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag`` (a list, weak validators and ``*`` as RFC 9110 says)."""
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match[:1024].split(",")]
+    return etag in tags or "*" in tags
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -215,6 +221,8 @@ class ConsentEndpoints:
             services=services,
             # A visitor id is created only by a decision that grants statistics, and kept while it stays.
             visitor_id=keep or uuid.uuid4(),
+            # Loading one embed decides about that service only: a visitor not yet asked is still asked.
+            decided=(current is not None and current.decided) if method == Method.EMBED else None,
             gpc=visitor.gpc,
         )
         grants_more = consent.widens(current)

@@ -102,10 +102,16 @@
         frame.src = frame.getAttribute("data-src");
         frame.removeAttribute("data-src");
         frame.style.removeProperty("display");
-        if (frame.previousElementSibling && frame.previousElementSibling.hasAttribute("data-koekje-made")) {
-          frame.parentNode.removeChild(frame.previousElementSibling);
+        var made = frame.previousElementSibling;
+        if (made && made.hasAttribute("data-koekje-made")) {
+          var focused = made.contains(document.activeElement);
+          frame.parentNode.removeChild(made);
+          if (focused) frame.focus(); // the keyboard stays where the content now is
         }
-      } else if (!(frame.previousElementSibling && frame.previousElementSibling.hasAttribute("data-koekje-made"))) {
+      } else if (
+        !(frame.previousElementSibling && frame.previousElementSibling.hasAttribute("data-koekje-made")) &&
+        !document.querySelector('[data-koekje-placeholder][data-service="' + frame.getAttribute("data-service").replace(/["\\]/g, "") + '"]')
+      ) {
         var holder = placeholder(frame.getAttribute("data-service"));
         holder.setAttribute("data-koekje-made", "");
         frame.style.display = "none"; // not `hidden`: a site's own CSS for the frame would win over it
@@ -120,9 +126,10 @@
 
   function placeholder(id) {
     var t = config.texts;
-    var service = findService(id)[0] || { title: id };
+    var service = findService(id)[0];
+    if (!service && window.console) window.console.warn("koekje: no service " + id + " is declared in koekje.toml");
     var holder = el("div", { class: "koekje-placeholder", "data-service": id });
-    holder.appendChild(el("p", {}, t.placeholder.replace("{service}", service.title)));
+    holder.appendChild(el("p", {}, t.placeholder.split("{service}").join(service ? service.title : id)));
     holder.appendChild(el("button", { type: "button", "data-koekje-load": "" }, t.load));
     return holder;
   }
@@ -132,7 +139,7 @@
     var consent = config.consent;
     var categories = consent ? consent.categories : requiredIds();
     var services = (consent && consent.services || []).concat([id]);
-    decide(categories, "settings", services);
+    decide(categories, "embed", services);
   }
 
   function allows(category) {
@@ -433,6 +440,8 @@
       if (withdrawn) window.location.reload();
       else {
         activate(result.consent);
+        // One embed loaded is no answer to the rest: a visitor not asked yet still is.
+        if (method === "embed" && !decided()) show(false);
         // The page on which statistics were granted was served without them: report it, once.
         if (!counted && allows("analytics")) pageView(document.referrer);
       }

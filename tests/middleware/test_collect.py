@@ -93,6 +93,7 @@ def test_nothing_without_consent(make_client: MakeClient) -> None:
         (b'{"t": "engagement", "path": "/", "visible_ms": -1, "scroll": 0}', 400),
         (b'{"t": "engagement", "path": "/", "visible_ms": 1, "scroll": 101}', 400),
         (b"[]", 400),
+        (b'{"t": "pageview", "path": "/a\xff\xfe"}', 400),  # not UTF-8 (found by trying: a 500)
         (b"[" + b'{"t": "pageview", "path": "/"},' * 10 + b'{"t": "pageview", "path": "/"}]', 400),
         (b'{"t": "pageview", "path": "/' + b"a" * 9000 + b'"}', 413),
     ],

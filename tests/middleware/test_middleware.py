@@ -95,6 +95,11 @@ def test_banner_assets_go_out_precompressed(make_client: MakeClient) -> None:
             == 304
         )
     assert gzip.decompress(js.encoded["gzip"]) == js.body and len(js.encoded["br"]) < len(js.encoded["gzip"])
+    tag = f'"{js.version}-gzip"'
+    for condition in (f"W/{tag}", f'"other", {tag}', "*"):  # as caches and browsers may ask
+        headers = {"accept-encoding": "gzip", "if-none-match": condition}
+        assert client.get("/_koekje/banner.js", headers=headers).status_code == 304, condition
+    assert client.get("/_koekje/banner.js", headers={"if-none-match": '"other"'}).status_code == 200
 
 
 # -- config.json and consent -----------------------------------------------------------------------------
