@@ -114,7 +114,9 @@ class CollectEndpoint:
         anything that is not a page of this site."""
         path, _, query = location.partition("?")
         path = unquote(path.partition("#")[0])
-        if not path.startswith("/") or path.startswith("//") or path.startswith(self._prefix + "/"):
+        if not path.startswith("/") or path.startswith("//") or {".", ".."} & set(path.split("/")):
+            return None  # not a path a browser's location has (it resolves dot segments)
+        if path == self._prefix or path.startswith(self._prefix + "/"):
             return None
         return path, query.partition("#")[0].encode("utf-8")
 
