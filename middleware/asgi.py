@@ -112,6 +112,7 @@ def _consent_endpoints(runtime: Runtime) -> ConsentEndpoints:
         prefix=config.site.prefix,
         honor_dnt=config.consent.honor_dnt,
         consent_mode=runtime.pages.consent_mode,
+        floating_button=config.banner.floating_button,
     )
 
 

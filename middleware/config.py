@@ -265,6 +265,9 @@ class BannerSection(_Section, frozen=True):
     # Add the banner's <script> and <link> to every HTML page. Off: put them in your templates yourself.
     inject: bool = True
     privacy_url: str | None = None
+    # A small fixed "cookie settings" button once the visitor has chosen, for sites without a link of their
+    # own (any element with data-koekje-open reopens the banner too).
+    floating_button: bool = False
     # The site's own wording, per language: any text of koekje's (banner/texts/<lang>.json), e.g.
     # [banner.texts.nl] title = "..." or [banner.texts.en.categories.analytics] description = "...".
     texts: dict[str, dict[str, Any]] = {}

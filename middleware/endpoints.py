@@ -145,9 +145,11 @@ class ConsentEndpoints:
         prefix: str,
         honor_dnt: bool,
         consent_mode: ConsentModeDefault | None = None,
+        floating_button: bool = False,
     ) -> None:
         self._engine = engine
         self._consent_mode = consent_mode.grantors() if consent_mode is not None else None
+        self._floating_button = floating_button
         self._content = content
         self._guard = guard
         self._declarations = declarations
@@ -169,6 +171,7 @@ class ConsentEndpoints:
             "consent": visitor.consent.as_json() if visitor.consent else None,
             "gpc": visitor.gpc,
             "consent_mode": self._consent_mode,  # Google Consent Mode: what grants each type (None: off)
+            "floating_button": self._floating_button,
             "endpoints": {
                 name: f"{request.scope.get('root_path', '')}{self._prefix}/{name}"
                 for name in ("consent", "collect")

@@ -415,6 +415,16 @@
   function hide() {
     if (root && root.parentNode) root.parentNode.removeChild(root);
     root = null;
+    floatingButton();
+  }
+
+  /** With banner.floating_button: a small fixed button that reopens the banner, once the visitor chose. */
+  var floating = null;
+  function floatingButton() {
+    if (!config || !config.floating_button || !decided() || floating) return;
+    floating = el("button", { type: "button", class: "koekje-floating", "data-koekje-open": "" }, config.texts.settings);
+    floating.setAttribute("lang", config.lang);
+    document.body.appendChild(floating);
   }
 
   function decide(categories, method, services) {
@@ -493,6 +503,7 @@
       // A region's default or a browser signal is not a choice: the visitor is still asked.
       if (openWhenLoaded) show(true);
       else if (!decided()) show(false);
+      else floatingButton();
     }).catch(function (error) {
       // Without the configuration nothing is asked and nothing is consented: blocked scripts stay blocked.
       if (window.console) window.console.warn(error);

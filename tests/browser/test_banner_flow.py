@@ -407,3 +407,25 @@ def test_an_embed_waits_for_its_service_and_its_placeholder_grants_just_that(
     expect(banner(page)).to_be_visible()
     expect(page.locator("iframe.video")).to_have_attribute("src", "/static/video.html")  # granted: at once
     expect(page.get_by_role("button", name="Load this content")).to_have_count(0)
+
+
+def test_the_optional_floating_settings_button(make_config: Callable[..., Config], browser: Browser) -> None:
+    config = demo_config(make_config())
+    config = msgspec.structs.replace(
+        config, banner=msgspec.structs.replace(config.banner, floating_button=True)
+    )
+    with serve(config) as site:
+        context = browser.new_context(user_agent=DESKTOP_CHROME)
+        page = context.new_page()
+        page.goto(site.url + "/en/")
+        floating = page.locator(".koekje-floating")
+        expect(banner(page)).to_be_visible()
+        expect(floating).to_have_count(0)  # not before a choice: the banner itself is there
+        page.get_by_role("button", name="Reject all").click()
+        expect(banner(page)).to_be_hidden()
+        expect(floating).to_have_text("Cookie settings")
+        page.reload()
+        expect(floating).to_be_visible()  # on every page after a choice
+        floating.click()
+        expect(page.get_by_role("checkbox", name="Statistics")).to_be_visible()
+        context.close()
