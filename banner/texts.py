@@ -54,6 +54,8 @@ def check_overrides(language: str, overrides: Mapping[str, Any]) -> None:
     where = f"banner.texts.{language}"
     base = texts(language)
     for key, value in overrides.items():
+        if key == "durations":
+            raise ValueError(f"{where}.durations: the units of lifetimes are koekje's to translate")
         if key == "categories" and isinstance(value, Mapping):
             for category, fields in value.items():
                 known = base["categories"].get(category)

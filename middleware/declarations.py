@@ -17,7 +17,7 @@ NECESSARY = "necessary"
 # RFC 6265 cookie-name characters (an HTTP token).
 _COOKIE_NAME = re.compile(r"[!#$%&'+\-.^_`|~0-9A-Za-z]{1,128}")
 SERVICE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_DURATION = re.compile(r"(\d{1,4})\s*(second|minute|hour|day|week|month|year)s?")
+DURATION = re.compile(r"(\d{1,4})\s*(second|minute|hour|day|week|month|year)s?")
 # Upper bounds, so that a cookie living "1 month" is never reported as outliving its declaration.
 _UNIT_SECONDS = {
     "second": 1,
@@ -37,7 +37,7 @@ def parse_duration(text: str) -> int | None:
     cleaned = text.strip().lower()
     if cleaned == "session":
         return None
-    match = _DURATION.fullmatch(cleaned)
+    match = DURATION.fullmatch(cleaned)
     if match is None or int(match[1]) == 0:
         raise ValueError(
             f"duration {text[:40]!r}: write 'session' or a number and a unit, e.g. '13 months', '30 days'"

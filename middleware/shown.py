@@ -15,9 +15,10 @@ from typing import Any
 
 from koekje.banner import merged
 
-from .declarations import NECESSARY, CookieRule, Declarations, Service
+from .declarations import DURATION, NECESSARY, CookieRule, Declarations, Service
 
-_NOT_TEXTS = frozenset({"categories", "consent_cookie", "visit_cookie"})  # shown elsewhere in the content
+# Shown elsewhere in the content (the durations: in each cookie's lifetime, in the visitor's language).
+_NOT_TEXTS = frozenset({"categories", "consent_cookie", "visit_cookie", "durations"})
 
 
 class BannerContent:
@@ -73,7 +74,7 @@ class BannerContent:
                 "service": None,
                 "provider": "",
                 "purpose": words["consent_cookie"],
-                "duration": f"{self._consent_days} days",
+                "duration": localized(f"{self._consent_days} days", words["durations"]),
                 "party": "first",
             }
         ]
@@ -99,7 +100,7 @@ class BannerContent:
             "service": rule.service,
             "provider": rule.provider,
             "purpose": self._in(rule.purpose, lang),
-            "duration": rule.duration,
+            "duration": localized(rule.duration, merged(lang, self._overrides.get(lang))["durations"]),
             "party": rule.party,
         }
 
@@ -110,3 +111,17 @@ class BannerContent:
             if candidate in per_language:
                 return per_language[candidate]
         return ""
+
+
+def localized(duration: str, units: Mapping[str, Any]) -> str:
+    """A declared lifetime ("session", "13 months": the grammar ``parse_duration`` accepts) in the words of
+    a language; anything else as written."""
+    cleaned = duration.strip().lower()
+    if cleaned == "session":
+        return str(units["session"])
+    match = DURATION.fullmatch(cleaned)
+    if match is None:
+        return duration
+    count = int(match[1])
+    singular, plural = units[match[2]]
+    return f"{count} {singular if count == 1 else plural}"

@@ -10,7 +10,7 @@ from support import runtime_of
 from koekje.banner import asset, available_languages, check_overrides, merged, negotiate, texts
 from koekje.middleware import Config
 from koekje.middleware.config import KNOWN_CATEGORIES, BannerSection
-from koekje.middleware.shown import BannerContent
+from koekje.middleware.shown import BannerContent, localized
 
 MakeClient = Callable[..., TestClient]
 
@@ -23,7 +23,8 @@ def test_every_language_has_every_text() -> None:
         words = texts(lang)
         assert words.keys() == reference.keys(), lang
         assert set(words["categories"]) == {"necessary", *KNOWN_CATEGORIES}, lang
-        assert all(isinstance(v, str) and v for k, v in words.items() if k != "categories"), lang
+        assert all(isinstance(v, str) and v for k, v in words.items() if k not in ("categories", "durations"))
+        assert words["durations"].keys() == reference["durations"].keys(), lang
 
 
 def test_unknown_language_is_a_clear_error() -> None:
@@ -127,3 +128,29 @@ def test_the_site_wording_is_shown_and_proven(
 def test_an_override_for_a_language_not_offered_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"banner.texts.de: not one of banner.languages"):
         BannerSection(texts={"de": {"title": "x"}})
+
+
+@pytest.mark.parametrize(
+    ("declared", "lang", "shown"),
+    [
+        ("13 months", "nl", "13 maanden"),
+        ("1 month", "de", "1 Monat"),
+        ("30 Days", "fr", "30 jours"),
+        ("session", "de", "bis Sie den Browser schließen"),
+        ("2 years", "en", "2 years"),
+    ],
+)
+def test_lifetimes_are_shown_in_the_visitors_language(declared: str, lang: str, shown: str) -> None:
+    assert localized(declared, texts(lang)["durations"]) == shown
+
+
+def test_koekje_s_own_cookies_speak_german_too(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    """Found by trying: the Dutch banner said "365 days" and "30 minutes"."""
+    client = make_client(make_config(banner=BannerSection(languages=("nl", "de"))))
+    body = client.get("/_koekje/config.json?lang=de").json()
+    by_id = {category["id"]: category for category in body["categories"]}
+    assert by_id["necessary"]["cookies"][0]["duration"] == "365 Tage"
+    assert by_id["analytics"]["cookies"][0]["duration"] == "30 Minuten"
+    assert "durations" not in body["texts"]
