@@ -117,7 +117,9 @@ async def with_visit(app: KoekjeMiddleware, cookies: str) -> str:
     return "; ".join([cookies, *visit])
 
 
-async def main(rounds: int, requests: int, where: bool) -> None:
+def benchmark_site(**analytics: Any) -> tuple[Starlette, KoekjeMiddleware]:
+    """The bare page app, and the same app behind koekje on a temporary embedded store (``analytics``:
+    settings other than the defaults)."""
     site = Starlette(routes=[Route("/implantologie", page)])
     config = Config(
         secret_keys=("benchmark-secret-" + "x" * 32,),
@@ -125,10 +127,14 @@ async def main(rounds: int, requests: int, where: bool) -> None:
             data_dir=tempfile.mkdtemp(),
             spool_dir=tempfile.mkdtemp(),
             topics={"implantologie": ("/implantologie",)},
-            queue_size=1_000_000,
+            **analytics,
         ),
     )
-    wrapped = KoekjeMiddleware(site, config)
+    return site, KoekjeMiddleware(site, config)
+
+
+async def main(rounds: int, requests: int, where: bool) -> None:
+    site, wrapped = benchmark_site(queue_size=1_000_000)
     await wrapped.runtime.ensure_started()
     consented = await with_visit(wrapped, await consent_cookies(wrapped))
     results: dict[str, list[float]] = {"bare": [], "koekje, no consent": [], "koekje, consented": []}

@@ -16,30 +16,15 @@ import argparse
 import asyncio
 import bisect
 import statistics
-import tempfile
 import threading
 import time
 from typing import Any
 
-from request_path import consent_cookies, page, scope  # the same page and consented visitor
-from starlette.applications import Starlette
-from starlette.routing import Route
-
-from koekje.middleware import Config, KoekjeMiddleware
-from koekje.middleware.config import AnalyticsSection
+from request_path import benchmark_site, consent_cookies, scope  # the same page and consented visitor
 
 
 async def main(seconds: float, rate: int) -> None:
-    site = Starlette(routes=[Route("/implantologie", page)])
-    config = Config(
-        secret_keys=("benchmark-secret-" + "x" * 32,),
-        analytics=AnalyticsSection(
-            data_dir=tempfile.mkdtemp(),
-            spool_dir=tempfile.mkdtemp(),
-            topics={"implantologie": ("/implantologie",)},
-        ),  # everything else at its default
-    )
-    app = KoekjeMiddleware(site, config)
+    _, app = benchmark_site()  # everything at its default
     runtime = app.runtime
     await runtime.ensure_started()
     cookie = await consent_cookies(app)

@@ -128,22 +128,17 @@ class Capture:
     def not_a_page(self) -> None:
         self.dropped[Drop.NOT_A_PAGE] += 1
 
-    def no_consent(self) -> None:
-        self.dropped[Drop.NO_CONSENT] += 1
-
     def admit(self, scope: Scope, path: str, visitor: Visitor) -> Hit | None:
         """A served HTML page (GET, 200) to be recorded once it has gone out; None when a step objects
         (counted under its reason)."""
         if not visitor.allows("analytics"):  # the consent step, before the hit is read
-            self.no_consent()
+            self.dropped[Drop.NO_CONSENT] += 1
             return None
         return self.admit_hit(read_hit(scope, path, visitor))
 
     def admit_hit(self, hit: Hit) -> Hit | None:
-        """``admit`` for a hit read from elsewhere (a beacon that reports a page the server could not see)."""
-        if not hit.visitor.allows("analytics"):
-            self.no_consent()
-            return None
+        """The steps after consent, for a hit whose visitor allows statistics (``admit``'s, or a beacon's
+        that reports a page the server could not see)."""
         for step in self.steps:
             drop = step(hit)
             if drop is not None:

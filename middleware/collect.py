@@ -27,7 +27,7 @@ from koekje.analytics.drops import Drop
 from koekje.analytics.events import Engagement
 from koekje.analytics.web import SECURITY_HEADERS, is_same_origin, media_type, read_limited
 
-from .capture import MAX_REFERER, Capture, Hit, clean_path
+from .capture import MAX_REFERER, Capture, clean_path, read_hit
 from .engine import ConsentEngine
 from .visitor import Visitor, read_incoming
 from .visits import Visits
@@ -101,7 +101,9 @@ class CollectEndpoint:
                 self.dropped[Drop.BAD_BEACON] += 1
                 continue
             path, query = where
-            if isinstance(beacon, PageBeacon):
+            if not visitor.allows("analytics"):
+                self.dropped[Drop.NO_CONSENT] += 1
+            elif isinstance(beacon, PageBeacon):
                 renewal = self._page_view(request, visitor, cookies, path, query, beacon.referrer) or renewal
             else:
                 self._engaged(visitor, cookies, path, beacon)
@@ -130,16 +132,8 @@ class CollectEndpoint:
         referrer: str,
     ) -> tuple[bytes, bytes] | None:
         """Record a page the banner reports through capture's steps; the visit cookie renewed, or None."""
-        headers = request.headers
-        hit = Hit(
-            path,
-            query,
-            referrer.encode("utf-8"),
-            b"",
-            headers.get("user-agent", "").encode("latin-1", "replace"),
-            headers.get("host", "").encode("latin-1", "replace"),
-            visitor,
-        )
+        hit = read_hit(request.scope, path, visitor)  # the browser's user agent and host, as for any page
+        hit.query, hit.referer = query, referrer.encode("utf-8")  # the page's, not this request's
         admitted = self._capture.admit_hit(hit)
         if admitted is None:
             return None
@@ -156,8 +150,8 @@ class CollectEndpoint:
         self, visitor: Visitor, cookies: dict[str, str], path: str, beacon: EngagementBeacon
     ) -> None:
         visitor_id = visitor.id
-        if visitor_id is None:
-            self.dropped[Drop.NO_CONSENT] += 1
+        if visitor_id is None:  # statistics allowed by a cookie from before visitor ids travelled in it
+            self.dropped[Drop.NO_VISITOR_ID] += 1
             return
         now = self._clock()
         visit = self._visits.current(cookies, now)

@@ -127,12 +127,7 @@ class PageResponse:
             self._pages.capture.not_a_page()
         if self._implied is not None:
             self._record_implied(self._is_page)
-        # (Without any decision, only the counting: the common visitor, on every page.)
-        if self._is_page and self._visitor.consent is None:
-            self._pages.capture.no_consent()
-            visit = False
-        else:
-            visit = self._is_page and self._admit(headers)
+        visit = self._is_page and self._admit(headers)
         if (sets_cookies or self._incoming.cookies or self._implied is not None) and self._cookies(
             headers, sets_cookies
         ):
@@ -203,7 +198,7 @@ class PageResponse:
 
     async def _body_part(self, message: Message) -> None:
         more = message.get("more_body", False)
-        if not more and self._is_page and self._visitor.consent is not None:
+        if not more and self._is_page:
             self._served()
         if self._held is None:
             await self._send(message)

@@ -66,9 +66,9 @@ class Profiles:
                     self._profiles.popitem(last=False)
             else:
                 self._profiles.move_to_end(key)
-            pages = profile.pages
-            pages[hash(path[:MAX_PATH])] = None
-            pages.move_to_end(hash(path[:MAX_PATH]))
+            pages, page = profile.pages, hash(path[:MAX_PATH])
+            pages[page] = None
+            pages.move_to_end(page)
             if len(pages) > MAX_PAGES:
                 pages.popitem(last=False)
             for topic in topics:

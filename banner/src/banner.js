@@ -50,16 +50,12 @@
   /** Run the `<script type="text/plain" data-category="..." [data-service="..."]>` elements that the
    * granted categories or services allow. */
   function activate(consent) {
-    var categories = consent.categories;
-    var services = consent.services || [];
-    categories.concat(services).forEach(function (name) {
+    consent.categories.concat(consent.services || []).forEach(function (name) {
       activated[name] = true;
     });
     var blocked = document.querySelectorAll('script[type="text/plain"][data-category]');
     Array.prototype.forEach.call(blocked, function (old) {
-      var allowed = categories.indexOf(old.getAttribute("data-category")) >= 0 ||
-        services.indexOf(old.getAttribute("data-service")) >= 0;
-      if (!allowed) return;
+      if (!allowed(old, consent)) return;
       var live = document.createElement("script");
       Array.prototype.forEach.call(old.attributes, function (attr) {
         if (attr.name !== "type") live.setAttribute(attr.name, attr.value);

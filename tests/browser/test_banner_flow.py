@@ -350,16 +350,24 @@ def test_a_single_service_can_be_chosen_and_its_cookies_are_listed(
     assert "tw_interest" in cookie_names(context)  # the service's cookie, granted on its own
 
 
+@contextmanager
+def home_page(config: Config, browser: Browser) -> Iterator[Page]:
+    """The English home page of the demo served with ``config``, in a browser context of its own."""
+    with serve(config) as site:
+        context = browser.new_context(user_agent=DESKTOP_CHROME)
+        page = context.new_page()
+        page.goto(site.url + "/en/")
+        yield page
+        context.close()
+
+
 def test_consent_mode_is_updated_after_a_choice(make_config: Callable[..., Config], browser: Browser) -> None:
     config = demo_config(make_config())
     mode = msgspec.structs.replace(config.consent.google_consent_mode, enabled=True)
     config = msgspec.structs.replace(
         config, consent=msgspec.structs.replace(config.consent, google_consent_mode=mode)
     )
-    with serve(config) as site:
-        context = browser.new_context(user_agent=DESKTOP_CHROME)
-        page = context.new_page()
-        page.goto(site.url + "/en/")
+    with home_page(config, browser) as page:
         default = page.evaluate("Array.from(dataLayer[0])")
         assert default[:2] == ["consent", "default"] and default[2]["analytics_storage"] == "denied"
         page.get_by_role("button", name="Choose per purpose").click()
@@ -377,7 +385,6 @@ def test_consent_mode_is_updated_after_a_choice(make_config: Callable[..., Confi
             "personalization_storage": "denied",
             "security_storage": "granted",
         }
-        context.close()
 
 
 def test_an_embed_waits_for_its_service_and_its_placeholder_grants_just_that(
@@ -414,10 +421,7 @@ def test_the_optional_floating_settings_button(make_config: Callable[..., Config
     config = msgspec.structs.replace(
         config, banner=msgspec.structs.replace(config.banner, floating_button=True)
     )
-    with serve(config) as site:
-        context = browser.new_context(user_agent=DESKTOP_CHROME)
-        page = context.new_page()
-        page.goto(site.url + "/en/")
+    with home_page(config, browser) as page:
         floating = page.locator(".koekje-floating")
         expect(banner(page)).to_be_visible()
         expect(floating).to_have_count(0)  # not before a choice: the banner itself is there
@@ -428,4 +432,3 @@ def test_the_optional_floating_settings_button(make_config: Callable[..., Config
         expect(floating).to_be_visible()  # on every page after a choice
         floating.click()
         expect(page.get_by_role("checkbox", name="Statistics")).to_be_visible()
-        context.close()
