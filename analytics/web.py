@@ -33,6 +33,37 @@ def is_same_origin(headers: Headers, scheme: str) -> bool:
     return _origin(origin) == _origin(f"{scheme}://{headers.get('host', '')}") != ("", "", 0)
 
 
+def form_origin(headers: Headers, scheme: str) -> str:
+    """Where a plain form post comes from: ``same`` (this site), ``cross`` (another site) or ``unknown``.
+
+    Stricter than ``is_same_origin``: a form post is a "simple" request, which any site can make a browser
+    send, so a request without evidence is not trusted. ``Sec-Fetch-Site`` decides when present; else
+    ``Origin`` (when not ``null``: pages with ``Referrer-Policy: no-referrer`` send ``null``); else
+    ``Referer``. Old browsers and strict referrer policies leave ``unknown``: the caller then asks the
+    visitor to confirm on a page of koekje's own, whose policy lets the browser say where the post is from."""
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return "same" if fetch_site == "same-origin" else "cross" if fetch_site != "none" else "unknown"
+    here = _origin(f"{scheme}://{headers.get('host', '')}")
+    origin = headers.get("origin")
+    if origin is not None and origin.strip() != "null":
+        return "same" if _origin(origin) == here != ("", "", 0) else "cross"
+    referer = headers.get("referer")
+    if referer:
+        parts = urlsplit(referer) if _is_url(referer) else None
+        where = _origin(f"{parts.scheme}://{parts.netloc}") if parts is not None else ("", "", 0)
+        return "same" if where == here != ("", "", 0) else "cross"
+    return "unknown"
+
+
+def _is_url(value: str) -> bool:
+    try:
+        urlsplit(value).port  # noqa: B018  # raises on a malformed port
+    except ValueError:
+        return False
+    return True
+
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 

@@ -9,7 +9,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -28,6 +28,7 @@ from .consent_mode import ConsentModeDefault
 from .declarations import NECESSARY, Declarations
 from .enforce import CookieGuard
 from .engine import ConsentEngine, DecisionRefused
+from .forms import ConsentForms
 from .metrics import KoekjeCollector, exposition
 from .shown import BannerContent
 from .visitor import Visitor, read_incoming
@@ -58,6 +59,8 @@ def build_router(
     routes += [
         Route(f"{prefix}/config.json", consent.config_json, methods=["GET"]),
         Route(f"{prefix}/consent", consent.consent, methods=["POST"]),
+        Route(f"{prefix}/settings", consent.forms.settings, methods=["GET"]),
+        Route(f"{prefix}/banner.html", consent.forms.fragment, methods=["GET"]),
     ]
     if collect is not None:
         routes.append(Route(f"{prefix}/collect", collect.collect, methods=["POST"]))
@@ -158,6 +161,15 @@ class ConsentEndpoints:
         self._prefix = prefix
         self._honor_dnt = honor_dnt
         self._waiters = anyio.CapacityLimiter(_WAITERS)
+        self.forms = self._forms = ConsentForms(
+            content,
+            self.decide,
+            languages=languages,
+            categories=self._categories,
+            services=frozenset(declarations.services),
+            prefix=prefix,
+            counts=engine.counts,
+        )
 
     async def config_json(self, request: Request) -> Response:
         visitor: Visitor = request.scope["koekje"]
@@ -183,6 +195,8 @@ class ConsentEndpoints:
         """Record a decision. One that grants anything is answered (and its cookie set) only once its ledger
         row is durable; withdrawing or narrowing takes effect even when the row cannot be written."""
         visitor: Visitor = request.scope["koekje"]
+        if media_type(request.headers) == "application/x-www-form-urlencoded":
+            return await self._forms.post(request, visitor)
         if not is_same_origin(request.headers, visitor.scheme):
             return _error(403, "consent can only be given on this site itself (cross-site request refused)")
         if media_type(request.headers) != "application/json":
@@ -194,7 +208,13 @@ class ConsentEndpoints:
             categories, services, lang, method = self._parse_choice(body)
         except ValueError as exc:
             return _error(400, str(exc))
-        return await self.decide(request, visitor, categories, services, lang, method)
+        outcome = await self.decide(request, visitor, categories, services, lang, method)
+        if isinstance(outcome, Refused):
+            return _error(outcome.status, outcome.message, outcome.headers)
+        consent, cookies = outcome
+        response = JSONResponse({"consent": consent.as_json()}, headers=SECURITY_HEADERS)
+        response.raw_headers += cookies
+        return response
 
     async def decide(
         self,
@@ -204,7 +224,8 @@ class ConsentEndpoints:
         services: frozenset[str],
         lang: str,
         method: Method,
-    ) -> Response:
+    ) -> tuple[Consent, list[tuple[bytes, bytes]]] | Refused:
+        """Record a decision: the visitor's consent now, and the headers that set its cookies."""
         engine = self._engine
         current = visitor.consent
         if (
@@ -215,7 +236,7 @@ class ConsentEndpoints:
         ):
             # The same decision again: nothing new to prove, no row, no new cookie.
             engine.counts["decision_repeated"] += 1
-            return JSONResponse({"consent": current.as_json()}, headers=SECURITY_HEADERS)
+            return current, []
         keep = current.visitor_id if current is not None and current.allows("analytics") else None
         consent = engine.codec.new(
             categories,
@@ -236,19 +257,16 @@ class ConsentEndpoints:
             future = engine.record(visitor, consent, lang, previous=current, wait=True, charge=charge)
         except DecisionRefused as exc:
             if grants_more:
-                return _error(429, str(exc), {"Retry-After": str(exc.retry_after)})
+                return Refused(429, str(exc), {"Retry-After": str(exc.retry_after)})
             future = None  # refusing is never refused: it takes effect, unrecorded (counted)
         if future is not None and not await self._durable(future) and grants_more:
-            return _error(503, "your choice could not be recorded just now; please try again")
+            return Refused(503, "your choice could not be recorded just now; please try again")
 
-        response = JSONResponse({"consent": consent.as_json()}, headers=SECURITY_HEADERS)
         incoming = read_incoming(request.scope, self._honor_dnt)
-        response.raw_headers += engine.cookie_headers(consent, visitor, incoming)
+        cookies = engine.cookie_headers(consent, visitor, incoming)
         if self._guard.enabled:
-            response.raw_headers += self._guard.expiries(
-                incoming.cookies, consent, secure=engine.secure(visitor)
-            )
-        return response
+            cookies += self._guard.expiries(incoming.cookies, consent, secure=engine.secure(visitor))
+        return consent, cookies
 
     async def _durable(self, future: Future[None]) -> bool:
         """Wait (in a thread of koekje's own, not the site's) until the row is on disk; False on failure."""
@@ -276,6 +294,14 @@ class ConsentEndpoints:
         if not isinstance(method, str) or method not in _CLIENT_METHODS:
             raise ValueError(f"method must be one of {sorted(_CLIENT_METHODS)}")
         return categories, services, lang, Method(method)
+
+
+class Refused(NamedTuple):
+    """A decision not taken: the HTTP status, why, and any headers to send with that."""
+
+    status: int
+    message: str
+    headers: dict[str, str] | None = None
 
 
 def _names(value: object, known: frozenset[str], what: str) -> frozenset[str]:

@@ -184,3 +184,37 @@ class HeadScanner:
         assert self.head_end is not None
         script = _TO_SCRIPT.match(data, 0, self.head_end).end()  # type: ignore[union-attr]
         return script if _SCRIPT.match(data, script) is not None else None
+
+
+# After the head's end: "</head>", then space and comments, then (usually) the body's start tag.
+_AFTER_HEAD = re.compile(rb"(?:</" + _HEAD + rb"\s*+>)?(?:\s++|" + _COMMENT + rb")*+")
+_BODY_TAG = re.compile(rb"<" + _ci(b"body") + rb"(?=" + _END + rb")" + _ATTRIBUTES + rb">")
+_HTML_LANG = re.compile(
+    rb"<" + _ci(b"html") + rb"(?=" + _END + rb")[^>]*?\s" + _ci(b"lang") + rb"\s*=\s*[\"']?([A-Za-z]{2,8})"
+)
+
+
+def body_start(data: bytes | bytearray, head_end: int, final: bool) -> int | None:
+    """Where the body's content begins: just after ``<body ...>`` (space and comments after the head
+    skipped), or, for a page without a body tag there, just after the head (the banner then starts the
+    body, as the tag would have). None while the data may still be in the middle of that tag."""
+    at = _AFTER_HEAD.match(data, head_end).end()  # type: ignore[union-attr]  # matches, if only ""
+    tag = _BODY_TAG.match(data, at)
+    if tag is not None:
+        return tag.end()
+    rest = bytes(data[at : at + 5]).lower()
+    if final:
+        return at
+    if (
+        not rest
+        or b"<body"[: len(rest)] == rest
+        or (rest.startswith((b"<!", b"</")) and data.find(b">", at) < 0)
+    ):
+        return None
+    return at
+
+
+def page_language(data: bytes | bytearray, head_end: int) -> str | None:
+    """The primary language the page's ``<html lang>`` names, if it does."""
+    found = _HTML_LANG.search(data, 0, head_end)
+    return found[1].decode("ascii") if found is not None else None

@@ -13,7 +13,8 @@ from .consent import Consent
 from .consent_mode import ConsentModeDefault, script_nonce
 from .enforce import CookieGuard
 from .engine import ConsentEngine, DecisionRefused
-from .inject import HeadScanner
+from .inject import HeadScanner, body_start, page_language
+from .markup import PageBanner, page_address
 from .tags import BannerTags
 from .visitor import Incoming, Visitor
 from .visits import Visits
@@ -34,6 +35,7 @@ class Pages:
         visits: Visits,
         tags: BannerTags | None,
         consent_mode: ConsentModeDefault | None,
+        banner: PageBanner | None = None,
     ) -> None:
         self.engine = engine
         self.guard = guard
@@ -41,6 +43,7 @@ class Pages:
         self.visits = visits
         self.tags = tags
         self.consent_mode = consent_mode
+        self.banner = banner  # the banner's markup in the page (with the tags; None: neither)
         self.counts: Counter[str] = Counter()
 
 
@@ -57,6 +60,7 @@ class PageResponse:
         "_implied",
         "_incoming",
         "_is_page",
+        "_markup",
         "_nonce",
         "_pages",
         "_path",
@@ -95,6 +99,7 @@ class PageResponse:
         self._nonce: str | None = None
         self._body = bytearray()
         self._scanner: HeadScanner | None = None  # only for a page whose start is held
+        self._markup = False  # whether the banner's markup goes into this page's body
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -141,6 +146,7 @@ class PageResponse:
             self._nonce = script_nonce(csp) if csp is not None else None
             self._scanner = HeadScanner(MAX_HELD_BYTES)
             self._held = message
+            self._markup = pages.banner is not None and pages.banner.wanted(self._visitor.consent)
         else:
             await self._send(message)
 
@@ -213,12 +219,19 @@ class PageResponse:
             found = scanner.whole(chunk)
         else:
             found = scanner.feed(data, final=not more or len(data) > MAX_HELD_BYTES)
-        if not found and more and len(data) <= MAX_HELD_BYTES:
+        final = not more or len(data) > MAX_HELD_BYTES
+        if not found and not final:
             return
+        body = None
+        if found and self._markup and not scanner.fallback:
+            assert scanner.head_end is not None
+            body = body_start(data, scanner.head_end, final)
+            if body is None:  # the head has ended, the body's start tag not yet arrived
+                return
         if found:
             if scanner.fallback:
                 self._pages.counts["tags_before_unknown_markup"] += 1
-            data, extra = self._insert(bytes(data))
+            data, extra = self._insert(bytes(data), body)
             self._held["headers"] = _changed_body(self._held["headers"], extra)
         await self._release(bytes(data), more)
 
@@ -236,21 +249,34 @@ class PageResponse:
                 path = self._root_path + self._path
                 self._pages.engine.profiles.feed(visitor.consent, path, topics)
 
-    def _insert(self, data: bytes) -> tuple[bytes, int]:
-        """The page with Consent Mode's default before its first script and the banner tags at the end of
-        its head; and how many bytes that added."""
+    def _insert(self, data: bytes, body: int | None) -> tuple[bytes, int]:
+        """The page with Consent Mode's default before its first script, the banner tags at the end of its
+        head and, at ``body``, the start of its body, the banner's markup; and how many bytes that added."""
         scanner, pages = self._scanner, self._pages
         assert scanner is not None
         head_end = scanner.head_end
         assert head_end is not None
         tags = pages.tags.render(self._root_path, self._nonce) if pages.tags is not None else b""
+        markup = b""
+        if body is not None:
+            markup = self._banner_markup(data, head_end)
+            data = data[:body] + markup + data[body:]
         if pages.consent_mode is None:
-            return data[:head_end] + tags + data[head_end:], len(tags)
+            return data[:head_end] + tags + data[head_end:], len(tags) + len(markup)
         default = pages.consent_mode.script(self._visitor.consent, self._nonce)
         first = scanner.first_script(data)
         first = head_end if first is None else first
         data = data[:first] + default + data[first:head_end] + tags + data[head_end:]
-        return data, len(default) + len(tags)
+        return data, len(default) + len(tags) + len(markup)
+
+    def _banner_markup(self, data: bytes, head_end: int) -> bytes:
+        banner = self._pages.banner
+        assert banner is not None
+        scope = self._scope
+        lang = page_language(data, head_end)
+        return banner.render(
+            self._visitor.consent, lang, scope["headers"], self._root_path, page_address(scope)
+        )
 
     async def _release(self, body: bytes = b"", more: bool = True) -> None:
         """Send the held start, and the body held with it."""

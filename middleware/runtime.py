@@ -35,6 +35,7 @@ from .enforce import CookieGuard
 from .engine import ConsentEngine
 from .geo import GeoLookup
 from .ip import Proxies, Truncator
+from .markup import PageBanner
 from .metrics import Snapshots
 from .page import Pages
 from .shown import BannerContent
@@ -171,6 +172,9 @@ class Runtime:
             BannerTags(site.prefix) if config.banner.inject else None,
             ConsentModeDefault(consent.consent_mode_types(), mode.wait_for_update, declarations)
             if mode.enabled
+            else None,
+            PageBanner(self.content, config.banner.languages, site.prefix, config.banner.floating_button)
+            if config.banner.inject
             else None,
         )
         self._started = False

@@ -17,6 +17,8 @@ from koekje.analytics import Store, StoreSettings, migrate
 from koekje.middleware import Config, KoekjeMiddleware
 from koekje.middleware.config import AnalyticsSection, DashboardSection
 
+pytest_plugins = ["browsing"]  # the browser tests' fixtures
+
 
 @pytest.fixture
 def clock() -> FakeClock:

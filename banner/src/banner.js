@@ -244,138 +244,57 @@
     });
   }
 
-  function build() {
-    var t = config.texts;
-    var dialog = el("section", {
-      class: "koekje",
-      role: "dialog",
-      "aria-modal": "false",
-      "aria-labelledby": "koekje-title",
-      "aria-describedby": "koekje-body",
-      lang: config.lang,
-    });
-    var title = el("h2", { id: "koekje-title", class: "koekje-title", tabindex: "-1" }, t.title);
-    var body = el("p", { id: "koekje-body", class: "koekje-body" }, t.body + " ");
-    if (config.privacy_url) body.appendChild(el("a", { href: config.privacy_url }, t.privacy_link));
-    var error = el("p", { class: "koekje-error", role: "alert" });
-
-    var choices = el("fieldset", { id: "koekje-choices", class: "koekje-choices", hidden: "" });
-    choices.appendChild(el("legend", { class: "koekje-legend" }, t.choose));
-    config.categories.forEach(function (category) {
-      var id = "koekje-cat-" + category.id;
-      var row = el("div", { class: "koekje-category" });
-      var box = el("input", { type: "checkbox", id: id, name: category.id, "aria-describedby": id + "-desc" });
-      box.checked = category.required || granted().indexOf(category.id) >= 0;
-      box.disabled = category.required;
-      var label = el("label", { for: id }, category.title);
-      row.appendChild(box);
-      row.appendChild(label);
-      row.appendChild(el("p", { id: id + "-desc", class: "koekje-description" }, category.description));
-      var services = (category.services || []).map(function (service) {
-        return serviceRow(row, box, service);
-      });
+  /** Bring the server's markup (the form that works without JavaScript) to life: the same buttons decide
+   * without leaving the page, "choose" unfolds the second layer in place. */
+  function enhance(section) {
+    root = section;
+    var form = section.querySelector("form");
+    var choices = section.querySelector("#koekje-choices");
+    Array.prototype.forEach.call(choices.querySelectorAll(".koekje-category"), function (row) {
+      var box = row.querySelector("input:not([data-service])");
+      var services = row.querySelectorAll("input[data-service]");
       // Granting the category grants its services; withdrawing one of them is no longer the whole category.
       box.addEventListener("change", function () {
-        services.forEach(function (service) {
-          service.checked = box.checked;
+        Array.prototype.forEach.call(services, function (service) {
+          if (!service.disabled) service.checked = box.checked;
         });
       });
-      services.forEach(function (service) {
+      Array.prototype.forEach.call(services, function (service) {
         service.addEventListener("change", function () {
-          if (!service.checked) box.checked = false;
+          if (!service.checked && !box.disabled) box.checked = false;
         });
       });
-      if ((category.cookies || []).length) row.appendChild(cookieTable(category.cookies));
-      choices.appendChild(row);
     });
-
-    var actions = el("div", { class: "koekje-actions" });
-    var reject = el("button", { type: "button", "data-action": "reject" }, t.reject_all);
-    var choose = el("button", {
-      type: "button",
-      "data-action": "choose",
-      "aria-expanded": "false",
-      "aria-controls": "koekje-choices",
-    }, t.choose);
-    var save = el("button", { type: "button", "data-action": "save", hidden: "" }, t.save);
-    var accept = el("button", { type: "button", "data-action": "accept" }, t.accept_all);
-    [reject, choose, save, accept].forEach(function (button) {
-      actions.appendChild(button);
-    });
-
-    reject.addEventListener("click", function () {
-      decide(requiredIds(), "banner");
-    });
-    accept.addEventListener("click", function () {
-      decide(config.categories.map(function (category) {
-        return category.id;
-      }), "banner");
-    });
-    choose.addEventListener("click", function () {
-      expand(dialog);
-    });
-    save.addEventListener("click", function () {
+    form.addEventListener("submit", function (event) {
+      var action = event.submitter && event.submitter.value;
+      if (!action || !config) return; // an old browser, or no configuration: the form posts itself
+      event.preventDefault();
+      if (action === "choose") return expand(section);
+      if (action === "reject") return decide(requiredIds(), "banner");
+      if (action === "accept") {
+        return decide(config.categories.map(function (category) {
+          return category.id;
+        }), "banner");
+      }
       var checked = function (selector) {
         return Array.prototype.filter.call(choices.querySelectorAll(selector), function (box) {
-          return box.checked;
+          return box.checked && !box.disabled;
         });
       };
-      var picked = checked("input:not([data-service])").map(function (box) {
-        return box.name;
-      });
+      var picked = requiredIds().concat(checked('input[name="category"]').map(function (box) {
+        return box.value;
+      }));
       // A service counts on its own only where its whole category is not granted.
       var services = checked("input[data-service]").filter(function (box) {
-        return !box.closest(".koekje-category").querySelector("input:not([data-service])").checked;
+        return picked.indexOf(box.closest(".koekje-category").querySelector("input:not([data-service])").value) < 0;
       }).map(function (box) {
-        return box.name;
+        return box.value;
       });
       decide(picked, "settings", services);
     });
-    dialog.addEventListener("keydown", function (event) {
+    section.addEventListener("keydown", function (event) {
       if (event.key === "Escape" && decided()) hide();
     });
-
-    [title, body, choices, error, actions].forEach(function (node) {
-      dialog.appendChild(node);
-    });
-    return dialog;
-  }
-
-  /** A service the visitor may grant on its own, under its category's checkbox. */
-  function serviceRow(row, categoryBox, service) {
-    var id = "koekje-svc-" + service.id;
-    var line = el("div", { class: "koekje-service" });
-    var box = el("input", { type: "checkbox", id: id, name: service.id, "data-service": "" });
-    box.checked = categoryBox.checked || (config.consent && (config.consent.services || []).indexOf(service.id) >= 0);
-    box.disabled = categoryBox.disabled;
-    var text = service.title + (service.provider ? " (" + service.provider + ")" : "");
-    line.appendChild(box);
-    line.appendChild(el("label", { for: id }, text));
-    if (service.purpose) line.appendChild(el("p", { class: "koekje-description" }, service.purpose));
-    row.appendChild(line);
-    return box;
-  }
-
-  /** The cookies a category covers, as declared: name, provider, purpose, lifetime. */
-  function cookieTable(cookies) {
-    var t = config.texts;
-    var details = el("details", { class: "koekje-cookies" });
-    details.appendChild(el("summary", {}, t.show_cookies + " (" + cookies.length + ")"));
-    var table = el("table");
-    var head = el("tr");
-    ["column_name", "column_provider", "column_purpose", "column_duration"].forEach(function (key) {
-      head.appendChild(el("th", { scope: "col" }, t[key]));
-    });
-    table.appendChild(head);
-    cookies.forEach(function (cookie) {
-      var line = el("tr");
-      [cookie.name, cookie.provider || t.this_site, cookie.purpose, cookie.duration].forEach(function (value) {
-        line.appendChild(el("td", {}, value || ""));
-      });
-      table.appendChild(line);
-    });
-    details.appendChild(table);
-    return details;
   }
 
   function requiredIds() {
@@ -388,24 +307,45 @@
 
   function expand(dialog) {
     dialog.querySelector("#koekje-choices").hidden = false;
-    dialog.querySelector('[data-action="save"]').hidden = false;
-    var choose = dialog.querySelector('[data-action="choose"]');
-    choose.setAttribute("aria-expanded", "true");
-    choose.hidden = true;
+    var save = dialog.querySelector('button[value="save"]');
+    var choose = dialog.querySelector('button[value="choose"]');
+    if (save) save.hidden = false;
+    if (choose) {
+      choose.setAttribute("aria-expanded", "true");
+      choose.hidden = true;
+    }
     var first = dialog.querySelector("#koekje-choices input:not([disabled])");
     if (first) first.focus();
   }
 
-  /** Show the banner. Placed first in <body> so keyboard and screen-reader users meet it first. */
+  /** Show the banner: the one the server put into the page, else the server's markup fetched now (for a
+   * visitor who reopens their choice). First in <body>, so keyboard and screen-reader users meet it first. */
   function show(reopened) {
-    hide();
+    var served = document.getElementById("koekje");
+    if (served && served !== root) enhance(served);
+    if (root) return opened(reopened);
+    var query = "?lang=" + encodeURIComponent(config.lang) + "&return=" + encodeURIComponent(here());
+    fetch(base + "/banner.html" + query, { credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) throw new Error("koekje: no banner (" + response.status + ")");
+      return response.text();
+    }).then(function (markup) {
+      if (root) return;
+      var holder = document.createElement("template");
+      holder.innerHTML = markup;
+      var section = holder.content.firstElementChild;
+      document.body.insertBefore(section, document.body.firstChild);
+      enhance(section);
+      opened(reopened);
+    }).catch(function (error) {
+      if (window.console) window.console.warn(error);
+    });
+  }
+
+  function opened(reopened) {
+    if (!reopened) return;
     returnFocus = document.activeElement;
-    root = build();
-    document.body.insertBefore(root, document.body.firstChild);
-    if (reopened) {
-      expand(root);
-      root.querySelector("#koekje-title").focus();
-    }
+    expand(root);
+    root.querySelector("#koekje-title").focus();
   }
 
   function hide() {
@@ -414,11 +354,11 @@
     floatingButton();
   }
 
-  /** With banner.floating_button: a small fixed button that reopens the banner, once the visitor chose. */
-  var floating = null;
+  /** With banner.floating_button: a small fixed button that reopens the banner, once the visitor chose (the
+   * server renders it into the pages it serves them; this adds it right after a first choice). */
   function floatingButton() {
-    if (!config || !config.floating_button || !decided() || floating) return;
-    floating = el("button", { type: "button", class: "koekje-floating", "data-koekje-open": "" }, config.texts.settings);
+    if (!config || !config.floating_button || !decided() || document.querySelector(".koekje-floating")) return;
+    var floating = el("button", { type: "button", class: "koekje-floating", "data-koekje-open": "" }, config.texts.settings);
     floating.setAttribute("lang", config.lang);
     document.body.appendChild(floating);
   }
@@ -496,10 +436,12 @@
       watchEngagement();
       if (config.consent) activate(config.consent);
       else gateEmbeds(null);
-      // A region's default or a browser signal is not a choice: the visitor is still asked.
-      if (openWhenLoaded) show(true);
-      else if (!decided()) show(false);
-      else floatingButton();
+      // A region's default or a browser signal is not a choice: the visitor is still asked. A banner in a
+      // page served before they chose (from a cache, or the back/forward cache) goes.
+      var served = document.getElementById("koekje");
+      if (openWhenLoaded || !decided()) show(openWhenLoaded);
+      else if (served) served.parentNode.removeChild(served);
+      floatingButton();
     }).catch(function (error) {
       // Without the configuration nothing is asked and nothing is consented: blocked scripts stay blocked.
       if (window.console) window.console.warn(error);

@@ -1,6 +1,5 @@
 """The visitor and marketer journeys in a real Chromium, against the demo site on uvicorn, on real chDB."""
 
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -9,90 +8,16 @@ from typing import Any
 
 import msgspec
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from browsing import DESKTOP_CHROME, LiveSite, banner, cookie_names, serve
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from support import demo_config, ledger, page_views
 
 from koekje.analytics import Role
-from koekje.demo.site import create_site
-from koekje.middleware import Config, KoekjeMiddleware
+from koekje.middleware import Config
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "browser test password"
-DESKTOP_CHROME = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
-)
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-
-
-class LiveSite:
-    def __init__(self, app: KoekjeMiddleware, url: str) -> None:
-        self.app = app
-        self.url = url
-        self.runtime: Any = app.runtime
-
-
-@pytest.fixture
-def live(make_config: Callable[..., Config]) -> Iterator[LiveSite]:
-    with serve(demo_config(make_config())) as site:
-        yield site
-
-
-@contextmanager
-def serve(config: Config) -> Iterator[LiveSite]:
-    """The demo site behind KoekjeMiddleware on uvicorn in a thread. The socket listens before the server
-    runs, so the browser's first request simply waits in the backlog until startup is done."""
-    app = KoekjeMiddleware(create_site(), config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    site = LiveSite(app, f"http://127.0.0.1:{sock.getsockname()[1]}")
-    yield site
-    server.should_exit = True
-    thread.join(30)
-    sock.close()
-    with app.runtime.store as store:
-        store.command(f"DROP DATABASE IF EXISTS `{store.settings.database}` SYNC")
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    # Headless Chromium says "HeadlessChrome", which crawlers use: a visitor's browser says what it is.
-    context = browser.new_context(viewport={"width": 1200, "height": 800}, user_agent=DESKTOP_CHROME)
-    yield context
-    context.close()
-
-
-def banner(page: Page) -> Any:
-    return page.get_by_role("dialog")
-
-
-def cookie_names(context: BrowserContext) -> set[str]:
-    return {cookie["name"] for cookie in context.cookies()}
 
 
 def test_reject_then_browse_stores_nothing(live: LiveSite, context: BrowserContext, artifacts: Path) -> None:
@@ -255,7 +180,8 @@ def test_settings_clicked_before_the_banner_is_ready_open_it_when_it_is(
     with page.expect_request("**/_koekje/config.json*"):
         page.goto(live.url + "/")
     page.get_by_role("button", name="Cookie-instellingen").click()
-    expect(banner(page)).to_have_count(0)  # nothing to show yet
+    expect(banner(page)).to_be_visible()  # the server's first layer, not yet enhanced
+    expect(page.get_by_role("checkbox", name="Statistieken")).to_be_hidden()
     held[0].continue_()
     expect(page.get_by_role("checkbox", name="Statistieken")).to_be_visible()  # opened, at the choices
 

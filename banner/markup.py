@@ -1,0 +1,87 @@
+"""The banner's markup, rendered on the server: into a page for a visitor who has not chosen yet, as the
+cookie-settings page, and as the fragment banner.js fetches when a visitor reopens their choice.
+
+One form holds both layers, so a visitor without JavaScript chooses with plain form posts; banner.js
+enhances this same markup instead of building its own. Jinja2 escapes every text (the site's own wording
+and declarations come from ``koekje.toml``, the return path from the request).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+_ENV = Environment(
+    loader=PackageLoader("koekje.banner", "templates"),
+    autoescape=select_autoescape(default=True),
+    keep_trailing_newline=False,
+)
+# Stands for the return path in a cached first layer (survives escaping; never in a real path: refused).
+_RETURN = "\x00koekje-return\x00"
+
+
+def render_banner(
+    content: Mapping[str, Any],
+    *,
+    action: str,
+    return_to: str,
+    page: bool = False,
+    granted: Collection[str] = (),
+    services: Collection[str] = (),
+    message: str | None = None,
+    error: str | None = None,
+) -> str:
+    """The banner for ``content`` (``BannerContent.body``): the first layer (``page`` False: the choices
+    folded away, nothing ticked but what ``granted``/``services`` say), or the settings page's banner."""
+    return _ENV.get_template("banner.html").render(
+        **_context(content, action, return_to, page, granted, services, message, error)
+    )
+
+
+def _context(
+    content: Mapping[str, Any],
+    action: str,
+    return_to: str,
+    page: bool = False,
+    granted: Collection[str] = (),
+    services: Collection[str] = (),
+    message: str | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "c": content,
+        "action": action,
+        "return_to": return_to,
+        "page": page,
+        "granted": frozenset(granted),
+        "services": frozenset(services),
+        "message": message,
+        "error": error,
+    }
+
+
+def render_settings_page(content: Mapping[str, Any], *, stylesheet: str, **banner: Any) -> str:
+    """The cookie-settings page: a whole document around the banner with its second layer open."""
+    context = _context(content, page=True, **banner)
+    return _ENV.get_template("settings.html").render(**context, stylesheet=stylesheet)
+
+
+class FirstLayers:
+    """The first layer as a page gets it, rendered once per language and action and then only given its
+    return path: no template runs on the request path."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+
+    def render(self, content: Mapping[str, Any], action: str, return_to: str) -> bytes:
+        key = (content["lang"], action)
+        parts = self._cache.get(key)
+        if parts is None:
+            before, _, after = render_banner(content, action=action, return_to=_RETURN).partition(_RETURN)
+            parts = (before.encode(), after.encode())
+            if len(self._cache) < 256:  # languages x mounts: a handful
+                self._cache[key] = parts
+        return parts[0] + html.escape(return_to).encode() + parts[1]

@@ -1,0 +1,84 @@
+"""The banner's markup in a page: a visitor who has not chosen yet gets the first layer in the page itself
+(it works without JavaScript and appears with the page, with no flash and no layout shift); one who has
+gets at most the floating "cookie settings" link (``banner.floating_button``)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+from urllib.parse import quote
+
+from starlette.types import Scope
+
+from koekje.banner import FirstLayers, negotiate
+
+from .consent import Consent
+from .shown import BannerContent
+
+MAX_RETURN_PATH = 2048
+
+
+class PageBanner:
+    def __init__(
+        self, content: BannerContent, languages: tuple[str, ...], prefix: str, floating_button: bool
+    ) -> None:
+        self._content = content
+        self._languages = languages
+        self._prefix = prefix
+        self._floating = floating_button
+        self._layers = FirstLayers()
+
+    def wanted(self, consent: Consent | None) -> bool:
+        """Whether a page for a visitor with ``consent`` gets markup at all."""
+        return consent is None or not consent.decided or self._floating
+
+    def render(
+        self,
+        consent: Consent | None,
+        page_lang: str | None,
+        headers: Iterable[tuple[bytes, bytes]],
+        root_path: str,
+        return_to: str,
+    ) -> bytes:
+        lang = negotiate(page_lang, _accept_language(headers), self._languages)
+        prefix = f"{root_path}{self._prefix}"
+        if consent is not None and consent.decided:
+            settings = html.escape(f"{prefix}/settings?lang={lang}&return=") + _quoted(return_to)
+            label = html.escape(self._content.body(lang)["texts"]["settings"])
+            return (
+                f'<a class="koekje-floating" href="{settings}" lang="{lang}" data-koekje-open>{label}</a>'
+            ).encode()
+        return self._layers.render(self._content.body(lang), f"{prefix}/consent", return_to)
+
+
+def page_address(scope: Scope) -> str:
+    """The page's path and query as the browser sent them (percent-encoded, so plain ASCII)."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else quote(scope["path"], safe="/%:@!$&'()*+,;=~-._")
+    query = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def _accept_language(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"accept-language":
+            return value.decode("latin-1")
+    return None
+
+
+def _quoted(path: str) -> str:
+    return html.escape(quote(path, safe="/"))
+
+
+def safe_return(value: str | None) -> str:
+    """A path on this site to send the visitor back to: a form field is hostile, so anything that is not
+    a plain absolute path ("//host", "/\\host", a scheme, control characters, too long) becomes "/"."""
+    if (
+        not value
+        or len(value) > MAX_RETURN_PATH
+        or value[0] != "/"
+        or value[1:2] in ("/", "\\")
+        or any(ord(ch) < 0x21 or ch == "\\" or ord(ch) == 0x7F for ch in value)
+    ):
+        return "/"
+    return value
