@@ -18,7 +18,8 @@ test: $(VENV)/.package $(VENV)/.test-deps chromium $(ESBUILD) check
 banner: $(ESBUILD)
 	cd banner && node build.mjs
 
-# The locked toolchain (esbuild), for building the banner and for the test that the committed build is fresh.
+# The locked toolchain: esbuild, for building the banner and for the test that the committed build is fresh;
+# axe-core, for the accessibility test of the banner.
 $(ESBUILD): banner/package-lock.json
 	@command -v npm >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update -q && apt-get install -y -q nodejs npm; \

@@ -1,0 +1,55 @@
+"""The banner passes axe-core (the locked copy in banner/node_modules) in both layers, on desktop and on a
+phone, in Dutch and in English; and so does the cookie-settings page of visitors without JavaScript."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browsing import DESKTOP_CHROME, LiveSite, banner
+from playwright.sync_api import Browser, Page, expect
+
+pytestmark = pytest.mark.browser
+
+AXE = Path(__file__).parents[2] / "banner" / "node_modules" / "axe-core" / "axe.min.js"
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "mobile": {"width": 375, "height": 667}}
+PAGES = {"nl": ("/", "Per doel kiezen"), "en": ("/en/", "Choose per purpose")}
+
+
+def violations(page: Page, context: Any) -> list[str]:
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.add_script_tag(path=AXE)
+    found = page.evaluate(
+        "context => axe.run(context || document).then(result => result.violations)", context
+    )
+    return [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}" for v in found]
+
+
+@pytest.mark.parametrize("lang", sorted(PAGES))
+@pytest.mark.parametrize("device", sorted(VIEWPORTS))
+def test_the_banner_has_no_axe_violations(
+    live: LiveSite, browser: Browser, lang: str, device: str, artifacts: Path
+) -> None:
+    assert AXE.exists(), "run `make test` (it installs banner/node_modules with `npm ci`)"
+    context = browser.new_context(viewport=VIEWPORTS[device], user_agent=DESKTOP_CHROME)  # type: ignore[arg-type]
+    page = context.new_page()
+    path, choose = PAGES[lang]
+    with page.expect_response("**/_koekje/config.json*"):
+        page.goto(live.url + path)
+    expect(banner(page)).to_be_visible()
+    assert violations(page, {"include": [["#koekje"]]}) == []  # the first layer
+
+    page.get_by_role("button", name=choose).click()
+    for details in page.locator("#koekje details").all():
+        details.evaluate("element => { element.open = true; }")  # the cookie tables too
+    assert violations(page, {"include": [["#koekje"]]}) == []  # the second layer
+    page.screenshot(path=artifacts / f"banner-{device}-{lang}.png", animations="disabled")
+    context.close()
+
+
+@pytest.mark.parametrize("lang", sorted(PAGES))
+def test_the_settings_page_has_no_axe_violations(live: LiveSite, browser: Browser, lang: str) -> None:
+    context = browser.new_context(viewport=VIEWPORTS["mobile"], user_agent=DESKTOP_CHROME, bypass_csp=True)  # type: ignore[arg-type]
+    page = context.new_page()
+    page.goto(f"{live.url}/_koekje/settings?lang={lang}&return=/")
+    assert violations(page, None) == []  # the whole page is koekje's
+    context.close()
