@@ -18,8 +18,8 @@
   var root = null;
   /** Where focus was when the banner opened; it goes back there after a choice. */
   var returnFocus = null;
-  /** Categories whose blocked scripts already ran on this page. */
-  var activated = {};
+  /** The gated scripts and embeds that already ran on this page (withdrawing what allowed one reloads it). */
+  var ran = [];
   /** Whether the server recorded this page (statistics were allowed when it was served): if not, and they
    * are granted here, the banner reports it, once. */
   var counted = false;
@@ -50,9 +50,6 @@
   /** Run the `<script type="text/plain" data-category="..." [data-service="..."]>` elements that the
    * granted categories or services allow. */
   function activate(consent) {
-    consent.categories.concat(consent.services || []).forEach(function (name) {
-      activated[name] = true;
-    });
     var blocked = document.querySelectorAll('script[type="text/plain"][data-category]');
     Array.prototype.forEach.call(blocked, function (old) {
       if (!allowed(old, consent)) return;
@@ -64,6 +61,7 @@
       if (old.getAttribute("data-src")) live.src = old.getAttribute("data-src");
       else live.text = old.text;
       old.parentNode.replaceChild(live, old);
+      ran.push(live);
     });
     gateEmbeds(consent);
   }
@@ -97,6 +95,7 @@
       if (allowed(frame, consent)) {
         frame.src = frame.getAttribute("data-src");
         frame.removeAttribute("data-src");
+        ran.push(frame);
         frame.style.removeProperty("display");
         var made = frame.previousElementSibling;
         if (made && made.hasAttribute("data-koekje-made")) {
@@ -364,7 +363,6 @@
   }
 
   function decide(categories, method, services) {
-    var before = granted().concat(config.consent && config.consent.services || []);
     fetch(config.endpoints.consent, {
       method: "POST",
       credentials: "same-origin",
@@ -377,12 +375,12 @@
       config.consent = result.consent;
       hide();
       if (returnFocus && returnFocus !== document.body && document.contains(returnFocus)) returnFocus.focus();
-      var now = result.consent.categories.concat(result.consent.services);
-      var withdrawn = before.some(function (name) {
-        return activated[name] && now.indexOf(name) < 0;
+      var withdrawn = ran.some(function (element) {
+        return !allowed(element, result.consent);
       });
       changed(result.consent);
-      // Scripts that already ran cannot be unloaded: a reload stops them.
+      // Scripts and embeds that already ran cannot be unloaded: a reload stops them. Nothing ran that is
+      // now withdrawn: no reload, and what is still blocked stays blocked.
       if (withdrawn) window.location.reload();
       else {
         activate(result.consent);

@@ -113,6 +113,25 @@ def test_withdrawal_is_as_easy_and_stops_capture(
     ) == 1
 
 
+def test_withdrawing_what_nothing_on_the_page_used_does_not_reload_it(
+    live: LiveSite, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    page.goto(live.url + "/")
+    page.get_by_role("button", name="Alles accepteren").click()
+    expect(banner(page)).to_be_hidden()
+    assert page.evaluate("document.documentElement.dataset.demoAnalytics") == "on"  # its gated script ran
+    page.evaluate("window.sameDocument = true")
+    page.get_by_role("button", name="Cookie-instellingen").click()
+    page.get_by_role("checkbox", name="Personalisatie").uncheck()  # nothing on this page needs it
+    with page.expect_response("**/_koekje/consent") as choice:
+        page.get_by_role("button", name="Mijn keuze opslaan").click()
+    assert choice.value.ok
+    expect(banner(page)).to_be_hidden()
+    assert page.evaluate("window.sameDocument") is True  # not reloaded
+    assert [row["categories"] for row in ledger(live.runtime)][-1] == ["analytics", "marketing", "necessary"]
+
+
 def test_banner_is_reachable_by_keyboard_first(live: LiveSite, context: BrowserContext) -> None:
     page = context.new_page()
     page.goto(live.url + "/")
