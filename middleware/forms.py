@@ -79,6 +79,7 @@ class ConsentForms:
             return self._page(request, visitor, lang=lang, back=back, status=400)
         if action == "choose":  # the second layer, on a page of its own
             return RedirectResponse(self._settings_url(request, lang, back), 303, headers=SECURITY_HEADERS)
+        categories, services = self._chosen(action, fields)
         origin = form_origin(request.headers, visitor.scheme)
         if origin != "same":
             self._counts[f"form_origin_{origin}"] += 1
@@ -88,10 +89,10 @@ class ConsentForms:
                 visitor,
                 lang=lang,
                 back=back,
+                chosen=(categories, services),  # what they chose, ticked, for them to confirm
                 message=texts["confirm"],
                 status=403 if origin == "cross" else 200,
             )
-        categories, services = self._chosen(action, fields)
         outcome = await self._decide(request, visitor, categories, services, lang, Method.FORM)
         if isinstance(outcome, tuple) and len(outcome) == 2:
             back_there = RedirectResponse(_location(back), 303, headers=SECURITY_HEADERS)
@@ -127,7 +128,9 @@ class ConsentForms:
             granted=granted,
             services=services,
         )
-        return HTMLResponse(markup, headers={**SECURITY_HEADERS, "Vary": "Cookie, Accept-Language"})
+        # Framed by another site, a click on it would be that site's trick, not the visitor's choice:
+        # banner.js fetches it, nobody needs to frame it.
+        return HTMLResponse(markup, headers=PAGE_HEADERS)
 
     def _chosen(self, action: str, fields: list[tuple[str, str]]) -> tuple[frozenset[str], frozenset[str]]:
         if action == "accept":
@@ -149,12 +152,13 @@ class ConsentForms:
         *,
         lang: str | None = None,
         back: str = "/",
+        chosen: tuple[frozenset[str], frozenset[str]] | None = None,
         message: str | None = None,
         error: str | None = None,
         status: int = 200,
     ) -> HTMLResponse:
         lang = lang or negotiate(None, request.headers.get("accept-language"), self._languages)
-        granted, services = _current(visitor.consent)
+        granted, services = chosen if chosen is not None else _current(visitor.consent)
         css = asset("banner.css")
         page = render_settings_page(
             self._content.body(lang),

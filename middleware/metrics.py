@@ -138,6 +138,14 @@ class KoekjeCollector(Collector):
             "field",
             sample.get("clipped", {}),
         )
+        yield _labelled(
+            CounterMetricFamily,
+            "koekje_pages_without_banner",
+            "HTML pages koekje could not put its banner into: encoded_by_app, slow_head, head_not_found, "
+            "tags_before_unknown_markup (tags placed, the banner left to banner.js)",
+            "reason",
+            sample.get("pages_without_banner", {}),
+        )
         yield _gauge("koekje_queue_depth", "events waiting in the write buffers", sample["queue_depth"])
         yield _gauge("koekje_spool_bytes", "bytes waiting in the spool", self._spool_bytes())
         yield _gauge("koekje_store_owners", "workers that own the store (1 when healthy)", sample["owner"])

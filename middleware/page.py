@@ -4,7 +4,10 @@ HTML, and a served page becomes a page view."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import Counter
+from collections.abc import Callable
 
 from starlette.types import Message, Scope, Send
 
@@ -19,9 +22,13 @@ from .tags import BannerTags
 from .visitor import Incoming, Visitor
 from .visits import Visits
 
-# How much of an HTML response is held back while looking for the end of the head; past it the page goes
-# out untouched.
+log = logging.getLogger("koekje")
+
+# How much of an HTML response is held back while looking for the end of the head, and for how long; past
+# either the page goes out untouched. The time is checked as each part of the page arrives: a page that
+# stops in the middle of its head stays held until its next part (or its end) comes.
 MAX_HELD_BYTES = 256 * 1024
+MAX_HELD_SECONDS = 0.5
 
 
 class Pages:
@@ -36,6 +43,7 @@ class Pages:
         tags: BannerTags | None,
         consent_mode: ConsentModeDefault | None,
         banner: PageBanner | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.guard = guard
@@ -44,7 +52,24 @@ class Pages:
         self.tags = tags
         self.consent_mode = consent_mode
         self.banner = banner  # the banner's markup in the page (with the tags; None: neither)
+        self.monotonic = monotonic  # for how long a page in parts has been held
+        # Pages koekje left without its banner, by reason (koekje_pages_without_banner_total).
         self.counts: Counter[str] = Counter()
+        self._told_encoded = False
+
+    def encoded_by_app(self) -> None:
+        """A page the app compressed itself: koekje cannot put its banner in. Counted, and said once, loudly,
+        with the fix: a site that forgets its banner would go on without consent to ask for."""
+        self.counts["encoded_by_app"] += 1
+        if not self._told_encoded:
+            self._told_encoded = True
+            log.error(
+                "koekje: a page came compressed (Content-Encoding) from the app inside KoekjeMiddleware, so "
+                "it has no cookie banner. Compress outside koekje instead: add GZipMiddleware before "
+                "KoekjeMiddleware (Starlette's add_middleware wraps outermost last: call "
+                "app.add_middleware(KoekjeMiddleware, ...) first, then app.add_middleware(GZipMiddleware)), "
+                "or let the proxy compress. See docs/banner.md."
+            )
 
 
 class PageResponse:
@@ -56,6 +81,7 @@ class PageResponse:
     __slots__ = (
         "_body",
         "_held",
+        "_held_since",
         "_hit",
         "_implied",
         "_incoming",
@@ -96,6 +122,7 @@ class PageResponse:
         self._is_page = False
         self._hit: Hit | None = None  # a page to record once it has gone out
         self._held: Message | None = None  # the response start, while the tags are not yet placed
+        self._held_since: float | None = None  # when the first part of a page in parts was held
         self._nonce: str | None = None
         self._body = bytearray()
         self._scanner: HeadScanner | None = None  # only for a page whose start is held
@@ -126,7 +153,8 @@ class PageResponse:
                 partial = True
             elif name == b"content-security-policy":
                 csp = value
-        get = self._scope["method"] == "GET"
+        method = self._scope["method"]
+        get = method == "GET"
         self._is_page = html and get and message["status"] == 200
         if not self._is_page:
             self._pages.capture.not_a_page()
@@ -142,7 +170,11 @@ class PageResponse:
             _private(headers)
         pages = self._pages
         whole = message["status"] != 206 and not partial and not encoded
-        if html and get and whole and (pages.tags is not None or pages.consent_mode is not None):
+        injects = pages.tags is not None or pages.consent_mode is not None
+        if encoded and html and get and message["status"] == 200 and injects:
+            pages.encoded_by_app()
+        # HEAD too: its headers (Content-Length) must be those of GET, whose body it would have been.
+        if html and (get or method == "HEAD") and whole and injects:
             self._nonce = script_nonce(csp) if csp is not None else None
             self._scanner = HeadScanner(MAX_HELD_BYTES)
             self._held = message
@@ -215,11 +247,21 @@ class PageResponse:
         data = self._body or chunk
         scanner = self._scanner
         assert scanner is not None
+        pages = self._pages
         if not more and data is chunk:  # the whole page in one piece
             found = scanner.whole(chunk)
+            final = True
         else:
-            found = scanner.feed(data, final=not more or len(data) > MAX_HELD_BYTES)
-        final = not more or len(data) > MAX_HELD_BYTES
+            if self._held_since is None:
+                self._held_since = pages.monotonic()
+            late = pages.monotonic() - self._held_since > MAX_HELD_SECONDS
+            final = not more or len(data) > MAX_HELD_BYTES or late
+            found = scanner.feed(data, final=final)
+            if late and not found:
+                # A page whose head is slow to arrive goes out as it is, not held back: without the banner.
+                pages.counts["slow_head"] += 1
+                await self._release(bytes(data), more)
+                return
         if not found and not final:
             return
         body = None
@@ -228,11 +270,16 @@ class PageResponse:
             body = body_start(data, scanner.head_end, final)
             if body is None:  # the head has ended, the body's start tag not yet arrived
                 return
-        if found:
+        if not found:
+            pages.counts["head_not_found"] += 1
+        else:
             if scanner.fallback:
-                self._pages.counts["tags_before_unknown_markup"] += 1
-            data, extra = self._insert(bytes(data), body)
+                pages.counts["tags_before_unknown_markup"] += 1
+            data, extra, by_language = self._insert(bytes(data), body)
             self._held["headers"] = _changed_body(self._held["headers"], extra)
+            # What koekje put in follows the visitor's cookie (their choice, the banner or not), and the
+            # banner's words their Accept-Language when the page does not name its language.
+            _vary(self._held["headers"], b"Cookie", b"Accept-Language" if by_language else None)
         await self._release(bytes(data), more)
 
     def _served(self) -> None:
@@ -249,34 +296,36 @@ class PageResponse:
                 path = self._root_path + self._path
                 self._pages.engine.profiles.feed(visitor.consent, path, topics)
 
-    def _insert(self, data: bytes, body: int | None) -> tuple[bytes, int]:
+    def _insert(self, data: bytes, body: int | None) -> tuple[bytes, int, bool]:
         """The page with Consent Mode's default before its first script, the banner tags at the end of its
-        head and, at ``body``, the start of its body, the banner's markup; and how many bytes that added."""
+        head and, at ``body``, the start of its body, the banner's markup; how many bytes that added; and
+        whether the markup's language came from Accept-Language."""
         scanner, pages = self._scanner, self._pages
         assert scanner is not None
         head_end = scanner.head_end
         assert head_end is not None
         tags = pages.tags.render(self._root_path, self._nonce) if pages.tags is not None else b""
-        markup = b""
+        markup, by_language = b"", False
         if body is not None:
-            markup = self._banner_markup(data, head_end)
+            markup, by_language = self._banner_markup(data, head_end)
             data = data[:body] + markup + data[body:]
         if pages.consent_mode is None:
-            return data[:head_end] + tags + data[head_end:], len(tags) + len(markup)
+            return data[:head_end] + tags + data[head_end:], len(tags) + len(markup), by_language
         default = pages.consent_mode.script(self._visitor.consent, self._nonce)
         first = scanner.first_script(data)
         first = head_end if first is None else first
         data = data[:first] + default + data[first:head_end] + tags + data[head_end:]
-        return data, len(default) + len(tags) + len(markup)
+        return data, len(default) + len(tags) + len(markup), by_language
 
-    def _banner_markup(self, data: bytes, head_end: int) -> bytes:
+    def _banner_markup(self, data: bytes, head_end: int) -> tuple[bytes, bool]:
         banner = self._pages.banner
         assert banner is not None
         scope = self._scope
         lang = page_language(data, head_end)
-        return banner.render(
+        markup = banner.render(
             self._visitor.consent, lang, scope["headers"], self._root_path, page_address(scope)
         )
+        return markup, lang is None
 
     async def _release(self, body: bytes = b"", more: bool = True) -> None:
         """Send the held start, and the body held with it."""
@@ -310,6 +359,18 @@ def _cache_control(headers: list[tuple[bytes, bytes]], value: bytes) -> None:
     """``value`` as the response's one Cache-Control header (any the app sent, in any case, replaced)."""
     headers[:] = [(name, v) for name, v in headers if name.lower() != b"cache-control"]
     headers.append((b"cache-control", value))
+
+
+def _vary(headers: list[tuple[bytes, bytes]], *names: bytes | None) -> None:
+    """``names`` added to the response's Vary (one header, the app's own entries kept)."""
+    said = [v.strip() for name, value in headers if name.lower() == b"vary" for v in value.split(b",")]
+    if b"*" in said:
+        return
+    known = {v.lower() for v in said}
+    added = [name for name in names if name is not None and name.lower() not in known]
+    if added:
+        headers[:] = [(name, v) for name, v in headers if name.lower() != b"vary"]
+        headers.append((b"vary", b", ".join([*[v for v in said if v], *added])))
 
 
 def _changed_body(headers: list[tuple[bytes, bytes]], extra: int) -> list[tuple[bytes, bytes]]:

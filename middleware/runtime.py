@@ -211,6 +211,7 @@ class Runtime:
             "decisions": decisions,
             "cookies_removed": dict(removed),
             "clipped": dict(self.capture.clipped),
+            "pages_without_banner": dict(self.pages.counts),
             "queue_depth": self.recorder.depth
             + self.engagement.depth
             + self.sightings.depth

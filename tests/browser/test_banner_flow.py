@@ -94,7 +94,7 @@ def test_withdrawal_is_as_easy_and_stops_capture(
     page.goto(live.url + "/mondhygiene")
     assert len(page_views(live.runtime)) == 2  # the landing page (reported by the banner) and this one
 
-    page.get_by_role("button", name="Cookie-instellingen").click()
+    page.get_by_role("link", name="Cookie-instellingen").click()
     expect(banner(page)).to_be_visible()
     statistics = page.get_by_role("checkbox", name="Statistieken")
     expect(statistics).to_be_checked()
@@ -122,7 +122,7 @@ def test_withdrawing_what_nothing_on_the_page_used_does_not_reload_it(
     expect(banner(page)).to_be_hidden()
     assert page.evaluate("document.documentElement.dataset.demoAnalytics") == "on"  # its gated script ran
     page.evaluate("window.sameDocument = true")
-    page.get_by_role("button", name="Cookie-instellingen").click()
+    page.get_by_role("link", name="Cookie-instellingen").click()
     page.get_by_role("checkbox", name="Personalisatie").uncheck()  # nothing on this page needs it
     with page.expect_response("**/_koekje/consent") as choice:
         page.get_by_role("button", name="Mijn keuze opslaan").click()
@@ -145,7 +145,7 @@ def test_banner_is_reachable_by_keyboard_first(live: LiveSite, context: BrowserC
     expect(banner(page)).to_be_hidden()
     assert [row["categories"] for row in ledger(live.runtime)] == [["analytics", "necessary"]]
 
-    settings = page.get_by_role("button", name="Cookie-instellingen")
+    settings = page.get_by_role("link", name="Cookie-instellingen")
     settings.focus()
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Uw keuze over cookies")).to_be_focused()
@@ -168,14 +168,14 @@ def test_a_marketing_cookie_of_the_site_waits_for_consent_and_goes_with_it(
     page.goto(course)
     assert "tw_interest" not in cookie_names(context)
 
-    page.get_by_role("button", name="Cookie-instellingen").click()
+    page.get_by_role("link", name="Cookie-instellingen").click()
     page.get_by_role("button", name="Alles accepteren").click()
     expect(banner(page)).to_be_hidden()
     page.goto(course)
     [interest] = [c for c in context.cookies() if c["name"] == "tw_interest"]
     assert interest["httpOnly"]
 
-    page.get_by_role("button", name="Cookie-instellingen").click()
+    page.get_by_role("link", name="Cookie-instellingen").click()
     page.get_by_role("checkbox", name="Marketing").uncheck()
     # Marketing had run on this page, so withdrawing it reloads the page: wait for that, not race it.
     with page.expect_navigation(), page.expect_response("**/_koekje/consent") as choice:
@@ -198,7 +198,7 @@ def test_settings_clicked_before_the_banner_is_ready_open_it_when_it_is(
     page.route("**/_koekje/config.json*", lambda route: held.append(route))  # held back
     with page.expect_request("**/_koekje/config.json*"):
         page.goto(live.url + "/")
-    page.get_by_role("button", name="Cookie-instellingen").click()
+    page.get_by_role("link", name="Cookie-instellingen").click()
     expect(banner(page)).to_be_visible()  # the server's first layer, not yet enhanced
     expect(page.get_by_role("checkbox", name="Statistieken")).to_be_hidden()
     held[0].continue_()

@@ -211,3 +211,35 @@ def test_the_start_of_the_body(page: bytes, final: bool, expected: bytes | None)
 def test_the_page_language() -> None:
     assert page_language(b'<!doctype html><html class="x" lang="de-CH"><head>', 40) == "de"
     assert page_language(b'<html data-lang="fr"><head>', 25) is None
+
+
+def test_the_fragment_cannot_be_framed(make_client: MakeClient) -> None:
+    """Found by trying: another site framing banner.html got a click on "Accept all" recorded."""
+    response = make_client().get("/_koekje/banner.html?lang=en&return=/")
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def test_a_page_with_the_banner_varies_by_cookie_and_language(make_client: MakeClient) -> None:
+    """Found by trying: a page the app called public showed the banner, or not, to whoever came next."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    async def page(request: object) -> HTMLResponse:
+        lang = ' lang="en"' if request.path_params["named"] == "named" else ""  # type: ignore[attr-defined]
+        html = f"<!doctype html><html{lang}><head><title>t</title></head><body>x</body></html>"
+        return HTMLResponse(html, headers={"cache-control": "public, max-age=600", "vary": "Accept-Encoding"})
+
+    client = make_client(app=Starlette(routes=[Route("/{named}", page)]))
+    assert client.get("/named").headers["vary"] == "Accept-Encoding, Cookie"
+    assert client.get("/unnamed").headers["vary"] == "Accept-Encoding, Cookie, Accept-Language"
+    consent(client)
+    assert client.get("/named").headers["vary"] == "Accept-Encoding, Cookie"
+
+
+def test_a_choice_to_confirm_is_shown_as_it_was_made(make_client: MakeClient) -> None:
+    """Found by trying: the confirmation page showed nothing ticked, so the visitor chose all over again."""
+    response = post(make_client(), "koekje=save&category=analytics&lang=en&return=/", **FORM, origin="null")
+    assert re.search(r'name="category" value="analytics"[^>]* checked', response.text)  # type: ignore[attr-defined]
+    assert not re.search(r'name="category" value="marketing"[^>]* checked', response.text)  # type: ignore[attr-defined]

@@ -13,9 +13,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
 from support import consent
 
 from koekje.middleware import Config, inject
+from koekje.middleware import page as inject_page
 from koekje.middleware.config import ConsentModeSection, ConsentSection
 from koekje.middleware.inject import HeadScanner
 
@@ -245,3 +247,71 @@ def test_the_common_head_is_remembered() -> None:
     page = b"<!doctype html><html><head><title>remembered</title></head><body>x</body></html>"
     HeadScanner(len(page)).whole(page)
     assert hash(page[: page.index(b"</head") + 7]) in inject._KNOWN_HEADS
+
+
+# -- pages koekje cannot put its banner into: said, counted, never held up --------------------------------
+
+
+def test_a_page_compressed_inside_koekje_is_said_loudly_once(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    from starlette.middleware.gzip import GZipMiddleware
+
+    big = "<!doctype html><html><head><title>t</title></head><body>" + "x" * 2000 + "</body></html>"
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(big)
+
+    inner = GZipMiddleware(Starlette(routes=[Route("/", page)]))
+    client = make_client(app=inner)
+    with caplog.at_level("ERROR", logger="koekje"):
+        for _ in range(3):
+            response = client.get("/")
+            assert response.text == big  # untouched (httpx decompresses)
+    [said] = [r.getMessage() for r in caplog.records if "compressed" in r.getMessage()]
+    assert "add GZipMiddleware before KoekjeMiddleware" in said
+    assert client.app.runtime.pages.counts["encoded_by_app"] == 3  # type: ignore[attr-defined]
+
+
+def test_compressing_outside_koekje_keeps_the_banner(make_client: MakeClient) -> None:
+    from starlette.middleware.gzip import GZipMiddleware
+
+    big = "<!doctype html><html><head><title>t</title></head><body>" + "x" * 2000 + "</body></html>"
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(big)
+
+    client = make_client(app=Starlette(routes=[Route("/", page)]))
+    outer = TestClient(GZipMiddleware(client.app), base_url="http://shop.test")
+    response = outer.get("/")
+    assert response.headers["content-encoding"] == "gzip"
+    assert 'id="koekje"' in response.text and "banner.js" in response.text
+
+
+def test_a_head_slow_to_arrive_is_not_held_back(make_client: MakeClient) -> None:
+    now = [0.0]
+    released_at_second_part: list[int] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]}
+        await send(start)
+        await send({"type": "http.response.body", "body": b"<html><head><title>slo", "more_body": True})
+        now[0] += inject_page.MAX_HELD_SECONDS + 0.1  # the app takes its time over the rest of its head
+        await send({"type": "http.response.body", "body": b"w</title>", "more_body": True})
+        released_at_second_part.append(client.app.runtime.pages.counts["slow_head"])  # type: ignore[attr-defined]
+        await send(
+            {"type": "http.response.body", "body": b"</head><body>hi</body></html>", "more_body": False}
+        )
+
+    client = make_client(app=app)
+    client.app.runtime.pages.monotonic = lambda: now[0]  # type: ignore[attr-defined]
+    response = client.get("/")
+    assert (
+        response.text == "<html><head><title>slow</title></head><body>hi</body></html>"
+    )  # as the app sent it
+    assert released_at_second_part == [1]  # let go as soon as the deadline was seen, not at the page's end

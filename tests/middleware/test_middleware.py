@@ -50,6 +50,8 @@ def test_no_tag_in_json_or_head_requests(make_client: MakeClient) -> None:
     assert client.get("/api").json() == {"html": "</head>"}
     head = client.head("/")
     assert head.status_code == 200 and head.content == b""
+    # What HEAD says of the page is what GET sends: the banner counted in.
+    assert head.headers["content-length"] == str(len(client.get("/").content))
 
 
 def test_injection_can_be_turned_off(make_client: MakeClient, make_config: Callable[..., Config]) -> None:
