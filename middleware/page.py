@@ -363,6 +363,9 @@ def _cache_control(headers: list[tuple[bytes, bytes]], value: bytes) -> None:
 
 def _vary(headers: list[tuple[bytes, bytes]], *names: bytes | None) -> None:
     """``names`` added to the response's Vary (one header, the app's own entries kept)."""
+    if not any(name.lower() == b"vary" for name, _ in headers):  # the common case, in one pass
+        headers.append((b"vary", b", ".join(name for name in names if name is not None)))
+        return
     said = [v.strip() for name, value in headers if name.lower() == b"vary" for v in value.split(b",")]
     if b"*" in said:
         return

@@ -37,6 +37,7 @@ def test_the_banner_has_no_axe_violations(
         page.goto(live.url + path)
     expect(banner(page)).to_be_visible()
     assert violations(page, {"include": [["#koekje"]]}) == []  # the first layer
+    page.screenshot(path=artifacts / f"banner-first-{device}-{lang}.png", animations="disabled")
 
     page.get_by_role("button", name=choose).click()
     for details in page.locator("#koekje details").all():
