@@ -9,6 +9,8 @@ from importlib.resources import files
 from typing import Any
 
 MAX_ACCEPT_LANGUAGE = 512
+# Texts with a part koekje fills in: without it, the visitor would not learn what the text is about.
+_PLACEHOLDERS = {"placeholder": ("{service}",)}
 
 
 @cache
@@ -75,6 +77,9 @@ def _check_text(where: str, key: str, known: Mapping[str, Any], value: object) -
         raise ValueError(f"{where}: no such text; the texts are {texts_known}")
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{where}: give a non-empty text")
+    for placeholder in _PLACEHOLDERS.get(key, ()):
+        if placeholder not in value:
+            raise ValueError(f"{where}: the text must say {placeholder} (where koekje puts its name)")
 
 
 def negotiate(requested: str | None, accept_language: str | None, offered: tuple[str, ...]) -> str:

@@ -76,6 +76,7 @@ def test_german_and_french_are_complete_and_not_english() -> None:
         ({"titel": "x"}, "banner.texts.nl.titel: no such text"),
         ({"title": ""}, "banner.texts.nl.title: give a non-empty text"),
         ({"title": 3}, "banner.texts.nl.title: give a non-empty text"),
+        ({"placeholder": "Externe inhoud"}, "banner.texts.nl.placeholder: the text must say {service}"),
         ({"categories": {"ads": {"title": "x"}}}, "banner.texts.nl.categories.ads"),
         ({"categories": {"analytics": {"tekst": "x"}}}, "banner.texts.nl.categories.analytics.tekst"),
     ],
