@@ -30,6 +30,7 @@ from .ledger import Chain, ConsentRecord, insert_rows
 from .remote import Ownership
 from .spool import Batch, Spool
 from .store import Store
+from .subjects import ERASABLE, Subjects
 
 log = logging.getLogger("koekje.analytics")
 
@@ -56,8 +57,10 @@ class Loader:
         on_loaded: Callable[[str, int], None] | None = None,
         ownership: Ownership | None = None,
         on_tick: Callable[[], None] | None = None,
+        erasures: Subjects | None = None,
     ) -> None:
         self._store = store
+        self._erasures = erasures  # erased visitors whose late events are erased as they arrive
         # Several processes may share one spool: only the one that holds this loads it.
         self._ownership = ownership
         self._on_tick = on_tick  # something every process does now and then (metrics snapshots)
@@ -122,12 +125,22 @@ class Loader:
         with self._pass_lock:
             done = self._load_table(LEDGER)
             salted = self._salt(self._salts.draw)
+            before = sum(self.loaded[table] for table in ERASABLE)
             for table in RAW_TABLES:
                 loaded = self._load_table(table)
                 if table == "page_views" and loaded and salted:
                     self._salt(self._salts.discard)  # nothing of an older day waits any more
                 done = loaded and done
+            if self._erasures is not None and sum(self.loaded[table] for table in ERASABLE) > before:
+                self._erase_late(self._erasures)
             return done
+
+    def _erase_late(self, erasures: Subjects) -> None:
+        waiting = [int(b.name.split("-")[0]) / 1e9 for t in ERASABLE for b in self._spool.pending(t)[:1]]
+        try:
+            erasures.after_load(min(waiting) if waiting else None)
+        except Exception as exc:  # the store went away again: the notes stay, the next pass tries again
+            log.debug("koekje could not erase late events now: %s", exc)
 
     def _salt(self, step: Callable[[], None]) -> bool:
         """Draw or discard the daily salts; when the store cannot, page views are still loaded."""

@@ -13,6 +13,7 @@ from .config import Config, load_config
 from .endpoints import ConsentEndpoints, MetricsEndpoint, build_router
 from .metrics import KoekjeCollector
 from .page import PageResponse
+from .rights import RightsEndpoints
 from .runtime import Runtime
 
 
@@ -38,6 +39,14 @@ class KoekjeMiddleware:
             _dashboard(runtime),
             _metrics(runtime),
             runtime.collect,
+            RightsEndpoints(
+                runtime.subjects,
+                runtime.engine,
+                runtime.guard,
+                runtime.flush,
+                languages=self.config.banner.languages,
+                honor_dnt=self.config.consent.honor_dnt,
+            ),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

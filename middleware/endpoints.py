@@ -30,6 +30,7 @@ from .enforce import CookieGuard
 from .engine import ConsentEngine, DecisionRefused
 from .forms import ConsentForms
 from .metrics import KoekjeCollector, exposition
+from .rights import RightsEndpoints
 from .shown import BannerContent
 from .visitor import Visitor, read_incoming
 
@@ -52,6 +53,7 @@ def build_router(
     dashboard: ASGIApp | None,
     metrics: MetricsEndpoint | None = None,
     collect: CollectEndpoint | None = None,
+    rights: RightsEndpoints | None = None,
 ) -> Router:
     routes: list[BaseRoute] = [
         Route(f"{prefix}/{name}", _asset_endpoint(name), methods=["GET"]) for name in ASSET_NAMES
@@ -64,6 +66,9 @@ def build_router(
     ]
     if collect is not None:
         routes.append(Route(f"{prefix}/collect", collect.collect, methods=["POST"]))
+    if rights is not None:
+        routes.append(Route(f"{prefix}/my-data", rights.my_data, methods=["GET"]))
+        routes.append(Route(f"{prefix}/forget", rights.forget, methods=["POST"]))
     if dashboard is not None:
         routes.append(Mount(f"{prefix}/dashboard", app=dashboard))
     if metrics is not None:

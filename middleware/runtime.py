@@ -24,6 +24,7 @@ from koekje.analytics.ledger_writer import LedgerWriter
 from koekje.analytics.loader import Loader
 from koekje.analytics.remote import Ownership
 from koekje.analytics.spool import Spool
+from koekje.analytics.subjects import Subjects
 from koekje.banner import ASSET_NAMES, asset
 
 from .capture import Capture, clean_path
@@ -60,6 +61,7 @@ class Runtime:
         self.ownership = Ownership(self.spool.root)
         self.store = Store(config.store_settings(), prepare=prepare, ownership=self.ownership)
         self.snapshots = Snapshots(self.spool.root / "metrics", self.counters)
+        self.subjects = Subjects(self.store, self.spool.root)
         self.loader = Loader(
             self.store,
             self.spool,
@@ -67,6 +69,7 @@ class Runtime:
             clock,
             ownership=self.ownership,
             on_tick=self.snapshots.write if config.metrics.enabled else None,
+            erasures=self.subjects,
         )
         wake = self.loader.wake
         self.page_view_rows = PageViewRows()  # crawlers out, devices in: the write buffer's step

@@ -1,0 +1,200 @@
+"""A data subject's data: everything stored about one visitor, as a copy, and its erasure.
+
+A visitor is known by their consent cookie: the decision's id (the start of their consent history, walked
+back through the ledger) and, while statistics are allowed, their visitor id (their page views and
+engagement). Erasure deletes the visitor's rows, blanks the visitor id in their ledger rows (the chain covers
+a digest of it, so the proof of consent stays verifiable, now pseudonymous), and checks that nothing is
+left. Events of the visitor's that are still on their way (in another worker's write buffer, or in the spool
+while the store is down) are caught by an *erasure note* in the spool directory: the loader erases the
+visitor's rows again after each load until no batch written before the erasure can still arrive. The note
+holds the visitor id, for that purpose only, and goes once it has served it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import time
+import zipfile
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from .store import Store
+
+log = logging.getLogger("koekje.analytics")
+
+# Tables with rows keyed by the visitor id, erased by deleting them.
+ERASABLE = ("page_views", "engagement")
+LEDGER = "consent_ledger"
+# How long an erasure note lives at least: longer than any write buffer holds an event before the spool.
+NOTE_MIN_AGE = 600.0
+MAX_HISTORY = 1000  # decisions walked back through the ledger, at most
+
+
+class ErasureIncomplete(Exception):
+    """Rows of the visitor were still there after the erasure (the store is down, or refused)."""
+
+
+class Subjects:
+    def __init__(self, store: Store, spool_root: Path, *, wall: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._notes = spool_root / "erasures"
+        self._wall = wall
+        self._columns: dict[str, list[str]] = {}
+
+    # -- access and a copy ---------------------------------------------------------------------------------
+
+    def export(self, visitor_id: UUID | None, consent_id: UUID | None) -> dict[str, list[dict[str, Any]]]:
+        """Every row about the visitor, per table: their consent history, page views and engagement."""
+        data: dict[str, list[dict[str, Any]]] = {LEDGER: self._history(visitor_id, consent_id)}
+        for table in ERASABLE:
+            data[table] = self._rows(table, visitor_id) if visitor_id is not None else []
+        return data
+
+    def _rows(self, table: str, visitor_id: UUID) -> list[dict[str, Any]]:
+        columns = self._columns_of(table)
+        rows = self._store.query(
+            f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {self._store.table(table)} "
+            "WHERE visitor_id = {v:UUID} ORDER BY ts",
+            {"v": visitor_id},
+        )
+        return [dict(zip(columns, map(_plain, row), strict=True)) for row in rows]
+
+    def _history(self, visitor_id: UUID | None, consent_id: UUID | None) -> list[dict[str, Any]]:
+        """The visitor's decisions: those under their visitor id, and the chain of decisions back from the
+        current one (a refusal has no visitor id)."""
+        columns = self._columns_of(LEDGER)
+        select = f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {self._store.table(LEDGER)} "
+        found: dict[str, dict[str, Any]] = {}
+        if visitor_id is not None:
+            for row in self._store.query(select + "WHERE visitor_id = {v:UUID}", {"v": visitor_id}):
+                record = dict(zip(columns, map(_plain, row), strict=True))
+                found[record["consent_id"]] = record
+        wanted = consent_id
+        for _ in range(MAX_HISTORY):
+            if wanted is None:
+                break
+            known = found.get(str(wanted))
+            if known is None:
+                rows = self._store.query(select + "WHERE consent_id = {c:UUID} LIMIT 1", {"c": wanted})
+                if not rows:
+                    break
+                known = found[str(wanted)] = dict(zip(columns, map(_plain, rows[0]), strict=True))
+            previous = known.get("previous_id")
+            wanted = UUID(previous) if previous else None
+        return sorted(found.values(), key=lambda r: (r["ts"], r["consent_id"]))
+
+    def _columns_of(self, table: str) -> list[str]:
+        if table not in self._columns:
+            described = self._store.query(f"DESCRIBE TABLE {self._store.table(table)}")
+            self._columns[table] = [row[0] for row in described]
+        return self._columns[table]
+
+    # -- erasure -------------------------------------------------------------------------------------------
+
+    def erase(self, visitor_id: UUID, flush: Callable[[], bool]) -> dict[str, int]:
+        """Erase the visitor's rows, checked; how many rows each table held. ``flush`` first brings this
+        process's waiting events into the store. Raises ErasureIncomplete when rows are left."""
+        self._note(visitor_id)  # first: whatever arrives later is erased on arrival
+        flush()
+        counted = self._count(visitor_id)
+        self._erase_rows(visitor_id)
+        left = self._count(visitor_id)
+        if any(left.values()):
+            raise ErasureIncomplete(f"rows left after erasure: {left}")
+        return counted
+
+    def _count(self, visitor_id: UUID) -> dict[str, int]:
+        counts = {}
+        for table in (*ERASABLE, LEDGER):
+            [(n,)] = self._store.query(
+                f"SELECT count() FROM {self._store.table(table)} WHERE visitor_id = {{v:UUID}}",
+                {"v": visitor_id},
+            )
+            counts[table] = int(n)
+        return counts
+
+    def _erase_rows(self, visitor_id: UUID) -> None:
+        for table in ERASABLE:
+            self._store.command(
+                f"ALTER TABLE {self._store.table(table)} DELETE WHERE visitor_id = {{v:UUID}} "
+                "SETTINGS mutations_sync = 2",
+                {"v": visitor_id},
+            )
+        self._store.command(
+            f"ALTER TABLE {self._store.table(LEDGER)} UPDATE visitor_id = NULL WHERE visitor_id = {{v:UUID}} "
+            "SETTINGS mutations_sync = 2",
+            {"v": visitor_id},
+        )
+
+    def _note(self, visitor_id: UUID) -> None:
+        self._notes.mkdir(mode=0o700, exist_ok=True)
+        path = self._notes / visitor_id.hex
+        temporary = path.with_suffix(".tmp")
+        with open(temporary, "w") as file:
+            json.dump({"visitor_id": str(visitor_id), "at": self._wall()}, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+
+    def notes(self) -> list[tuple[UUID, float]]:
+        """The erasures whose late events may still arrive: (visitor id, when)."""
+        found = []
+        for path in self._notes.glob("*") if self._notes.exists() else ():
+            if path.suffix == ".tmp":
+                continue
+            try:
+                note = json.loads(path.read_text())
+                found.append((UUID(note["visitor_id"]), float(note["at"])))
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("koekje: an unreadable erasure note %s is left alone", path.name)
+        return found
+
+    def after_load(self, oldest_waiting: float | None) -> None:
+        """The loader's hook, after a pass that loaded rows: erase again what erased visitors' late events
+        brought, and drop the notes no batch can still answer (old enough, and nothing older waits)."""
+        now = self._wall()
+        for visitor_id, at in self.notes():
+            self._erase_rows(visitor_id)
+            old_enough = now - at > NOTE_MIN_AGE and (oldest_waiting is None or oldest_waiting > at)
+            if old_enough:
+                (self._notes / visitor_id.hex).unlink(missing_ok=True)
+
+
+def _plain(value: Any) -> Any:
+    """A stored value as JSON and CSV can hold it."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def as_csv_zip(data: dict[str, list[dict[str, Any]]]) -> bytes:
+    """The export as a zip of one CSV per table (lists joined with ``|``)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for table, rows in data.items():
+            text = io.StringIO()
+            columns = list(rows[0]) if rows else []
+            writer = csv.DictWriter(text, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+            archive.writestr(f"{table}.csv", text.getvalue())
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, list):
+        return "|".join(map(str, value))
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value  # never a formula in a spreadsheet
+    return value

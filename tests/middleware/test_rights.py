@@ -1,0 +1,129 @@
+"""Self-service access and erasure: a visitor's copy of their data, and forgetting it everywhere, checked."""
+
+import csv
+import io
+import uuid
+import zipfile
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from starlette.testclient import TestClient
+from support import consent, ledger, runtime_of, set_cookie_names
+
+from koekje.analytics import PageView
+from koekje.analytics.ledger import verify
+
+MakeClient = Callable[..., TestClient]
+BROWSER = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
+JSON = {"content-type": "application/json", "sec-fetch-site": "same-origin"}
+
+
+def visitor_with_pages(make_client: MakeClient, *paths: str) -> tuple[TestClient, uuid.UUID]:
+    client = make_client()
+    consent(client, "analytics", "personalization")
+    for path in paths:
+        client.get(path, headers={"user-agent": BROWSER})
+    data = client.get("/_koekje/my-data").json()
+    return client, uuid.UUID(data["visitor_id"])
+
+
+def held_by(client: TestClient, visitor_id: uuid.UUID) -> dict[str, int]:
+    runtime = runtime_of(client)
+    assert runtime.flush(timeout=30)
+    store = runtime.store
+    return {
+        table: store.query(
+            f"SELECT count() FROM {store.table(table)} WHERE visitor_id = {{v:UUID}}", {"v": visitor_id}
+        )[0][0]
+        for table in ("page_views", "engagement", "consent_ledger")
+    }
+
+
+def test_a_visitor_gets_everything_stored_about_them_and_nothing_else(make_client: MakeClient) -> None:
+    other = make_client(client_ip="198.51.100.9")
+    consent(other, "analytics")
+    other.get("/someone-else", headers={"user-agent": BROWSER})
+
+    client, visitor_id = visitor_with_pages(make_client, "/a", "/b?utm_source=news")
+    runtime_of(client).flush(timeout=30)
+    data = client.get("/_koekje/my-data").json()
+    assert data["stored"] is True and data["cookie"]["categories"] == [
+        "necessary",
+        "analytics",
+        "personalization",
+    ]
+    assert [row["path"] for row in data["page_views"]] == ["/a", "/b"]
+    assert {row["visitor_id"] for row in data["page_views"]} == {str(visitor_id)}
+    assert [uuid.UUID(row["consent_id"]) for row in data["consent_ledger"]] == [
+        uuid.UUID(data["cookie"]["id"])
+    ]
+    assert "/someone-else" not in str(data)
+
+
+def test_without_a_cookie_nothing_is_stored_about_you(make_client: MakeClient) -> None:
+    visitor_with_pages(make_client, "/a")  # someone with data: none of it is a stranger's
+    stranger = make_client(client_ip="198.51.100.7")
+    answer = stranger.get("/_koekje/my-data").json()
+    assert answer["stored"] is False and "nothing stored" in answer["message"]
+    stranger.cookies.set("koekje_consent", "forged.value.x")
+    forged = stranger.get("/_koekje/my-data").json()
+    assert forged["stored"] is False
+
+
+def test_a_copy_as_csv_files(make_client: MakeClient) -> None:
+    client, _ = visitor_with_pages(make_client, "/a", "/=cmd")
+    runtime_of(client).flush(timeout=30)
+    response = client.get("/_koekje/my-data?format=csv")
+    assert response.headers["content-type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert sorted(archive.namelist()) == ["consent_ledger.csv", "engagement.csv", "page_views.csv"]
+    rows = list(csv.DictReader(io.StringIO(archive.read("page_views.csv").decode())))
+    assert [row["path"] for row in rows] == ["/a", "/=cmd"]  # a path is no spreadsheet formula
+
+
+def test_forget_erases_everywhere_checked_and_the_proof_stays(make_client: MakeClient) -> None:
+    client, visitor_id = visitor_with_pages(make_client, "/a", "/b", "/c")
+    assert held_by(client, visitor_id) == {"page_views": 3, "engagement": 0, "consent_ledger": 1}
+
+    response = client.post("/_koekje/forget", json={}, headers=JSON)
+    assert response.status_code == 200, response.text
+    assert response.json()["erased"] == {"page_views": 3, "engagement": 0, "consent_ledger": 1}
+    assert "koekje_consent" in set_cookie_names(response) and "Max-Age=0" in response.headers["set-cookie"]
+    assert held_by(client, visitor_id) == {"page_views": 0, "engagement": 0, "consent_ledger": 0}
+
+    rows = ledger(client)
+    assert [row["method"] for row in rows][-1] == "erasure" and len(rows) == 2
+    assert all(row["visitor_id"] is None for row in rows)  # pseudonymous, and still a proof:
+    runtime = runtime_of(client)
+    retention = timedelta(days=runtime.config.analytics.ledger_retention_days)
+    result = verify(runtime.store, runtime.config.site.id, datetime.now(UTC), retention, [])
+    assert result.ok, result.breaks
+
+    client.cookies.clear()
+    assert client.post("/_koekje/forget", json={}, headers=JSON).json()["erased"] == {}  # idempotent
+
+
+def test_events_that_arrive_after_the_erasure_are_erased_too(make_client: MakeClient) -> None:
+    client, visitor_id = visitor_with_pages(make_client, "/a")
+    assert client.post("/_koekje/forget", json={}, headers=JSON).status_code == 200
+    runtime = runtime_of(client)
+    # Another worker's write buffer still held one of the visitor's page views: it reaches the spool now.
+    late = PageView(
+        datetime.now(UTC), "default", visitor_id, "/late", (), "", "", "203.0.113.0", user_agent=BROWSER
+    )
+    runtime.recorder.submit(late)
+    assert held_by(client, visitor_id)["page_views"] == 0
+    assert [note for note, _ in runtime.subjects.notes()] == [visitor_id]  # kept until nothing older can come
+
+
+def test_forget_is_refused_cross_site(make_client: MakeClient) -> None:
+    client, visitor_id = visitor_with_pages(make_client, "/a")
+    for headers in (
+        {"content-type": "application/json", "sec-fetch-site": "cross-site"},
+        {"content-type": "application/x-www-form-urlencoded", "origin": "https://evil.test"},
+        {"content-type": "text/plain"},  # a simple request another site can send
+    ):
+        assert client.post("/_koekje/forget", content=b"{}", headers=headers).status_code == 403
+    assert held_by(client, visitor_id)["page_views"] == 1
