@@ -37,6 +37,13 @@ NOTE_MIN_AGE = 600.0
 MAX_HISTORY = 1000  # decisions walked back through the ledger, at most
 
 
+def reference(consent_id: UUID) -> str:
+    """The short reference a visitor quotes in a letter or e-mail about their data: the first 48 bits of
+    their (random, unguessable) consent id, in three groups of hex digits."""
+    digits = consent_id.hex[:12].upper()
+    return f"{digits[:4]}-{digits[4:8]}-{digits[8:]}"
+
+
 class ErasureIncomplete(Exception):
     """Rows of the visitor were still there after the erasure (the store is down, or refused)."""
 

@@ -54,6 +54,7 @@ def _context(
     return {
         "c": content,
         "action": action,
+        "prefix": action.removesuffix("/consent"),
         "return_to": return_to,
         "page": page,
         "granted": frozenset(granted),
@@ -67,6 +68,11 @@ def render_settings_page(content: Mapping[str, Any], *, stylesheet: str, **banne
     """The cookie-settings page: a whole document around the banner with its second layer open."""
     context = _context(content, page=True, **banner)
     return _ENV.get_template("settings.html").render(**context, stylesheet=stylesheet)
+
+
+def render_rights_page(texts: Mapping[str, Any], **page: Any) -> str:
+    """The visitor's own page about their data: the reference, a copy, erasure, objection."""
+    return _ENV.get_template("your-data.html").render(t=texts, **page)
 
 
 class FirstLayers:

@@ -10,7 +10,7 @@ from typing import Any
 
 MAX_ACCEPT_LANGUAGE = 512
 # Texts with a part koekje fills in: without it, the visitor would not learn what the text is about.
-_PLACEHOLDERS = {"placeholder": ("{service}",)}
+_PLACEHOLDERS = {"placeholder": ("{service}",), "rights_erased": ("{count}",)}
 
 
 @cache

@@ -33,9 +33,10 @@ class KoekjeMiddleware:
         self.runtime = runtime = Runtime(self.config, clock)
         self._prefix = self.config.site.prefix + "/"
         self._regional = runtime.geo.configured
+        consent = _consent_endpoints(runtime)
         self._router = build_router(
             self.config.site.prefix,
-            _consent_endpoints(runtime),
+            consent,
             _dashboard(runtime),
             _metrics(runtime),
             runtime.collect,
@@ -44,7 +45,12 @@ class KoekjeMiddleware:
                 runtime.engine,
                 runtime.guard,
                 runtime.flush,
+                runtime.content,
+                runtime.declarations,
+                consent.decide,
                 languages=self.config.banner.languages,
+                categories=self.config.consent.categories,
+                prefix=self.config.site.prefix,
                 honor_dnt=self.config.consent.honor_dnt,
             ),
         )

@@ -69,6 +69,8 @@ def build_router(
     if rights is not None:
         routes.append(Route(f"{prefix}/my-data", rights.my_data, methods=["GET"]))
         routes.append(Route(f"{prefix}/forget", rights.forget, methods=["POST"]))
+        routes.append(Route(f"{prefix}/object", rights.object, methods=["POST"]))
+        routes.append(Route(f"{prefix}/your-data", rights.your_data, methods=["GET"]))
     if dashboard is not None:
         routes.append(Mount(f"{prefix}/dashboard", app=dashboard))
     if metrics is not None:

@@ -5,25 +5,30 @@ data is ever shown."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any
+from urllib.parse import parse_qsl
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from koekje.analytics.ledger import Method
-from koekje.analytics.subjects import Subjects, as_csv_zip
-from koekje.analytics.web import SECURITY_HEADERS, form_origin, is_same_origin, media_type
-from koekje.banner import negotiate
+from koekje.analytics.subjects import Subjects, as_csv_zip, reference
+from koekje.analytics.web import SECURITY_HEADERS, form_origin, is_same_origin, media_type, read_limited
+from koekje.banner import asset, negotiate, render_rights_page
 
 from .cookies import delete_cookie
-from .declarations import NECESSARY
+from .declarations import NECESSARY, Declarations
 from .enforce import CookieGuard
 from .engine import ConsentEngine, DecisionRefused
+from .forms import PAGE_HEADERS
+from .markup import safe_return
+from .shown import BannerContent
 from .visitor import Visitor, read_incoming
 
 log = logging.getLogger("koekje")
@@ -40,11 +45,22 @@ class RightsEndpoints:
         engine: ConsentEngine,
         guard: CookieGuard,
         flush: Callable[[], bool],
+        content: BannerContent,
+        declarations: Declarations,
+        decide: Callable[..., Awaitable[Any]],
         *,
         languages: tuple[str, ...],
+        categories: tuple[str, ...],
+        prefix: str,
         honor_dnt: bool,
     ) -> None:
         self._languages = languages
+        self._content = content
+        self._declarations = declarations
+        self._decide = decide
+        self._prefix = prefix
+        # What a visitor may object to (GDPR art. 21): direct marketing, and personalisation, where offered.
+        self._objections = tuple(c for c in ("marketing", "personalization") if c in categories)
         self._subjects = subjects
         self._engine = engine
         self._guard = guard
@@ -83,19 +99,15 @@ class RightsEndpoints:
         """``POST forget``: erase the visitor's data everywhere, checked; record the erasure (pseudonymous)
         in the ledger; expire their cookies; answer with what was removed."""
         visitor: Visitor = request.scope["koekje"]
-        if media_type(request.headers) == "application/x-www-form-urlencoded":
-            same = form_origin(request.headers, visitor.scheme) == "same"
-        else:
-            # Not a form: JSON only, which another site cannot send without the browser asking first.
-            same = is_same_origin(request.headers, visitor.scheme) and media_type(request.headers) == (
-                "application/json"
-            )
-        if not same:
+        form = await self._form(request)
+        if not self._same_site(request, visitor, form):
             return _error(
                 403, "erasure can only be asked for on this site itself (cross-site request refused)"
             )
         consent = visitor.consent
         if consent is None:
+            if form is not None:
+                return self._page(request, visitor, form, message_key="rights_nothing")
             return JSONResponse({"erased": {}, "message": NOTHING}, headers=SECURITY_HEADERS)
         counted: dict[str, int] = {}
         try:
@@ -103,17 +115,122 @@ class RightsEndpoints:
                 counted = await anyio.to_thread.run_sync(
                     self._subjects.erase, consent.visitor_id, self._flush, limiter=self._limiter
                 )
-            lang = negotiate(None, request.headers.get("accept-language"), self._languages)
-            await self._record(visitor, lang)
+            await self._record(visitor, self._lang(request, form))
         except Exception as exc:
             log.error("koekje could not complete an erasure: %s", exc)
+            if form is not None:
+                return self._page(request, visitor, form, error_key="error", status=503)
             return _error(503, "your data could not be erased just now; please try again later")
-        response = JSONResponse(
-            {"erased": counted, "message": "your data is erased; your cookie choice is forgotten too"},
-            headers=SECURITY_HEADERS,
-        )
+        response: Response
+        if form is not None:
+            count = sum(counted.values())
+            response = self._page(request, None, form, message_key="rights_erased", count=count)
+        else:
+            response = JSONResponse(
+                {"erased": counted, "message": "your data is erased; your cookie choice is forgotten too"},
+                headers=SECURITY_HEADERS,
+            )
         response.raw_headers += self._expiries(visitor, request)
         return response
+
+    async def your_data(self, request: Request) -> Response:
+        """``GET your-data?lang=&return=``: the visitor's page about their data, without JavaScript."""
+        return self._page(request, request.scope["koekje"], None)
+
+    async def object(self, request: Request) -> Response:
+        """``POST object`` (``to=marketing`` or ``to=personalization``, a form or JSON): an objection
+        (GDPR art. 21) withdraws that category and its services, recorded in the ledger as ``objection``."""
+        visitor: Visitor = request.scope["koekje"]
+        form = await self._form(request)
+        if not self._same_site(request, visitor, form):
+            return _error(
+                403, "an objection can only be made on this site itself (cross-site request refused)"
+            )
+        if form is not None:
+            wanted = [value for key, value in form if key == "to"]
+        else:
+            body = await read_limited(request, 1024)
+            try:
+                data = json.loads(body or b"")
+                wanted = (
+                    list(data["to"]) if isinstance(data, dict) and isinstance(data.get("to"), list) else []
+                )
+            except ValueError:
+                wanted = []
+        objected = set(wanted)
+        if not objected or not objected <= set(self._objections):
+            return _error(400, f"object to one or more of {list(self._objections)}, e.g. to=marketing")
+        current = visitor.consent
+        categories = (current.categories if current is not None else frozenset({NECESSARY})) - objected
+        declarations = self._declarations
+        services = frozenset(
+            s
+            for s in (current.services if current is not None else ())
+            if declarations.services[s].category not in objected
+        )
+        lang = self._lang(request, form)
+        outcome = await self._decide(request, visitor, categories, services, lang, Method.OBJECTION)
+        if not isinstance(outcome, tuple):
+            if form is not None:
+                return self._page(request, visitor, form, error_key="error", status=outcome.status)
+            return _error(outcome.status, outcome.message)
+        consent, cookies = outcome
+        response: Response
+        if form is not None:
+            response = self._page(request, visitor.with_consent(consent), form, message_key="rights_objected")
+        else:
+            response = JSONResponse({"consent": consent.as_json()}, headers=SECURITY_HEADERS)
+        response.raw_headers += cookies
+        return response
+
+    async def _form(self, request: Request) -> list[tuple[str, str]] | None:
+        """The fields of a form post (None for anything else)."""
+        if media_type(request.headers) != "application/x-www-form-urlencoded":
+            return None
+        body = await read_limited(request, 4096)
+        try:
+            return parse_qsl((body or b"").decode("utf-8"), max_num_fields=16)
+        except (UnicodeDecodeError, ValueError):
+            return []
+
+    def _same_site(self, request: Request, visitor: Visitor, form: list[tuple[str, str]] | None) -> bool:
+        if form is not None:
+            return form_origin(request.headers, visitor.scheme) == "same"
+        # Not a form: JSON only, which another site cannot send without the browser asking first.
+        json_body = media_type(request.headers) == "application/json"
+        return json_body and is_same_origin(request.headers, visitor.scheme)
+
+    def _lang(self, request: Request, form: list[tuple[str, str]] | None) -> str:
+        asked = next((v for k, v in form if k == "lang"), None) if form else request.query_params.get("lang")
+        return negotiate(asked, request.headers.get("accept-language"), self._languages)
+
+    def _page(
+        self,
+        request: Request,
+        visitor: Visitor | None,
+        form: list[tuple[str, str]] | None,
+        *,
+        message_key: str | None = None,
+        error_key: str | None = None,
+        status: int = 200,
+        count: int = 0,
+    ) -> HTMLResponse:
+        lang = self._lang(request, form)
+        texts = self._content.page_texts(lang)
+        consent = visitor.consent if visitor is not None else None
+        prefix = f"{request.scope.get('root_path', '')}{self._prefix}"
+        page = render_rights_page(
+            texts,
+            lang=lang,
+            prefix=prefix,
+            stylesheet=f"{prefix}/banner.css?v={asset('banner.css').version}",
+            reference=reference(consent.id) if consent is not None else None,
+            objections=[c for c in self._objections if consent is not None and c in consent.categories],
+            back=safe_return(request.query_params.get("return")),
+            message=texts[message_key].replace("{count}", str(count)) if message_key else None,
+            error=texts[error_key] if error_key else None,
+        )
+        return HTMLResponse(page, status_code=status, headers=PAGE_HEADERS)
 
     async def _record(self, visitor: Visitor, lang: str) -> None:
         """The erasure in the ledger: the last decision of this visitor's chain, granting nothing."""

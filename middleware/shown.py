@@ -21,6 +21,12 @@ from .declarations import DURATION, NECESSARY, CookieRule, Declarations, Service
 _NOT_TEXTS = frozenset({"categories", "consent_cookie", "visit_cookie", "durations"})
 
 
+def _in_banner(key: str) -> bool:
+    """Whether a text is the banner's (the your-data page's own texts are not part of what a visitor
+    consents to, and banner.js does not need them)."""
+    return key not in _NOT_TEXTS and (not key.startswith("rights_") or key == "rights_link")
+
+
 class BannerContent:
     def __init__(
         self,
@@ -51,7 +57,7 @@ class BannerContent:
         return {
             "lang": lang,
             "policy_revision": self._revision,
-            "texts": {key: value for key, value in words.items() if key not in _NOT_TEXTS},
+            "texts": {key: value for key, value in words.items() if _in_banner(key)},
             "privacy_url": self._privacy_url,
             "categories": [
                 {
@@ -103,6 +109,10 @@ class BannerContent:
             "duration": localized(rule.duration, merged(lang, self._overrides.get(lang))["durations"]),
             "party": rule.party,
         }
+
+    def page_texts(self, lang: str) -> dict[str, Any]:
+        """Every text in ``lang``, the site's wording put in: for koekje's own pages."""
+        return merged(lang, self._overrides.get(lang))
 
     def _in(self, per_language: Mapping[str, str], lang: str) -> str:
         """The text in ``lang``, else in the site's first language that has one (``koekje check`` lists the

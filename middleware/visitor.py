@@ -122,6 +122,12 @@ class Visitor:
     def allows_service(self, service: str, category: str) -> bool:
         return self.consent is not None and self.consent.allows_service(service, category)
 
+    def objected(self, category: str) -> bool:
+        """Whether the visitor's current decision is an objection (GDPR art. 21) to ``category``
+        (``marketing``: direct marketing; ``personalization``). Until they grant it again."""
+        consent = self.consent
+        return consent is not None and consent.method == "objection" and category not in consent.categories
+
     @property
     def prefix(self) -> str | None:
         """The truncated address (what may be stored), or None without a usable address."""
