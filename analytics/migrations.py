@@ -202,6 +202,27 @@ def _engagement(store: Store) -> list[str]:
     ]
 
 
+def _subject_requests(store: Store) -> list[str]:
+    days = retention(store)["subject_requests"][1]
+    return [
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("subject_requests")} (
+            id UUID,
+            reference String,
+            kind LowCardinality(String),
+            received Date,
+            due Date,
+            done Nullable(DateTime64(3, 'UTC')),
+            handled_by String,
+            details String,
+            ts DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(ts)
+        ORDER BY id
+        TTL toDateTime(ts) + INTERVAL {days} DAY DELETE
+        """
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "chained_ledger", _chained_ledger),
@@ -210,6 +231,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "retention_runs", _retention_runs),
     Migration(6, "visits_and_aggregates", _visits_and_aggregates, aggregates.backfill),
     Migration(7, "engagement", _engagement),
+    Migration(8, "subject_requests", _subject_requests),
 )
 
 
@@ -256,6 +278,8 @@ def retention(store: Store) -> dict[str, tuple[str, int]]:
         # What keeps the statistics of a day linkable to a visitor id: discarded by the loader after a day,
         # by TTL at the latest after this many.
         "aggregate_salts": ("day", aggregates.SALT_TTL_DAYS),
+        # The data-subject requests answered (and who asked, by reference): the site's proof of answering.
+        "subject_requests": ("ts", store.settings.request_log_retention_days),
     }
 
 

@@ -25,6 +25,7 @@ class StoreSettings:
     aggregate_retention_days: int = 1825
     # The site's time zone: the daily statistics count its days.
     timezone: str = "UTC"
+    request_log_retention_days: int = 1095
 
     def __post_init__(self) -> None:
         if not _IDENTIFIER.fullmatch(self.database):
@@ -32,7 +33,12 @@ class StoreSettings:
                 f"analytics.database {self.database!r} is not a plain identifier: "
                 "use letters, digits and underscores, starting with a letter"
             )
-        for name in ("raw_retention_days", "ledger_retention_days", "aggregate_retention_days"):
+        for name in (
+            "raw_retention_days",
+            "ledger_retention_days",
+            "aggregate_retention_days",
+            "request_log_retention_days",
+        ):
             days = getattr(self, name)
             if not 1 <= days <= 3650:
                 raise ValueError(f"analytics.{name} must be between 1 and 3650 days, not {days}")

@@ -44,6 +44,20 @@ def reference(consent_id: UUID) -> str:
     return f"{digits[:4]}-{digits[4:8]}-{digits[8:]}"
 
 
+def find_reference(store: Store, text: str) -> tuple[UUID, UUID | None] | None:
+    """The decision a reference names (its consent id) and the visitor id under it; None when no decision,
+    or more than one, has it."""
+    digits = text.replace("-", "").strip().lower()
+    if len(digits) != 12 or any(c not in "0123456789abcdef" for c in digits):
+        return None
+    rows = store.query(
+        f"SELECT consent_id, visitor_id FROM {store.table(LEDGER)} "
+        "WHERE startsWith(replaceAll(toString(consent_id), '-', ''), {p:String}) LIMIT 2",
+        {"p": digits},
+    )
+    return (rows[0][0], rows[0][1]) if len(rows) == 1 else None
+
+
 class ErasureIncomplete(Exception):
     """Rows of the visitor were still there after the erasure (the store is down, or refused)."""
 

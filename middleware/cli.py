@@ -9,8 +9,9 @@ import os
 import sys
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from koekje.analytics import Accounts, Role, Store, StoreError, migrate, retention, utcnow
 from koekje.analytics.accounts import MIN_PASSWORD_LENGTH
@@ -18,7 +19,10 @@ from koekje.analytics.cookies_seen import undeclared_cookies
 from koekje.analytics.ledger import Break, Head, history, shown_texts, verify
 from koekje.analytics.loader import Loader
 from koekje.analytics.remote import Ownership
+from koekje.analytics.requests_log import KINDS, RequestLog
 from koekje.analytics.spool import Spool
+from koekje.analytics.subjects import Subjects, as_csv_zip, find_reference
+from koekje.analytics.subjects import reference as subject_reference
 
 from .config import Config, ConfigError, load_config
 
@@ -125,7 +129,139 @@ def _parser() -> argparse.ArgumentParser:
 
     cookies = commands.add_parser("cookies", help="the declared cookies, and cookies seen but not declared")
     cookies.set_defaults(run=_cookies)
+    _subject_commands(commands)
     return parser
+
+
+def _subject_commands(commands: Any) -> None:
+    """``koekje subject``: requests that arrive by e-mail or letter, by the reference the visitor quotes."""
+    subject = commands.add_parser(
+        "subject", help="data-subject requests by reference: find, export, erase; the request log"
+    ).add_subparsers(title="subject commands", metavar="ACTION")
+
+    def with_reference(name: str, help: str) -> argparse.ArgumentParser:
+        command: argparse.ArgumentParser = subject.add_parser(name, help=help)
+        command.add_argument("reference", help="the reference the visitor quotes (as on /_koekje/your-data)")
+        command.add_argument("--by", default=getpass.getuser(), help="who handles it (for the request log)")
+        command.add_argument(
+            "--received", type=date.fromisoformat, default=None, help="when the request came in (YYYY-MM-DD)"
+        )
+        return command
+
+    with_reference("find", "what is stored under a reference").set_defaults(run=_subject_find)
+    export = with_reference("export", "a copy of everything stored under a reference (logged)")
+    export.add_argument("--out", type=Path, required=True, help="the file to write (.json, or .zip for CSV)")
+    export.set_defaults(run=_subject_export)
+    with_reference("erase", "erase everything stored under a reference, checked (logged)").set_defaults(
+        run=_subject_erase
+    )
+    opened = with_reference("open", "log a request as received, due in one month")
+    opened.add_argument("--kind", choices=KINDS, required=True)
+    opened.set_defaults(run=_subject_open)
+    listed = subject.add_parser("requests", help="the request log, soonest due first")
+    listed.add_argument("--open", action="store_true", help="only requests not done yet")
+    listed.set_defaults(run=_subject_requests)
+
+
+def _subject_do(args: argparse.Namespace, kind: str, act: Any) -> int:
+    """Find the reference, do ``act(store, subjects, consent_id, visitor_id)``, log it as done."""
+    config = _config(args)
+    with _open_store(config) as store:
+        found = find_reference(store, args.reference)
+        if found is None:
+            print(
+                f"koekje: no decision under reference {args.reference[:20]!r} (expired, or mistyped)",
+                file=sys.stderr,
+            )
+            return 1
+        consent_id, visitor_id = found
+        subjects = Subjects(store, config.spool_path())
+        details = act(store, subjects, consent_id, visitor_id)
+        log = RequestLog(store, utcnow)
+        reference = subject_reference(consent_id)
+        waiting = [r for r in log.requests(reference=reference, open_only=True) if r.kind in _KIND_OF[kind]]
+        for request in waiting or [
+            log.open(reference, _KIND_OF[kind][0], args.received or utcnow().date(), args.by)
+        ]:
+            log.close(request, args.by, {"action": kind, **details})
+    return 0
+
+
+Details = dict[str, Any]  # what a request's handling did, for the log
+_KIND_OF = {"find": ("access", "other"), "export": ("access", "portability"), "erase": ("erasure",)}
+
+
+def _subject_find(args: argparse.Namespace) -> int:
+    def act(
+        store: Store, subjects: Subjects, consent_id: uuid.UUID, visitor_id: uuid.UUID | None
+    ) -> dict[str, Any]:
+        data = subjects.export(visitor_id, consent_id)
+        counts = {table: len(rows) for table, rows in data.items()}
+        print(
+            f"reference {subject_reference(consent_id)}: decision {consent_id.hex}, visitor id "
+            f"{visitor_id or '(none: statistics were not allowed)'}"
+        )
+        for table, n in counts.items():
+            print(f"  {table}: {n} rows")
+        return {"rows": counts}
+
+    return _subject_do(args, "find", act)
+
+
+def _subject_export(args: argparse.Namespace) -> int:
+    def act(
+        store: Store, subjects: Subjects, consent_id: uuid.UUID, visitor_id: uuid.UUID | None
+    ) -> dict[str, Any]:
+        data = subjects.export(visitor_id, consent_id)
+        if args.out.suffix == ".zip":
+            args.out.write_bytes(as_csv_zip(data))
+        else:
+            args.out.write_text(json.dumps(data, indent=2, default=str))
+        counts = {table: len(rows) for table, rows in data.items()}
+        print(f"exported {sum(counts.values())} rows to {args.out}")
+        return {"rows": counts, "file": args.out.name}
+
+    return _subject_do(args, "export", act)
+
+
+def _subject_erase(args: argparse.Namespace) -> int:
+    def act(
+        store: Store, subjects: Subjects, consent_id: uuid.UUID, visitor_id: uuid.UUID | None
+    ) -> dict[str, Any]:
+        if visitor_id is None:
+            print("nothing to erase: no visitor id under this reference (their decisions stay, as proof)")
+            return {"erased": {}}
+        counts = subjects.erase(visitor_id, lambda: True)  # the site's own buffers: the erasure note
+        print(f"erased {sum(counts.values())} rows: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+        return {"erased": counts}
+
+    return _subject_do(args, "erase", act)
+
+
+def _subject_open(args: argparse.Namespace) -> int:
+    config = _config(args)
+    with _open_store(config) as store:
+        found = find_reference(store, args.reference)
+        if found is None:
+            print(f"koekje: no decision under reference {args.reference[:20]!r}", file=sys.stderr)
+            return 1
+        request = RequestLog(store, utcnow).open(
+            subject_reference(found[0]), args.kind, args.received or utcnow().date(), args.by
+        )
+    print(f"{request.kind} request {request.reference} received {request.received}, due {request.due}")
+    return 0
+
+
+def _subject_requests(args: argparse.Namespace) -> int:
+    config = _config(args)
+    with _open_store(config) as store:
+        requests = RequestLog(store, utcnow).requests(open_only=args.open)
+    for r in requests:
+        state = f"done {r.done:%Y-%m-%d} by {r.handled_by}" if r.done else "OPEN"
+        print(f"{r.due}  {r.reference}  {r.kind:<13} received {r.received}  {state}")
+    if not requests:
+        print("no requests" + (" open" if args.open else ""))
+    return 0
 
 
 def _config(args: argparse.Namespace) -> Config:

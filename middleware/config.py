@@ -315,6 +315,8 @@ class AnalyticsSection(_Section, frozen=True):
     visit_timeout_minutes: int = 30
     # The anonymous daily statistics, which outlive the raw page views (at least as long as those).
     aggregate_retention_days: int = 1825
+    # The log of data-subject requests answered (`koekje subject`): the site's proof that it answered.
+    request_log_retention_days: int = 1095
 
     def __post_init__(self) -> None:
         for topic, prefixes in self.topics.items():
@@ -399,6 +401,7 @@ class Config(_Section, frozen=True):
             a.ledger_retention_days,
             a.aggregate_retention_days,
             self.site.timezone,
+            a.request_log_retention_days,
         )
 
     def recorder_settings(self) -> RecorderSettings:

@@ -46,7 +46,7 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 
 
 def test_migrate_then_accounts(site_dir: Path) -> None:
-    assert koekje("migrate", cwd=site_dir).stdout.strip() == "applied migrations [1, 2, 3, 4, 5, 6, 7]"
+    assert koekje("migrate", cwd=site_dir).stdout.strip() == "applied migrations [1, 2, 3, 4, 5, 6, 7, 8]"
     assert koekje("migrate", cwd=site_dir).stdout.strip() == "the schema is up to date"
     added = koekje(
         "users",
@@ -193,3 +193,48 @@ def test_spool_replay_leaves_a_running_site_to_load_its_own_spool(site_dir: Path
     replay = koekje("spool", "replay", cwd=site_dir)
     assert replay.returncode == 0 and "the running site loads the spool itself" in replay.stdout
     running_site.release()
+
+
+VISIT = """
+from starlette.testclient import TestClient
+from koekje.middleware import KoekjeMiddleware
+from support import site
+
+UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+app = KoekjeMiddleware(site(), "koekje.toml")
+with TestClient(app, base_url="http://shop.test", client=("203.0.113.77", 1)) as client:
+    client.post("/_koekje/consent", json={"categories": ["analytics"], "lang": "nl"})
+    for path in ("/a", "/b"):
+        client.get(path, headers={"user-agent": UA})
+    page = client.get("/_koekje/your-data?lang=en").text
+    print(page.split('class="koekje-reference">')[1].split("<")[0])
+"""
+
+
+def test_a_request_by_letter_found_exported_erased_and_logged(site_dir: Path) -> None:
+    reference = python(VISIT, site_dir).strip()
+    opened = koekje(
+        "subject", "open", reference, "--kind", "erasure", "--received", "2026-01-31", cwd=site_dir
+    )
+    assert opened.returncode == 0, opened.stderr
+    assert "due 2026-02-28" in opened.stdout  # one month, the month's last day at most
+
+    found = koekje("subject", "find", reference, cwd=site_dir)
+    assert found.returncode == 0, found.stderr
+    assert "page_views: 2 rows" in found.stdout and "consent_ledger: 1 rows" in found.stdout
+    exported = koekje("subject", "export", reference, "--out", "copy.json", cwd=site_dir)
+    assert exported.returncode == 0, exported.stderr
+    copy = json.loads((site_dir / "copy.json").read_text())
+    assert sorted(row["path"] for row in copy["page_views"]) == ["/a", "/b"]
+
+    assert "OPEN" in koekje("subject", "requests", "--open", cwd=site_dir).stdout
+    erased = koekje("subject", "erase", reference, "--by", "officer", cwd=site_dir)
+    assert erased.returncode == 0, erased.stderr
+    assert "erased 3 rows" in erased.stdout  # two page views, and the ledger row's visitor id
+    assert "page_views: 0 rows" in koekje("subject", "find", reference, cwd=site_dir).stdout
+    assert koekje("subject", "requests", "--open", cwd=site_dir).stdout.strip() == "no requests open"
+    log = koekje("subject", "requests", cwd=site_dir).stdout
+    assert f"2026-02-28  {reference}  erasure" in log and "by officer" in log
+
+    assert koekje("subject", "find", "0000-0000-0000", cwd=site_dir).returncode == 1
+    assert koekje("subject", "find", "'; DROP TABLE x", cwd=site_dir).returncode == 1

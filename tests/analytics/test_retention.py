@@ -56,4 +56,5 @@ def test_every_table_with_visitor_data_is_covered(store: Store, clock: FakeClock
         "daily_stats",
         "aggregate_salts",
         "engagement",
+        "subject_requests",
     }
