@@ -1,8 +1,8 @@
 """Self-service access and erasure: a visitor's copy of their data, and forgetting it everywhere, checked."""
 
 import csv
-import re
 import io
+import re
 import uuid
 import zipfile
 from collections.abc import Callable
