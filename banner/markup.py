@@ -75,6 +75,11 @@ def render_rights_page(texts: Mapping[str, Any], **page: Any) -> str:
     return _ENV.get_template("your-data.html").render(t=texts, **page)
 
 
+def render_declaration(content: Mapping[str, Any], texts: Mapping[str, Any], **page: Any) -> str:
+    """The cookie declaration: every declared cookie per category and service, and those seen undeclared."""
+    return _ENV.get_template("cookies.html").render(c=content, t=texts, **page)
+
+
 class FirstLayers:
     """The first layer as a page gets it, rendered once per language and action and then only given its
     return path: no template runs on the request path."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from koekje.analytics import Clock, Dashboard, utcnow
+from koekje.analytics.cookies_seen import undeclared_cookies
 
 from .config import Config, load_config
 from .endpoints import ConsentEndpoints, MetricsEndpoint, build_router
@@ -52,6 +54,7 @@ class KoekjeMiddleware:
                 categories=self.config.consent.categories,
                 prefix=self.config.site.prefix,
                 honor_dnt=self.config.consent.honor_dnt,
+                undeclared=partial(undeclared_cookies, runtime.store, self.config.site.id),
             ),
         )
 

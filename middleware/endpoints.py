@@ -71,6 +71,7 @@ def build_router(
         routes.append(Route(f"{prefix}/forget", rights.forget, methods=["POST"]))
         routes.append(Route(f"{prefix}/object", rights.object, methods=["POST"]))
         routes.append(Route(f"{prefix}/your-data", rights.your_data, methods=["GET"]))
+        routes.append(Route(f"{prefix}/cookies", rights.declaration, methods=["GET"]))
     if dashboard is not None:
         routes.append(Mount(f"{prefix}/dashboard", app=dashboard))
     if metrics is not None:

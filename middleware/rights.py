@@ -11,16 +11,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from koekje.analytics.cookies_seen import SeenCookie
 from koekje.analytics.ledger import Method
 from koekje.analytics.subjects import Subjects, as_csv_zip, reference
 from koekje.analytics.web import SECURITY_HEADERS, form_origin, is_same_origin, media_type, read_limited
-from koekje.banner import asset, negotiate, render_rights_page
+from koekje.banner import asset, negotiate, render_declaration, render_rights_page
 
 from .cookies import delete_cookie
 from .declarations import NECESSARY, Declarations
@@ -53,7 +54,9 @@ class RightsEndpoints:
         categories: tuple[str, ...],
         prefix: str,
         honor_dnt: bool,
+        undeclared: Callable[[], list[SeenCookie]] | None = None,
     ) -> None:
+        self._undeclared = undeclared
         self._languages = languages
         self._content = content
         self._declarations = declarations
@@ -182,6 +185,28 @@ class RightsEndpoints:
             response = JSONResponse({"consent": consent.as_json()}, headers=SECURITY_HEADERS)
         response.raw_headers += cookies
         return response
+
+    async def declaration(self, request: Request) -> Response:
+        """``GET cookies?lang=``: the cookie declaration, generated from ``koekje.toml``: every declared
+        cookie per category and service, and the cookies the site was seen setting without declaring them."""
+        lang = self._lang(request, None)
+        seen: list[SeenCookie] = []
+        if self._undeclared is not None:
+            try:
+                seen = await anyio.to_thread.run_sync(self._undeclared, limiter=self._limiter)
+            except Exception as exc:  # the declaration itself does not need the store
+                log.warning("koekje could not read the undeclared cookies for the declaration: %s", exc)
+        declarations = self._declarations
+        prefix = f"{request.scope.get('root_path', '')}{self._prefix}"
+        page = render_declaration(
+            self._content.body(lang),
+            self._content.page_texts(lang),
+            prefix=prefix,
+            stylesheet=f"{prefix}/banner.css?v={asset('banner.css').version}",
+            settings=f"{prefix}/settings?lang={lang}&return={quote(safe_return(request.query_params.get('return')))}",
+            undeclared=[c for c in seen if declarations.rule(c.name) is None],  # declared since: listed above
+        )
+        return HTMLResponse(page, headers={**PAGE_HEADERS, "Cache-Control": "no-cache"})
 
     async def _form(self, request: Request) -> list[tuple[str, str]] | None:
         """The fields of a form post (None for anything else)."""

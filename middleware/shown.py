@@ -24,7 +24,10 @@ _NOT_TEXTS = frozenset({"categories", "consent_cookie", "visit_cookie", "duratio
 def _in_banner(key: str) -> bool:
     """Whether a text is the banner's (the your-data page's own texts are not part of what a visitor
     consents to, and banner.js does not need them)."""
-    return key not in _NOT_TEXTS and (not key.startswith("rights_") or key == "rights_link")
+    own_page = (
+        key.startswith(("rights_", "declaration_", "undeclared_", "party_")) or key == "column_last_seen"
+    )
+    return key not in _NOT_TEXTS and (not own_page or key == "rights_link")
 
 
 class BannerContent:

@@ -12,7 +12,10 @@ pytestmark = pytest.mark.browser
 
 AXE = Path(__file__).parents[2] / "banner" / "node_modules" / "axe-core" / "axe.min.js"
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "mobile": {"width": 375, "height": 667}}
-PAGES = {"nl": ("/", "Per doel kiezen"), "en": ("/en/", "Choose per purpose")}
+PAGES = {
+    "nl": ("/", "Per doel kiezen", "Alles accepteren"),
+    "en": ("/en/", "Choose per purpose", "Accept all"),
+}
 
 
 def violations(page: Page, context: Any) -> list[str]:
@@ -32,7 +35,7 @@ def test_the_banner_has_no_axe_violations(
     assert AXE.exists(), "run `make test` (it installs banner/node_modules with `npm ci`)"
     context = browser.new_context(viewport=VIEWPORTS[device], user_agent=DESKTOP_CHROME)  # type: ignore[arg-type]
     page = context.new_page()
-    path, choose = PAGES[lang]
+    path, choose, _ = PAGES[lang]
     with page.expect_response("**/_koekje/config.json*"):
         page.goto(live.url + path)
     expect(banner(page)).to_be_visible()
@@ -48,9 +51,17 @@ def test_the_banner_has_no_axe_violations(
 
 
 @pytest.mark.parametrize("lang", sorted(PAGES))
-def test_the_settings_page_has_no_axe_violations(live: LiveSite, browser: Browser, lang: str) -> None:
+def test_koekjes_own_pages_have_no_axe_violations(
+    live: LiveSite, browser: Browser, lang: str, artifacts: Path
+) -> None:
+    """The settings page, the visitor's page about their data, and the cookie declaration."""
     context = browser.new_context(viewport=VIEWPORTS["mobile"], user_agent=DESKTOP_CHROME, bypass_csp=True)  # type: ignore[arg-type]
     page = context.new_page()
     page.goto(f"{live.url}/_koekje/settings?lang={lang}&return=/")
     assert violations(page, None) == []  # the whole page is koekje's
+    page.get_by_role("button", name=PAGES[lang][2]).click()  # accept all: the page about their data is full
+    for name in ("your-data", "cookies"):
+        page.goto(f"{live.url}/_koekje/{name}?lang={lang}")
+        assert violations(page, None) == [], name
+        page.screenshot(path=artifacts / f"{name}-{lang}.png", full_page=True)
     context.close()

@@ -7,9 +7,10 @@ import uuid
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from starlette.testclient import TestClient
-from support import consent, ledger, runtime_of, set_cookie_names
+from support import consent, demo_config, ledger, runtime_of, set_cookie_names
 
 from koekje.analytics import PageView
 from koekje.analytics.ledger import verify
@@ -198,3 +199,21 @@ def test_an_objection_is_visible_to_the_app() -> None:
         profiles=None,
     )
     assert not later.objected("marketing")  # a refusal is no objection
+
+
+def test_the_cookie_declaration_lists_declared_and_undeclared_cookies(
+    make_client: MakeClient, make_config: Callable[..., Any]
+) -> None:
+    client = make_client(demo_config(make_config()))
+    client.get("/cookies?set=cart%3D1")  # the site sets a cookie it never declared (report mode)
+    client.get("/cookies?set=tw_interest%3D1")  # and one it did (refused: no consent, but declared)
+    runtime_of(client).flush(timeout=30)
+    page = client.get("/_koekje/cookies?lang=en").text
+    assert "<h1" in page and "Cookies on this site" in page
+    assert "<td>koekje_consent</td>" in page and "<td>koekje_visit</td>" in page  # koekje's own
+    assert "<td>tw_interest</td><td>Tandwerk Support</td>" in page  # the site's declared ones
+    assert "YouTube" in page  # services, with their purpose
+    undeclared = page.split("Seen on this site, not declared")[-1]
+    assert "<td>cart</td>" in undeclared and "tw_interest" not in undeclared
+    dutch = client.get("/_koekje/cookies?lang=nl").text
+    assert "Cookies op deze site" in dutch and "90 dagen" in dutch
