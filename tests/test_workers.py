@@ -8,8 +8,10 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -137,4 +139,55 @@ def test_every_page_view_arrives_once_when_the_owner_is_killed(workers: Site) ->
             body = client.get("/_koekje/config.json", headers={"connection": "close"}).json()
             assert body["consent"]["categories"] == ["necessary", "analytics"]
         assert store.query(f"SELECT count() FROM {store.table('consent_ledger')}") == [(1,)]
+        store.close()
+
+
+def test_an_erasure_reaches_every_worker_and_the_spool(workers: Site) -> None:
+    """The visitor's page views are spread over the workers' write buffers and the spool when they ask to be
+    forgotten: afterwards no table holds their visitor id, and what was still on its way is erased too."""
+    browser = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36"}
+    with (
+        httpx2.Client(base_url=workers.url, timeout=30, headers=browser) as client,
+        httpx2.Client(base_url=workers.url, timeout=30, headers=browser) as other,
+    ):
+        assert client.post("/_koekje/consent", json={"categories": ["analytics"]}).status_code == 200
+        assert other.post("/_koekje/consent", json={"categories": ["analytics"]}).status_code == 200
+        answers: list[dict[str, Any]] = []
+        # A worker may not reach the store's owner yet right after startup ("try again later"): ask again.
+        _eventually(
+            lambda: answers.append(client.get("/_koekje/my-data").json()) or "visitor_id" in answers[-1]
+        )
+        visitor_id = uuid.UUID(answers[-1]["visitor_id"])
+        _views(client, 0, 60)  # over every worker (one connection per request), not waited for
+        old = dict(client.cookies)
+        forgotten = client.post("/_koekje/forget", json={}, headers={"connection": "close"})
+        assert forgotten.status_code == 200, forgotten.text
+        # Requests that were on their way with the old cookie (another tab) reach the other workers after
+        # the erasure: their page views are late events, erased on arrival.
+        assert not client.cookies.get("koekje_consent")
+        with httpx2.Client(base_url=workers.url, timeout=30, headers=browser, cookies=old) as late:
+            _views(late, 100, 30)
+        _views(other, 1000, 30)  # someone else's pages, after: once they are in, everything before is too
+
+        store = workers.remote_store()
+
+        def held() -> tuple[int, int, int]:
+            try:
+                [(mine, theirs)] = store.query(
+                    f"SELECT countIf(visitor_id = {{v:UUID}}), countIf(visitor_id != {{v:UUID}}) "
+                    f"FROM {store.table('page_views')}",
+                    {"v": visitor_id},
+                )
+                [(ledger,)] = store.query(
+                    f"SELECT count() FROM {store.table('consent_ledger')} WHERE visitor_id = {{v:UUID}}",
+                    {"v": visitor_id},
+                )
+            except Exception:
+                return (-1, -1, -1)
+            return int(mine), int(theirs), int(ledger)
+
+        _eventually(
+            lambda: held()[1] == 30 and not any((workers.directory / "spool" / "page_views").glob("*.jsonl"))
+        )
+        assert held() == (0, 30, 0)
         store.close()
