@@ -25,6 +25,7 @@ from koekje.analytics.subjects import Subjects, as_csv_zip, find_reference
 from koekje.analytics.subjects import reference as subject_reference
 
 from .config import Config, ConfigError, load_config
+from .lint import check as check_config
 
 CONFIG_ENV = "KOEKJE_CONFIG"
 
@@ -130,7 +131,27 @@ def _parser() -> argparse.ArgumentParser:
     cookies = commands.add_parser("cookies", help="the declared cookies, and cookies seen but not declared")
     cookies.set_defaults(run=_cookies)
     _subject_commands(commands)
+    commands.add_parser(
+        "check", help="check the configuration against koekje's rules (exit 1 on errors, for CI)"
+    ).set_defaults(run=_check)
     return parser
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        config = _config(args).validate()
+    except ConfigError as exc:
+        print(f"error: {exc}")
+        return 1
+    findings = check_config(config)
+    for finding in findings:
+        print(finding.line())
+    errors = sum(finding.level == "error" for finding in findings)
+    if not findings:
+        print("the configuration follows koekje's rules")
+    elif errors:
+        print(f"{errors} error(s)")
+    return 1 if errors else 0
 
 
 def _subject_commands(commands: Any) -> None:

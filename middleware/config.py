@@ -317,6 +317,8 @@ class AnalyticsSection(_Section, frozen=True):
     aggregate_retention_days: int = 1825
     # The log of data-subject requests answered (`koekje subject`): the site's proof that it answered.
     request_log_retention_days: int = 1095
+    # Why raw data is kept longer than 25 months, if it is (`koekje check` asks for a reason).
+    retention_justification: str = ""
 
     def __post_init__(self) -> None:
         for topic, prefixes in self.topics.items():

@@ -238,3 +238,28 @@ def test_a_request_by_letter_found_exported_erased_and_logged(site_dir: Path) ->
 
     assert koekje("subject", "find", "0000-0000-0000", cwd=site_dir).returncode == 1
     assert koekje("subject", "find", "'; DROP TABLE x", cwd=site_dir).returncode == 1
+
+
+def test_check_says_what_to_change_and_fails_ci_on_errors(site_dir: Path) -> None:
+    assert koekje("check", cwd=site_dir).returncode == 0  # the defaults follow the rules (with a warning)
+    (site_dir / "koekje.toml").write_text(
+        "[site]\ntrusted_proxies = ['0.0.0.0/0']\n"
+        "[analytics]\ndata_dir = 'data'\nraw_retention_days = 1000\n"
+        "[[consent.cookies]]\nname = '_fbp'\ncategory = 'marketing'\nduration = '3 months'\n"
+        "purpose.nl = 'Advertenties'\n"
+    )
+    result = koekje("check", cwd=site_dir)
+    assert result.returncode == 1
+    assert "error: analytics.raw_retention_days: 1000 days" in result.stdout
+    assert "error: site.trusted_proxies: 0.0.0.0/0 trusts every address" in result.stdout
+    assert "error: consent.cookies[_fbp]: no purpose in en" in result.stdout
+    assert "warning: geo.database: no GeoIP database" in result.stdout
+
+    (site_dir / "koekje.toml").write_text(
+        "[analytics]\ndata_dir = 'data'\nraw_retention_days = 1000\n"
+        "retention_justification = 'accounting law: 7 years'\n[consent.regions]\nopt_out = []\n"
+    )
+    justified = koekje("check", cwd=site_dir)
+    assert justified.returncode == 0 and "follows koekje's rules" in justified.stdout, justified.stdout
+    weak = koekje("check", cwd=site_dir, env={**os.environ, "KOEKJE_SECRET_KEY": "short"})
+    assert weak.returncode == 1 and "error:" in weak.stdout

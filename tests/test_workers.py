@@ -153,10 +153,13 @@ def test_an_erasure_reaches_every_worker_and_the_spool(workers: Site) -> None:
         assert client.post("/_koekje/consent", json={"categories": ["analytics"]}).status_code == 200
         assert other.post("/_koekje/consent", json={"categories": ["analytics"]}).status_code == 200
         answers: list[dict[str, Any]] = []
-        # A worker may not reach the store's owner yet right after startup ("try again later"): ask again.
-        _eventually(
-            lambda: answers.append(client.get("/_koekje/my-data").json()) or "visitor_id" in answers[-1]
-        )
+
+        def answered() -> bool:
+            # A worker may not reach the store's owner yet right after startup ("try again later"): again.
+            answers.append(client.get("/_koekje/my-data").json())
+            return "visitor_id" in answers[-1]
+
+        _eventually(answered)
         visitor_id = uuid.UUID(answers[-1]["visitor_id"])
         _views(client, 0, 60)  # over every worker (one connection per request), not waited for
         old = dict(client.cookies)

@@ -1,0 +1,138 @@
+"""``koekje check``: the configuration against the rules koekje stands for, beyond what loading it already
+refuses (a consent lifetime over 13 months, IP truncation short of /24 and /48, weak secret keys).
+
+Each finding says what is wrong and what to change. Errors make the command exit non-zero, for CI.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Literal
+
+from koekje.banner import texts as builtin_texts
+
+from .config import Config
+
+# Raw visitor data longer than this needs a reason written down (analytics.retention_justification).
+MAX_RAW_RETENTION_DAYS = 760  # 25 months
+# A trusted proxy network wider than this is almost certainly a mistake: its clients could pose as anyone.
+WIDEST_PROXY_PREFIX = {4: 8, 6: 32}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    level: Literal["error", "warning"]
+    where: str
+    message: str
+
+    def line(self) -> str:
+        return f"{self.level}: {self.where}: {self.message}"
+
+
+def check(config: Config) -> list[Finding]:
+    findings: list[Finding] = []
+    findings += _retention(config)
+    findings += _declared(config)
+    findings += _regions(config)
+    findings += _proxies(config)
+    return findings
+
+
+def _retention(config: Config) -> list[Finding]:
+    a = config.analytics
+    if a.raw_retention_days > MAX_RAW_RETENTION_DAYS and not a.retention_justification.strip():
+        return [
+            Finding(
+                "error",
+                "analytics.raw_retention_days",
+                f"{a.raw_retention_days} days keeps raw visitor data longer than 25 months: lower it to at "
+                f"most {MAX_RAW_RETENTION_DAYS}, or write down why in analytics.retention_justification",
+            )
+        ]
+    return []
+
+
+def _declared(config: Config) -> list[Finding]:
+    """Every declared cookie and service speaks every banner language: a visitor must be able to read what
+    they are asked about."""
+    findings = []
+    languages = config.banner.languages
+    consent = config.consent
+    for rule in consent.cookies:
+        missing = [lang for lang in languages if not rule.purpose.get(lang, "").strip()]
+        if missing:
+            findings.append(
+                Finding(
+                    "error",
+                    f"consent.cookies[{rule.name}]",
+                    f'no purpose in {", ".join(missing)}: add purpose.{missing[0]} = "..."',
+                )
+            )
+    for service_id, service in consent.services.items():
+        missing = [lang for lang in languages if not service.purpose.get(lang, "").strip()]
+        if missing:
+            findings.append(
+                Finding(
+                    "error",
+                    f"consent.services.{service_id}",
+                    f'no purpose in {", ".join(missing)}: add purpose.{missing[0]} = "..."',
+                )
+            )
+        untitled = [lang for lang in languages if lang not in service.title]
+        if untitled and service.title:
+            findings.append(
+                Finding(
+                    "warning",
+                    f"consent.services.{service_id}",
+                    f"no title in {', '.join(untitled)} (the id {service_id!r} is shown there)",
+                )
+            )
+    for lang in languages:
+        builtin_texts(lang)  # raises for a language koekje has no texts for (already refused on load)
+    return findings
+
+
+def _regions(config: Config) -> list[Finding]:
+    regions = config.consent.regions
+    if config.geo.database:
+        return []
+    if regions.default == "opt-out" or regions.opt_out:
+        return [
+            Finding(
+                "warning",
+                "geo.database",
+                "no GeoIP database: every visitor's region is unknown, so the opt-out rules in "
+                "consent.regions never apply (everyone gets opt-in, the strictest). Configure a GeoLite2 or "
+                "DB-IP country database, or set consent.regions.opt_out = [] to say opt-in everywhere",
+            )
+        ]
+    return []
+
+
+def _proxies(config: Config) -> list[Finding]:
+    findings = []
+    for text in config.site.trusted_proxies:
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            continue  # refused on load
+        widest = WIDEST_PROXY_PREFIX[network.version]
+        if network.prefixlen == 0:
+            findings.append(
+                Finding(
+                    "error",
+                    "site.trusted_proxies",
+                    f"{text} trusts every address: any client could say which address it has. List your "
+                    "proxies' own addresses (e.g. 10.0.0.5/32)",
+                )
+            )
+        elif network.prefixlen < widest:
+            findings.append(
+                Finding(
+                    "warning",
+                    "site.trusted_proxies",
+                    f"{text} is a wide network to trust as proxies; list the proxies themselves if you can",
+                )
+            )
+    return findings
