@@ -80,6 +80,19 @@ def render_declaration(content: Mapping[str, Any], texts: Mapping[str, Any], **p
     return _ENV.get_template("cookies.html").render(c=content, t=texts, **page)
 
 
+# Markdown, not HTML: nothing to escape for a browser (the notice goes into the site's own policy text).
+_TEXT = Environment(
+    loader=PackageLoader("koekje.banner", "templates"),
+    autoescape=False,  # noqa: S701
+    keep_trailing_newline=True,
+)
+
+
+def render_notice(lang: str, **notice: Any) -> str:
+    """The privacy notice section in ``lang`` (``nl`` or ``en``), as Markdown."""
+    return _TEXT.get_template(f"notice.{lang}.md").render(**notice)
+
+
 class FirstLayers:
     """The first layer as a page gets it, rendered once per language and action and then only given its
     return path: no template runs on the request path."""

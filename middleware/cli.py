@@ -26,6 +26,7 @@ from koekje.analytics.subjects import reference as subject_reference
 
 from .config import Config, ConfigError, load_config
 from .lint import check as check_config
+from .notice import NOTICE_LANGUAGES, notice
 
 CONFIG_ENV = "KOEKJE_CONFIG"
 
@@ -134,7 +135,15 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "check", help="check the configuration against koekje's rules (exit 1 on errors, for CI)"
     ).set_defaults(run=_check)
+    written = commands.add_parser("notice", help="the privacy-policy section about koekje, as Markdown")
+    written.add_argument("--lang", choices=NOTICE_LANGUAGES, default="en")
+    written.set_defaults(run=_notice)
     return parser
+
+
+def _notice(args: argparse.Namespace) -> int:
+    print(notice(_config(args), args.lang, utcnow().date()), end="")
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

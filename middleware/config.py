@@ -44,8 +44,20 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     pass
 
 
+class ProcessorSection(_Section, frozen=True):
+    """Someone who processes visitor data on the site's behalf (GDPR art. 28), for `koekje notice`."""
+
+    name: str  # e.g. "ClickHouse Inc. (ClickHouse Cloud)"
+    purpose: dict[str, str] = {}  # per language: what they do, e.g. "hosts the statistics database"
+    location: str = ""  # where the data is, e.g. "EU (Frankfurt)"
+
+
 class SiteSection(_Section, frozen=True):
     id: str = "default"
+    # The site's or organisation's name, as the privacy notice (`koekje notice`) says it.
+    name: str = ""
+    # Processors of visitor data (a hosted ClickHouse, a hosting company), listed in the privacy notice.
+    processors: tuple[ProcessorSection, ...] = ()
     prefix: str = "/_koekje"
     timezone: str = "Europe/Amsterdam"
     # Reverse proxies whose X-Forwarded-For header is believed (CIDRs). Empty: use the peer address.

@@ -36,6 +36,15 @@ def check(config: Config) -> list[Finding]:
     findings += _declared(config)
     findings += _regions(config)
     findings += _proxies(config)
+    if config.analytics.dsn and not config.site.processors:
+        findings.append(
+            Finding(
+                "warning",
+                "site.processors",
+                "the statistics are in a ClickHouse server: if someone else runs it (a hosted service), "
+                "declare them as a processor, so `koekje notice` names them",
+            )
+        )
     return findings
 
 

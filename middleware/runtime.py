@@ -38,8 +38,8 @@ from .geo import GeoLookup
 from .ip import Proxies, Truncator
 from .markup import PageBanner
 from .metrics import Snapshots
+from .notice import banner_content
 from .page import Pages
-from .shown import BannerContent
 from .tags import BannerTags
 from .topics import TopicRules
 from .visitor import Locator
@@ -99,16 +99,7 @@ class Runtime:
             on_superseded=self.revocations.add,
             on_spooled=wake,
         )
-        self.content = BannerContent(
-            declarations,
-            languages=config.banner.languages,
-            categories=consent.categories,
-            policy_revision=consent.policy_revision,
-            privacy_url=config.banner.privacy_url,
-            consent_cookie=consent.cookie,
-            consent_days=consent.max_age_days,
-            overrides=config.banner.texts,
-        )
+        self.content = banner_content(config)
         for language in config.banner.languages:
             self.ledger.register_texts(
                 self.content.hash(language), language, self.content.canonical(language)

@@ -263,3 +263,24 @@ def test_check_says_what_to_change_and_fails_ci_on_errors(site_dir: Path) -> Non
     assert justified.returncode == 0 and "follows koekje's rules" in justified.stdout, justified.stdout
     weak = koekje("check", cwd=site_dir, env={**os.environ, "KOEKJE_SECRET_KEY": "short"})
     assert weak.returncode == 1 and "error:" in weak.stdout
+
+
+def test_notice_describes_what_the_configuration_does(site_dir: Path) -> None:
+    (site_dir / "koekje.toml").write_text(
+        "[site]\nname = 'Tandwerk Support'\n"
+        "[[site.processors]]\nname = 'Hoster B.V.'\npurpose.en = 'runs the server'\n"
+        "location = 'EU (Amsterdam)'\n"
+        "[analytics]\ndata_dir = 'data'\nraw_retention_days = 400\n[geo]\nipv4_prefix = 16\n"
+        "[[consent.cookies]]\nname = '_fbp'\ncategory = 'marketing'\nduration = '3 months'\n"
+        "purpose.en = 'Ads'\npurpose.nl = 'Advertenties'\n"
+    )
+    english = koekje("notice", "--lang", "en", cwd=site_dir)
+    assert english.returncode == 0, english.stderr
+    text = english.stdout
+    assert text.startswith("## Cookies, statistics and your choice") and "Tandwerk Support asks" in text
+    assert "first 16 bits (IPv4)" in text and "| Pages visited and time spent on them | 400 days |" in text
+    assert "- `_fbp` (Marketing; this site; 3 months): Ads" in text
+    assert "- Hoster B.V.: runs the server (EU (Amsterdam))" in text
+    assert "/_koekje/your-data?lang=en" in text and "within one month" in text
+    dutch = koekje("notice", "--lang", "nl", cwd=site_dir).stdout
+    assert "AVG art. 6 lid 1 sub a" in dutch and "400 dagen" in dutch and "Advertenties" in dutch
