@@ -13,6 +13,7 @@ class Drop(StrEnum):
     EXCLUDED_PATH = "excluded_path"  # analytics.exclude_paths
     NO_CONSENT = "no_consent"
     NO_VISITOR_ID = "no_visitor_id"
+    ERASED = "erased"  # the visitor asked to be forgotten; a cookie from before still carries their id
     BAD_ADDRESS = "bad_address"  # no address to truncate
     BOT = "bot"  # a crawler, by its user agent
     BAD_BEACON = "bad_beacon"  # a collect request that is not what the banner sends (counted per event)

@@ -108,6 +108,8 @@ class Loader:
             self._wake.clear()
             stopping = self._stopping
             try:  # a full disk or a vanished directory must not end loading for good: try again next tick
+                if self._erasures is not None:
+                    self._erasures.refresh()  # every process: the erased visitors it must refuse
                 self.load_pending()
                 if self._on_tick is not None:
                     self._on_tick()

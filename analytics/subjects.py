@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+import uuid
 import zipfile
 from collections.abc import Callable
 from datetime import date, datetime
@@ -47,7 +48,7 @@ def reference(consent_id: UUID) -> str:
 def find_reference(store: Store, text: str) -> tuple[UUID, UUID | None] | None:
     """The decision a reference names (its consent id) and the visitor id under it; None when no decision,
     or more than one, has it."""
-    digits = text.replace("-", "").strip().lower()
+    digits = "".join(text.replace("-", "").split()).lower()  # "3FA8-EAEB-0067", "3fa8 eaeb 0067"
     if len(digits) != 12 or any(c not in "0123456789abcdef" for c in digits):
         return None
     rows = store.query(
@@ -63,20 +64,39 @@ class ErasureIncomplete(Exception):
 
 
 class Subjects:
-    def __init__(self, store: Store, spool_root: Path, *, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        spool_root: Path,
+        *,
+        keep_seconds: float = NOTE_MIN_AGE,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
         self._notes = spool_root / "erasures"
+        # A note lives as long as the erased visitor's old cookie could (the consent lifetime): while it
+        # does, every worker refuses that visitor id (``erased``), whatever cookie still carries it.
+        self._keep = max(keep_seconds, NOTE_MIN_AGE)
         self._wall = wall
         self._columns: dict[str, list[str]] = {}
+        self.erased: frozenset[UUID] = frozenset()  # this process's view of the notes (``refresh``)
+        self._refreshed = 0.0
 
     # -- access and a copy ---------------------------------------------------------------------------------
 
     def export(self, visitor_id: UUID | None, consent_id: UUID | None) -> dict[str, list[dict[str, Any]]]:
-        """Every row about the visitor, per table: their consent history, page views and engagement."""
-        data: dict[str, list[dict[str, Any]]] = {LEDGER: self._history(visitor_id, consent_id)}
+        """Every row about the visitor, per table: their consent history, and the page views and engagement
+        of every visitor id they had (withdrawing statistics and granting them again makes a new one)."""
+        history = self._history(visitor_id, consent_id)
+        ids = _ids(visitor_id, history)
+        data: dict[str, list[dict[str, Any]]] = {LEDGER: history}
         for table in ERASABLE:
-            data[table] = self._rows(table, visitor_id) if visitor_id is not None else []
+            data[table] = [row for v in sorted(ids, key=str) for row in self._rows(table, v)]
         return data
+
+    def visitor_ids(self, visitor_id: UUID | None, consent_id: UUID | None) -> set[UUID]:
+        """Every visitor id the visitor had, along their consent history."""
+        return _ids(visitor_id, self._history(visitor_id, consent_id))
 
     def _rows(self, table: str, visitor_id: UUID) -> list[dict[str, Any]]:
         columns = self._columns_of(table)
@@ -119,17 +139,25 @@ class Subjects:
 
     # -- erasure -------------------------------------------------------------------------------------------
 
-    def erase(self, visitor_id: UUID, flush: Callable[[], bool]) -> dict[str, int]:
-        """Erase the visitor's rows, checked; how many rows each table held. ``flush`` first brings this
-        process's waiting events into the store. Raises ErasureIncomplete when rows are left."""
-        self._note(visitor_id)  # first: whatever arrives later is erased on arrival
+    def erase(self, visitor_ids: set[UUID], flush: Callable[[], bool]) -> dict[str, int]:
+        """Erase the rows of every one of the visitor's ids, checked; how many rows each table held.
+        ``flush`` first brings this process's waiting events into the store. Raises ErasureIncomplete
+        when rows are left."""
+        for visitor_id in visitor_ids:
+            self._note(visitor_id)  # first: whatever arrives later is refused, or erased on arrival
         flush()
-        counted = self._count(visitor_id)
-        self._erase_rows(visitor_id)
-        left = self._count(visitor_id)
-        if any(left.values()):
-            raise ErasureIncomplete(f"rows left after erasure: {left}")
-        return counted
+        counted = dict.fromkeys((*ERASABLE, LEDGER), 0)
+        for visitor_id in visitor_ids:
+            for table, n in self._count(visitor_id).items():
+                counted[table] += n
+            for _ in range(3):  # rows the loader brings in meanwhile (late events) go in the next round
+                self._erase_rows(visitor_id)
+                left = self._count(visitor_id)
+                if not any(left.values()):
+                    break
+            else:
+                raise ErasureIncomplete(f"rows left after erasure: {left}")
+        return counted if visitor_ids else {}
 
     def _count(self, visitor_id: UUID) -> dict[str, int]:
         counts = {}
@@ -154,10 +182,18 @@ class Subjects:
             {"v": visitor_id},
         )
 
+    def refresh(self, every: float = 1.0) -> None:
+        """Read the notes again (at most once per ``every`` seconds): the erased visitor ids to refuse."""
+        now = self._wall()
+        if now - self._refreshed >= every:
+            self._refreshed = now
+            self.erased = frozenset(visitor_id for visitor_id, _ in self.notes())
+
     def _note(self, visitor_id: UUID) -> None:
         self._notes.mkdir(mode=0o700, exist_ok=True)
+        self.erased = self.erased | {visitor_id}
         path = self._notes / visitor_id.hex
-        temporary = path.with_suffix(".tmp")
+        temporary = self._notes / f".{os.getpid()}.{uuid.uuid4().hex}.tmp"  # several erasures at once
         with open(temporary, "w") as file:
             json.dump({"visitor_id": str(visitor_id), "at": self._wall()}, file)
             file.flush()
@@ -168,7 +204,7 @@ class Subjects:
         """The erasures whose late events may still arrive: (visitor id, when)."""
         found = []
         for path in self._notes.glob("*") if self._notes.exists() else ():
-            if path.suffix == ".tmp":
+            if path.suffix == ".tmp" or path.name.startswith("."):
                 continue
             try:
                 note = json.loads(path.read_text())
@@ -182,10 +218,16 @@ class Subjects:
         brought, and drop the notes no batch can still answer (old enough, and nothing older waits)."""
         now = self._wall()
         for visitor_id, at in self.notes():
-            self._erase_rows(visitor_id)
-            old_enough = now - at > NOTE_MIN_AGE and (oldest_waiting is None or oldest_waiting > at)
-            if old_enough:
+            settled = now - at > NOTE_MIN_AGE and (oldest_waiting is None or oldest_waiting > at)
+            if not settled:
+                self._erase_rows(visitor_id)  # events that were on their way before the erasure
+            elif now - at > self._keep:
                 (self._notes / visitor_id.hex).unlink(missing_ok=True)
+
+
+def _ids(visitor_id: UUID | None, history: list[dict[str, Any]]) -> set[UUID]:
+    ids = {UUID(row["visitor_id"]) for row in history if row.get("visitor_id")}
+    return ids | ({visitor_id} if visitor_id is not None else set())
 
 
 def _plain(value: Any) -> Any:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qsl, urlsplit
+from uuid import UUID
 
 from starlette.types import Scope
 
@@ -81,6 +82,16 @@ def visitor_id(hit: Hit) -> Drop | None:
     return None if hit.visitor.id is not None else Drop.NO_VISITOR_ID
 
 
+def not_erased(erased: Callable[[], Container[UUID]]) -> Step:
+    """A step that refuses the visitor ids of visitors who asked to be forgotten (a cookie from before the
+    erasure, in another tab or another worker, still carries one)."""
+
+    def erased_visitor(hit: Hit) -> Drop | None:
+        return Drop.ERASED if hit.visitor.id in erased() else None
+
+    return erased_visitor
+
+
 def address(hit: Hit) -> Drop | None:
     # Only the truncated prefix travels on; the full address stays in this request's memory.
     return None if hit.visitor.prefix is not None else Drop.BAD_ADDRESS
@@ -109,6 +120,7 @@ class Capture:
         topics: TopicRules,
         clock: Clock,
         exclude_paths: Sequence[str] = (),
+        erased: Callable[[], Container[UUID]] | None = None,
     ) -> None:
         self._site = site
         self._recorder = recorder
@@ -120,7 +132,10 @@ class Capture:
         if exclude_paths:
             page_steps.append(excluded(exclude_paths))
         self.page_steps: tuple[Step, ...] = tuple(page_steps)
-        self.steps: tuple[Step, ...] = (*page_steps, visitor_id, address)
+        steps: list[Step] = [*page_steps, visitor_id, address]
+        if erased is not None:
+            steps.append(not_erased(erased))
+        self.steps: tuple[Step, ...] = tuple(steps)
         self.dropped: Counter[str] = Counter()
         self.clipped: Counter[str] = Counter()  # values cut to their bound, by field (the event is kept)
         self.invalid_app_topics = 0

@@ -205,20 +205,36 @@ def _subject_do(args: argparse.Namespace, kind: str, act: Any) -> int:
             )
             return 1
         consent_id, visitor_id = found
-        subjects = Subjects(store, config.spool_path())
-        details = act(store, subjects, consent_id, visitor_id)
+        keep = (
+            config.consent.max_age_days * 86400.0
+        )  # the visitor's old cookie is refused as long as it lives
+        subjects = Subjects(store, config.spool_path(), keep_seconds=keep)
+        try:
+            details = act(store, subjects, consent_id, visitor_id)
+        except OSError as exc:
+            print(f"koekje: {exc}", file=sys.stderr)
+            return 1
+        if kind not in _CLOSES:
+            return 0  # a look-up answers nothing by itself
         log = RequestLog(store, utcnow)
         reference = subject_reference(consent_id)
-        waiting = [r for r in log.requests(reference=reference, open_only=True) if r.kind in _KIND_OF[kind]]
-        for request in waiting or [
-            log.open(reference, _KIND_OF[kind][0], args.received or utcnow().date(), args.by)
-        ]:
+        waiting = [r for r in log.requests(reference=reference, open_only=True) if r.kind in _CLOSES[kind]]
+        # Handled without being logged as received first: logged now, as received today unless told.
+        for request in waiting or [log.open(reference, _CLOSES[kind][0], _received(args), args.by)]:
             log.close(request, args.by, {"action": kind, **details})
     return 0
 
 
 Details = dict[str, Any]  # what a request's handling did, for the log
-_KIND_OF = {"find": ("access", "other"), "export": ("access", "portability"), "erase": ("erasure",)}
+# Which open requests an action answers.
+_CLOSES = {"export": ("access", "portability"), "erase": ("erasure",)}
+
+
+def _received(args: argparse.Namespace) -> date:
+    received: date = args.received or utcnow().date()
+    if received > utcnow().date():
+        raise ConfigError(f"--received {received} is in the future")
+    return received
 
 
 def _subject_find(args: argparse.Namespace) -> int:
@@ -229,7 +245,7 @@ def _subject_find(args: argparse.Namespace) -> int:
         counts = {table: len(rows) for table, rows in data.items()}
         print(
             f"reference {subject_reference(consent_id)}: decision {consent_id.hex}, visitor id "
-            f"{visitor_id or '(none: statistics were not allowed)'}"
+            f"{visitor_id or '(none: statistics not allowed, or erased)'}"
         )
         for table, n in counts.items():
             print(f"  {table}: {n} rows")
@@ -258,10 +274,11 @@ def _subject_erase(args: argparse.Namespace) -> int:
     def act(
         store: Store, subjects: Subjects, consent_id: uuid.UUID, visitor_id: uuid.UUID | None
     ) -> dict[str, Any]:
-        if visitor_id is None:
+        ids = subjects.visitor_ids(visitor_id, consent_id)  # every id along their consent history
+        if not ids:
             print("nothing to erase: no visitor id under this reference (their decisions stay, as proof)")
             return {"erased": {}}
-        counts = subjects.erase(visitor_id, lambda: True)  # the site's own buffers: the erasure note
+        counts = subjects.erase(ids, lambda: True)  # the site's own buffers: the erasure note
         print(f"erased {sum(counts.values())} rows: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
         return {"erased": counts}
 
@@ -276,7 +293,7 @@ def _subject_open(args: argparse.Namespace) -> int:
             print(f"koekje: no decision under reference {args.reference[:20]!r}", file=sys.stderr)
             return 1
         request = RequestLog(store, utcnow).open(
-            subject_reference(found[0]), args.kind, args.received or utcnow().date(), args.by
+            subject_reference(found[0]), args.kind, _received(args), args.by
         )
     print(f"{request.kind} request {request.reference} received {request.received}, due {request.due}")
     return 0

@@ -114,10 +114,13 @@ class RightsEndpoints:
             return JSONResponse({"erased": {}, "message": NOTHING}, headers=SECURITY_HEADERS)
         counted: dict[str, int] = {}
         try:
-            if consent.visitor_id is not None:
-                counted = await anyio.to_thread.run_sync(
-                    self._subjects.erase, consent.visitor_id, self._flush, limiter=self._limiter
-                )
+            subjects = self._subjects
+
+            def erase() -> dict[str, int]:
+                # Every visitor id they had: withdrawing statistics and granting them again makes a new one.
+                return subjects.erase(subjects.visitor_ids(consent.visitor_id, consent.id), self._flush)
+
+            counted = await anyio.to_thread.run_sync(erase, limiter=self._limiter)
             await self._record(visitor, self._lang(request, form))
         except Exception as exc:
             log.error("koekje could not complete an erasure: %s", exc)
@@ -160,17 +163,19 @@ class RightsEndpoints:
                 )
             except ValueError:
                 wanted = []
+        if not all(isinstance(name, str) for name in wanted):  # found by trying: [["x"]] was a 500
+            wanted = []
         objected = set(wanted)
         if not objected or not objected <= set(self._objections):
             return _error(400, f"object to one or more of {list(self._objections)}, e.g. to=marketing")
         current = visitor.consent
-        categories = (current.categories if current is not None else frozenset({NECESSARY})) - objected
+        if current is None:  # nothing stored, nothing granted: nothing to object to, and nothing recorded
+            if form is not None:
+                return self._page(request, visitor, form, message_key="rights_nothing")
+            return JSONResponse({"consent": None, "message": NOTHING}, headers=SECURITY_HEADERS)
+        categories = current.categories - objected
         declarations = self._declarations
-        services = frozenset(
-            s
-            for s in (current.services if current is not None else ())
-            if declarations.services[s].category not in objected
-        )
+        services = frozenset(s for s in current.services if declarations.services[s].category not in objected)
         lang = self._lang(request, form)
         outcome = await self._decide(request, visitor, categories, services, lang, Method.OBJECTION)
         if not isinstance(outcome, tuple):

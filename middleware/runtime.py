@@ -61,7 +61,9 @@ class Runtime:
         self.ownership = Ownership(self.spool.root)
         self.store = Store(config.store_settings(), prepare=prepare, ownership=self.ownership)
         self.snapshots = Snapshots(self.spool.root / "metrics", self.counters)
-        self.subjects = Subjects(self.store, self.spool.root)
+        self.subjects = Subjects(
+            self.store, self.spool.root, keep_seconds=config.consent.max_age_days * 86400.0
+        )
         self.loader = Loader(
             self.store,
             self.spool,
@@ -145,6 +147,7 @@ class Runtime:
             topics=TopicRules(config.analytics.topics),
             clock=clock,
             exclude_paths=config.analytics.exclude_paths,
+            erased=lambda: self.subjects.erased,
         )
         visits = Visits(consent.visit_cookie, timedelta(minutes=config.analytics.visit_timeout_minutes))
         self.collect = CollectEndpoint(

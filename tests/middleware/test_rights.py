@@ -217,3 +217,54 @@ def test_the_cookie_declaration_lists_declared_and_undeclared_cookies(
     assert "<td>cart</td>" in undeclared and "tw_interest" not in undeclared
     dutch = client.get("/_koekje/cookies?lang=nl").text
     assert "Cookies op deze site" in dutch and "90 dagen" in dutch
+
+
+def test_every_visitor_id_of_the_visitor_is_exported_and_erased(make_client: MakeClient) -> None:
+    """Found by trying: statistics withdrawn and granted again make a new visitor id; forget erased only the
+    current one, and after a withdrawal none at all."""
+    client = make_client()
+    consent(client, "analytics")
+    client.get("/first", headers={"user-agent": BROWSER})
+    first = uuid.UUID(client.get("/_koekje/my-data").json()["visitor_id"])
+    consent(client)  # withdrawn: no visitor id in the cookie any more
+    consent(client, "analytics")  # granted again: a new one
+    client.get("/second", headers={"user-agent": BROWSER})
+    second = uuid.UUID(client.get("/_koekje/my-data").json()["visitor_id"])
+    assert first != second
+    runtime_of(client).flush(timeout=30)
+    assert sorted(row["path"] for row in client.get("/_koekje/my-data").json()["page_views"]) == [
+        "/first",
+        "/second",
+    ]
+    assert client.post("/_koekje/forget", json={}, headers=JSON).json()["erased"]["page_views"] == 2
+    assert (
+        held_by(client, first)
+        == held_by(client, second)
+        == {"page_views": 0, "engagement": 0, "consent_ledger": 0}
+    )
+
+
+def test_an_old_cookie_of_an_erased_visitor_records_nothing(make_client: MakeClient) -> None:
+    """Found by trying: after `koekje subject erase` (no new decision, no new cookie) the browser kept
+    browsing, and once the erasure note had served its ten minutes its page views were stored again."""
+    client, visitor_id = visitor_with_pages(make_client, "/a")
+    runtime = runtime_of(client)
+    runtime.subjects.erase({visitor_id}, lambda: True)  # what the officer's command does
+    client.get("/b", headers={"user-agent": BROWSER})
+    assert runtime.capture.dropped["erased"] == 1
+    assert held_by(client, visitor_id)["page_views"] == 0
+    other = make_client(client_ip="198.51.100.3")  # another worker learns it from the notes
+    other.app.runtime.subjects.refresh(every=0)  # type: ignore[attr-defined]
+    assert visitor_id in other.app.runtime.subjects.erased  # type: ignore[attr-defined]
+
+
+def test_a_malformed_objection_is_a_400(make_client: MakeClient) -> None:
+    client = make_client()
+    consent(client, "marketing")
+    bodies: list[dict[str, Any]] = [{"to": [["x"]]}, {"to": [1, None]}, {"to": "marketing"}, {"to": []}]
+    for body in bodies:
+        assert client.post("/_koekje/object", json=body, headers=JSON).status_code == 400
+    stranger = make_client(client_ip="198.51.100.4")
+    answer = stranger.post("/_koekje/object", json={"to": ["marketing"]}, headers=JSON)
+    assert answer.status_code == 200 and answer.json()["consent"] is None  # nothing to object to
+    assert len(ledger(client)) == 1  # no decision recorded for the stranger
