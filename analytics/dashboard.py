@@ -19,9 +19,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
-from .accounts import Account, Accounts
+from .accounts import Account, Accounts, Role
 from .clock import Clock, utcnow
 from .reports import NO_TOPIC, topic_report
+from .requests_log import RequestLog
 from .store import Store, StoreError
 from .web import SECURITY_HEADERS, clock_signer, is_same_origin, is_secure, media_type, read_limited
 
@@ -100,6 +101,7 @@ class Dashboard:
                 Route("/login", self._login_form, methods=["GET"]),
                 Route("/login", self._login, methods=["POST"]),
                 Route("/logout", self._logout, methods=["POST"]),
+                Route("/privacy", self._privacy, methods=["GET"]),
                 Route("/dashboard.css", self._stylesheet, methods=["GET"]),
             ]
         )
@@ -151,6 +153,26 @@ class Dashboard:
         )
         return self._render(
             request, "overview.html", account=account, first=first, last=last, report=report, error=None
+        )
+
+    async def _privacy(self, request: Request) -> Response:
+        """The data-subject requests: open ones by due date, answered ones. For admins only."""
+        account = await self._account(request)
+        if account is None:
+            return RedirectResponse(_base(request) + "/login", status_code=303)
+        if account.role != Role.ADMIN:
+            return self._render(request, "privacy.html", status=403, account=account, forbidden=True)
+        requests = await self._ask(RequestLog(self._db, self._clock).requests)
+        done = sorted(
+            (r for r in requests if r.done is not None), key=lambda r: r.done or r.received, reverse=True
+        )
+        return self._render(
+            request,
+            "privacy.html",
+            account=account,
+            today=self._clock().astimezone(self._zone).date(),
+            open_requests=[r for r in requests if r.done is None],
+            done_requests=done[:100],
         )
 
     async def _login_form(self, request: Request) -> Response:

@@ -216,3 +216,25 @@ def test_a_store_that_does_not_answer_gets_a_503_page_and_the_site_goes_on(
     finally:
         release.set()
     assert client.get(f"{DASH}/").status_code == 200
+
+
+def test_the_privacy_page_lists_open_requests_for_admins_only(client: TestClient, clock: FakeClock) -> None:
+    from koekje.analytics.requests_log import RequestLog
+
+    log = RequestLog(runtime_of(client).store, clock)
+    today = clock.now.date()
+    late = log.open("AAAA-BBBB-CCCC", "erasure", today - timedelta(days=40), "anna")
+    log.open("1234-5678-9ABC", "access", today - timedelta(days=3), "anna")
+    log.close(
+        log.open("DDDD-EEEE-FFFF", "access", today - timedelta(days=5), "anna"), "anna", {"action": "export"}
+    )
+    assert login(client) == 303
+    assert client.get(f"{DASH}/privacy").status_code == 403  # a marketer
+    runtime_of(client).accounts.add("anna", "admin password 12", Role.ADMIN)
+    client.post(f"{DASH}/login", data={"username": "anna", "password": "admin password 12"})
+    page = client.get(f"{DASH}/privacy").text
+    opened = page.split("Answered")[0]
+    assert opened.index("AAAA-BBBB-CCCC") < opened.index("1234-5678-9ABC")  # soonest due first
+    assert f"{(today - late.due).days} overdue" in opened and "DDDD-EEEE-FFFF" not in opened
+    assert "DDDD-EEEE-FFFF" in page.split("Answered")[1]
+    assert 'href="/_koekje/dashboard/privacy"' in client.get(f"{DASH}/").text
