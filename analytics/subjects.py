@@ -20,7 +20,7 @@ import os
 import time
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -94,16 +94,35 @@ class Subjects:
             data[table] = [row for v in sorted(ids, key=str) for row in self._rows(table, v)]
         return data
 
+    def export_parts(
+        self, visitor_id: UUID | None, consent_id: UUID | None
+    ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """``export`` a part at a time, for a response that streams: (table, rows), the consent history
+        first, then each visitor id's rows month by month (a long history never sits in memory whole)."""
+        history = self._history(visitor_id, consent_id)
+        yield LEDGER, history
+        ids = sorted(_ids(visitor_id, history), key=str)
+        for table in ERASABLE:
+            yield table, []  # the table is there even when empty
+            for v in ids:
+                months = self._store.query(
+                    f"SELECT DISTINCT toYYYYMM(ts) AS m FROM {self._store.table(table)} "
+                    "WHERE visitor_id = {v:UUID} ORDER BY m",
+                    {"v": v},
+                )
+                for (month,) in months:
+                    yield table, self._rows(table, v, int(month))
+
     def visitor_ids(self, visitor_id: UUID | None, consent_id: UUID | None) -> set[UUID]:
         """Every visitor id the visitor had, along their consent history."""
         return _ids(visitor_id, self._history(visitor_id, consent_id))
 
-    def _rows(self, table: str, visitor_id: UUID) -> list[dict[str, Any]]:
+    def _rows(self, table: str, visitor_id: UUID, month: int | None = None) -> list[dict[str, Any]]:
         columns = self._columns_of(table)
         rows = self._store.query(
             f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {self._store.table(table)} "
-            "WHERE visitor_id = {v:UUID} ORDER BY ts",
-            {"v": visitor_id},
+            "WHERE visitor_id = {v:UUID} AND ({m:UInt32} = 0 OR toYYYYMM(ts) = {m:UInt32}) ORDER BY ts",
+            {"v": visitor_id, "m": month or 0},
         )
         return [dict(zip(columns, map(_plain, row), strict=True)) for row in rows]
 

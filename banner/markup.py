@@ -64,10 +64,20 @@ def _context(
     }
 
 
-def render_settings_page(content: Mapping[str, Any], *, stylesheet: str, **banner: Any) -> str:
-    """The cookie-settings page: a whole document around the banner with its second layer open."""
+def render_settings_page(
+    content: Mapping[str, Any],
+    *,
+    stylesheet: str,
+    reference: str | None = None,
+    reference_label: str = "",
+    **banner: Any,
+) -> str:
+    """The cookie-settings page: a whole document around the banner with its second layer open (and the
+    visitor's reference, to quote in a letter about their data, when they have a decision)."""
     context = _context(content, page=True, **banner)
-    return _ENV.get_template("settings.html").render(**context, stylesheet=stylesheet)
+    return _ENV.get_template("settings.html").render(
+        **context, stylesheet=stylesheet, reference=reference, reference_label=reference_label
+    )
 
 
 def render_rights_page(texts: Mapping[str, Any], **page: Any) -> str:

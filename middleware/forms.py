@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from koekje.analytics.ledger import Method
+from koekje.analytics.subjects import reference
 from koekje.analytics.web import SECURITY_HEADERS, form_origin, read_limited
 from koekje.banner import asset, negotiate, render_banner, render_settings_page
 
@@ -169,6 +170,8 @@ class ConsentForms:
             services=services,
             message=message,
             error=error,
+            reference=reference(visitor.consent.id) if visitor.consent is not None else None,
+            reference_label=self._content.page_texts(lang)["rights_reference"],
         )
         return HTMLResponse(page, status_code=status, headers=PAGE_HEADERS)
 

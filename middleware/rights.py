@@ -8,14 +8,14 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from koekje.analytics.cookies_seen import SeenCookie
 from koekje.analytics.ledger import Method
@@ -77,26 +77,56 @@ class RightsEndpoints:
         consent = visitor.consent
         if consent is None:
             return JSONResponse({"stored": False, "message": NOTHING}, headers=SECURITY_HEADERS)
-        try:
-            data = await anyio.to_thread.run_sync(
-                self._subjects.export, consent.visitor_id, consent.id, limiter=self._limiter
-            )
+        headers = {**SECURITY_HEADERS}
+        if request.query_params.get("format") == "csv":
+            try:
+                data = await anyio.to_thread.run_sync(
+                    self._subjects.export, consent.visitor_id, consent.id, limiter=self._limiter
+                )
+            except Exception as exc:
+                log.error("koekje could not read a visitor's data for them: %s", exc)
+                return _error(503, "your data cannot be read just now; please try again later")
+            headers["Content-Disposition"] = 'attachment; filename="my-data.zip"'
+            return Response(as_csv_zip(data), media_type="application/zip", headers=headers)
+        parts = self._subjects.export_parts(consent.visitor_id, consent.id)
+        try:  # the first part (the consent history) before the answer starts: a store that is down is a 503
+            first = await anyio.to_thread.run_sync(next, parts, limiter=self._limiter)
         except Exception as exc:
             log.error("koekje could not read a visitor's data for them: %s", exc)
             return _error(503, "your data cannot be read just now; please try again later")
-        headers = {**SECURITY_HEADERS}
-        if request.query_params.get("format") == "csv":
-            headers["Content-Disposition"] = 'attachment; filename="my-data.zip"'
-            return Response(as_csv_zip(data), media_type="application/zip", headers=headers)
-        body: dict[str, Any] = {
+        head = {
             "stored": True,
             "cookie": consent.as_json(),  # what the visitor's own cookie says
             "visitor_id": str(consent.visitor_id) if consent.visitor_id else None,
             "interests": visitor.interests(20),  # derived, in this process's memory, with personalization
-            **data,
         }
         headers["Content-Disposition"] = 'attachment; filename="my-data.json"'
-        return JSONResponse(body, headers=headers)
+        return StreamingResponse(
+            self._json_parts(head, first, parts), media_type="application/json", headers=headers
+        )
+
+    async def _json_parts(
+        self, head: dict[str, Any], first: tuple[str, list[dict[str, Any]]], parts: Iterator[Any]
+    ) -> AsyncIterator[bytes]:
+        """One JSON object, written as the parts arrive: the head, then each table's rows."""
+        yield json.dumps(head)[:-1].encode()
+        table: str | None = None
+        comma = False
+        part: tuple[str, list[dict[str, Any]]] | None = first
+        while part is not None:
+            name, rows = part
+            if name != table:
+                yield (b"]" if table is not None else b"") + f", {json.dumps(name)}: [".encode()
+                table, comma = name, False
+            for row in rows:
+                yield (b", " if comma else b"") + json.dumps(row, default=str).encode()
+                comma = True
+            try:
+                part = await anyio.to_thread.run_sync(_next, parts, limiter=self._limiter)
+            except Exception as exc:  # the answer has started: it ends unfinished, so it is no valid JSON
+                log.error("koekje could not finish a visitor's copy of their data: %s", exc)
+                return
+        yield b"]}" if table is not None else b"}"
 
     async def forget(self, request: Request) -> Response:
         """``POST forget``: erase the visitor's data everywhere, checked; record the erasure (pseudonymous)
@@ -280,6 +310,10 @@ class RightsEndpoints:
             incoming = read_incoming(request.scope, self._honor_dnt)
             headers += self._guard.expiries(incoming.cookies, None, secure=secure)
         return headers
+
+
+def _next(parts: Iterator[Any]) -> Any:
+    return next(parts, None)
 
 
 def _wait(future: Future[None]) -> None:

@@ -137,6 +137,11 @@ def test_choose_leads_to_the_settings_page(make_client: MakeClient) -> None:
     assert '<input type="hidden" name="return" value="/a%20b?c=1">' in page.text
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert ledger(client) == []
+    assert "koekje-reference" not in page.text  # no decision yet: no reference
+    consent(client, "analytics")
+    digits = client.get("/_koekje/my-data").json()["cookie"]["id"][:12].upper()
+    settings = client.get("/_koekje/settings?lang=en").text  # the reference to quote in a letter
+    assert f'<strong class="koekje-reference">{digits[:4]}-{digits[4:8]}-{digits[8:]}</strong>' in settings
 
 
 @pytest.mark.parametrize(

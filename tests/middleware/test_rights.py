@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import re
 import uuid
 import zipfile
@@ -268,3 +269,24 @@ def test_a_malformed_objection_is_a_400(make_client: MakeClient) -> None:
     answer = stranger.post("/_koekje/object", json={"to": ["marketing"]}, headers=JSON)
     assert answer.status_code == 200 and answer.json()["consent"] is None  # nothing to object to
     assert len(ledger(client)) == 1  # no decision recorded for the stranger
+
+
+def test_a_long_history_streams_month_by_month(make_client: MakeClient) -> None:
+    from koekje.analytics import PageViewSink
+
+    client, visitor_id = visitor_with_pages(make_client, "/a")
+    runtime = runtime_of(client)
+    months = [datetime(2026, month, 3, tzinfo=UTC) for month in range(1, 11)]
+    PageViewSink(runtime.store).write(
+        [
+            PageView(ts, "default", visitor_id, f"/old/{ts.month}/{i}", (), "", "NL", "203.0.113.0")
+            for ts in months
+            for i in range(50)
+        ]
+    )
+    runtime.flush(timeout=30)
+    with client.stream("GET", "/_koekje/my-data") as response:
+        chunks = list(response.iter_bytes())
+    data = json.loads(b"".join(chunks))
+    assert len(data["page_views"]) == 501 and len(data["consent_ledger"]) == 1 and data["stored"] is True
+    assert len(chunks) > 500  # row by row, never the whole history at once
