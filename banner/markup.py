@@ -33,11 +33,15 @@ def render_banner(
     services: Collection[str] = (),
     message: str | None = None,
     error: str | None = None,
+    reference: str | None = None,
+    reference_label: str = "",
 ) -> str:
     """The banner for ``content`` (``BannerContent.body``): the first layer (``page`` False: the choices
     folded away, nothing ticked but what ``granted``/``services`` say), or the settings page's banner."""
     return _ENV.get_template("banner.html").render(
-        **_context(content, action, return_to, page, granted, services, message, error)
+        **_context(content, action, return_to, page, granted, services, message, error),
+        reference=reference,
+        reference_label=reference_label,
     )
 
 

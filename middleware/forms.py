@@ -128,6 +128,7 @@ class ConsentForms:
             return_to=safe_return(request.query_params.get("return")),
             granted=granted,
             services=services,
+            **self._reference(visitor, lang),
         )
         # Framed by another site, a click on it would be that site's trick, not the visitor's choice:
         # banner.js fetches it, nobody needs to frame it.
@@ -170,10 +171,17 @@ class ConsentForms:
             services=services,
             message=message,
             error=error,
-            reference=reference(visitor.consent.id) if visitor.consent is not None else None,
-            reference_label=self._content.page_texts(lang)["rights_reference"],
+            **self._reference(visitor, lang),
         )
         return HTMLResponse(page, status_code=status, headers=PAGE_HEADERS)
+
+    def _reference(self, visitor: Visitor, lang: str) -> dict[str, Any]:
+        """The visitor's reference, to quote in a letter about their data (none before a decision)."""
+        consent = visitor.consent
+        return {
+            "reference": reference(consent.id) if consent is not None else None,
+            "reference_label": self._content.page_texts(lang)["rights_reference"],
+        }
 
     def _url(self, request: Request, name: str) -> str:
         return f"{request.scope.get('root_path', '')}{self._prefix}/{name}"

@@ -141,7 +141,8 @@ def test_choose_leads_to_the_settings_page(make_client: MakeClient) -> None:
     consent(client, "analytics")
     digits = client.get("/_koekje/my-data").json()["cookie"]["id"][:12].upper()
     settings = client.get("/_koekje/settings?lang=en").text  # the reference to quote in a letter
-    assert f'<strong class="koekje-reference">{digits[:4]}-{digits[4:8]}-{digits[8:]}</strong>' in settings
+    shown = f'<strong class="koekje-reference">{digits[:4]}-{digits[4:8]}-{digits[8:]}</strong>'
+    assert shown in settings and shown in client.get("/_koekje/banner.html?lang=en").text  # reopened too
 
 
 @pytest.mark.parametrize(
