@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from importlib.resources import files
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -21,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from .accounts import Account, Accounts, Role
 from .clock import Clock, utcnow
+from .ratelimit import PrefixBudget
 from .reports import NO_TOPIC, topic_report
 from .requests_log import RequestLog
 from .store import Store, StoreError
@@ -41,6 +44,11 @@ MAX_RANGE_DAYS = 366
 # Password checks run at most this many at a time: each argon2 verification takes ~64 MiB and tens of ms,
 # and the login form is public.
 MAX_CONCURRENT_LOGINS = 2
+# Logins waiting for one of those at most: beyond, an attempt is refused at once (429), not queued.
+MAX_WAITING_LOGINS = 8
+# Attempts per account per minute (a burst of this many, then this many a minute); four times as many per
+# network (truncated address), so a team behind one address is not locked out by one mistyping colleague.
+LOGINS_PER_MINUTE = 5
 _CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
@@ -76,8 +84,15 @@ class Dashboard:
         settings: DashboardSettings | None = None,
         clock: Clock = utcnow,
         scheme: Callable[[Scope], str] | None = None,
+        client_prefix: Callable[[Scope], str | None] | None = None,
     ) -> None:
         self._db = store
+        # The client's truncated address, for throttling guesses per network (the middleware knows it).
+        self._client_prefix = client_prefix or (lambda scope: None)
+        # Password guesses: a budget per account and one per network; a bounded queue for the hash checks.
+        self._account_budget = PrefixBudget(LOGINS_PER_MINUTE)
+        self._network_budget = PrefixBudget(LOGINS_PER_MINUTE * 4)
+        self._waiting_logins = 0
         # How the visitor reached the site (http or https): behind a TLS proxy the middleware knows better.
         self._scheme = scheme or (lambda scope: str(scope.get("scheme", "http")))
         self._accounts = accounts
@@ -186,16 +201,32 @@ class Dashboard:
         form = await _read_form(request)
         if form is None:
             return self._render(request, "login.html", status=400, error="The login form was malformed.")
-        async with self._logins:
-            account = await self._ask(
-                self._accounts.authenticate, form.get("username", "")[:64], form.get("password", "")[:1024]
-            )
+        username = form.get("username", "")[:64]
+        prefix = self._client_prefix(request.scope)
+        # Found when tried as an attacker would: 40 wrong passwords in a row never slowed anyone, and 60
+        # parallel guesses queued behind the two hash checks made a real login take seconds. Guesses beyond
+        # an account's or a network's budget, or beyond a short queue, are refused before any hashing.
+        if self._waiting_logins >= MAX_WAITING_LOGINS:
+            return self._too_many(request, 1)
+        if not self._account_budget.take(username.lower()):
+            return self._too_many(request, self._account_budget.retry_after(username.lower()))
+        if not self._network_budget.take(prefix):
+            return self._too_many(request, self._network_budget.retry_after(prefix))
+        self._waiting_logins += 1
+        try:
+            async with self._logins:
+                account = await self._ask(
+                    self._accounts.authenticate, username, form.get("password", "")[:1024]
+                )
+        finally:
+            self._waiting_logins -= 1
         if account is None:
             return self._render(request, "login.html", status=401, error="Unknown user or wrong password.")
         response = RedirectResponse(_base(request) + "/", status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
-            self._sessions.dumps({"u": account.username, "c": account.credential}),
+            # A nonce: two logins in one second are two sessions, so ending one does not end the other.
+            self._sessions.dumps({"u": account.username, "c": account.credential, "n": secrets.token_hex(8)}),
             max_age=self._settings.session_hours * 3600,
             path=_base(request) + "/",
             httponly=True,
@@ -204,11 +235,35 @@ class Dashboard:
         )
         return response
 
+    def _too_many(self, request: Request, retry_after: int) -> Response:
+        response = self._render(
+            request, "login.html", status=429, error=f"Too many attempts. Try again in {retry_after} seconds."
+        )
+        response.headers["Retry-After"] = str(retry_after)
+        return response
+
     async def _logout(self, request: Request) -> Response:
         response = RedirectResponse(_base(request) + "/login", status_code=303)
         if is_same_origin(request.headers, self._scheme(request.scope)):
+            token = request.cookies.get(SESSION_COOKIE)
+            if token:
+                # Found when tried as an attacker would: a copied token outlived its logout by 12 hours.
+                # Ended on the server, for every worker, until it would have expired anyway.
+                # (The store's TTL counts in its own time, not a test's pinned clock: the later of both.)
+                until = max(self._clock(), utcnow()) + timedelta(hours=self._settings.session_hours)
+                await self._ask(self._end_session, _digest(token), until)
             response.delete_cookie(SESSION_COOKIE, path=_base(request) + "/")
         return response
+
+    def _end_session(self, digest: bytes, until: datetime) -> None:
+        self._db.insert_columns("dashboard_ended_sessions", {"digest": [digest], "until": [until]})
+
+    def _ended(self, digest: bytes) -> bool:
+        rows = self._db.query(
+            f"SELECT count() FROM {self._db.table('dashboard_ended_sessions')} WHERE digest = {{d:String}}",
+            {"d": digest},
+        )
+        return bool(rows[0][0])
 
     async def _stylesheet(self, request: Request) -> Response:
         return Response(self._css, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
@@ -224,6 +279,8 @@ class Dashboard:
         except BadSignature:
             return None
         if not isinstance(session, dict) or not isinstance(session.get("u"), str):
+            return None
+        if await self._ask(self._ended, _digest(token)):
             return None
         # Looked up each time, so removing an account or changing its password ends its sessions.
         account = await self._ask(self._accounts.get, session["u"])
@@ -244,6 +301,11 @@ class Dashboard:
         )
         headers = {**SECURITY_HEADERS, "Content-Security-Policy": _CSP}
         return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def _digest(token: str) -> bytes:
+    """What the store keeps of an ended session's token: 32 bytes of its SHA-256, never the token."""
+    return hashlib.sha256(token.encode()).digest()
 
 
 def _base(request: Request) -> str:

@@ -223,6 +223,21 @@ def _subject_requests(store: Store) -> list[str]:
     ]
 
 
+def _ended_sessions(store: Store) -> list[str]:
+    """Dashboard sessions ended before they expired (log out): a digest of each token, until it would have
+    expired anyway. Every worker checks it, so logging out ends the session everywhere at once."""
+    return [
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("dashboard_ended_sessions")} (
+            digest FixedString(32),
+            until DateTime('UTC')
+        ) ENGINE = ReplacingMergeTree
+        ORDER BY digest
+        TTL until DELETE
+        """
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "chained_ledger", _chained_ledger),
@@ -232,6 +247,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "visits_and_aggregates", _visits_and_aggregates, aggregates.backfill),
     Migration(7, "engagement", _engagement),
     Migration(8, "subject_requests", _subject_requests),
+    Migration(9, "ended_sessions", _ended_sessions),
 )
 
 

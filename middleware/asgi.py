@@ -145,6 +145,7 @@ def _dashboard(runtime: Runtime) -> Dashboard | None:
         config.dashboard_settings(),
         runtime.clock,
         scheme=runtime.proxies.scheme,
+        client_prefix=lambda scope: scope["koekje"].prefix,
     )
 
 

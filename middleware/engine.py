@@ -18,6 +18,7 @@ from starlette.types import Scope
 from koekje.analytics import Clock
 from koekje.analytics.ledger import IMPLICIT_METHODS, ConsentRecord, Method
 from koekje.analytics.ledger_writer import LedgerWriter
+from koekje.analytics.ratelimit import PrefixBudget
 
 from .config import ConsentSection
 from .consent import Consent, ConsentCookies, Revocations
@@ -25,7 +26,6 @@ from .cookies import delete_cookie, set_cookie
 from .declarations import Declarations
 from .ip import Truncator
 from .profiles import Profiles
-from .ratelimit import PrefixBudget
 from .regions import OPT_OUT
 from .visitor import Incoming, Locator, Visitor, read_incoming
 

@@ -165,9 +165,15 @@ def test_a_new_password_ends_the_old_sessions(client: TestClient, clock: FakeClo
 
 def test_logout(client: TestClient) -> None:
     login(client)
+    token = client.cookies[SESSION_COOKIE]
     response = client.post(f"{DASH}/logout", follow_redirects=False)
     assert response.status_code == 303
     assert client.get(f"{DASH}/", follow_redirects=False).status_code == 303
+    # Found when tried as an attacker would: a copy of the token stayed valid for 12 hours after logout.
+    client.cookies.set(SESSION_COOKIE, token, path="/_koekje/dashboard/")
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 303
+    login(client)  # a new session works
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 200
 
 
 def test_dashboard_can_be_disabled(make_client: MakeClient, make_config: Callable[..., Config]) -> None:
@@ -238,3 +244,31 @@ def test_the_privacy_page_lists_open_requests_for_admins_only(client: TestClient
     assert f"{(today - late.due).days} overdue" in opened and "DDDD-EEEE-FFFF" not in opened
     assert "DDDD-EEEE-FFFF" in page.split("Answered")[1]
     assert 'href="/_koekje/dashboard/privacy"' in client.get(f"{DASH}/").text
+
+
+def test_password_guesses_are_throttled_per_account_and_per_network(
+    client: TestClient, make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    """Found when tried as an attacker would: 40 wrong passwords in a row never slowed anyone."""
+    statuses = [login(client, "wrong password") for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+    refused = client.post(f"{DASH}/login", data={"username": "sanne", "password": PASSWORD})
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1  # no hash was even checked
+    assert "Too many attempts" in refused.text
+
+    # Guessing other accounts from the same network: refused once the network's budget is spent.
+    other = make_client(make_config(dashboard=DashboardSection(min_visitors=3)), client_ip="198.51.100.20")
+    answers = [
+        other.post(f"{DASH}/login", data={"username": f"user{i}", "password": "x" * 12}).status_code
+        for i in range(21)
+    ]
+    assert answers.count(401) == 20 and answers[-1] == 429
+    # Another network is not affected.
+    third = make_client(make_config(dashboard=DashboardSection(min_visitors=3)), client_ip="192.0.2.44")
+    runtime_of(third).accounts.add("piet", PASSWORD, Role.MARKETER)
+    assert (
+        third.post(
+            f"{DASH}/login", data={"username": "piet", "password": PASSWORD}, follow_redirects=False
+        ).status_code
+        == 303
+    )

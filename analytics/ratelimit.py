@@ -1,8 +1,9 @@
-"""A budget of recorded decisions per address prefix: a token bucket per truncated prefix, in memory.
+"""A budget per key (a truncated address prefix, a user name): a token bucket per key, in memory.
 
-Each recorded decision costs an fsynced ledger row kept for years, so a client that posts decisions in a loop
-(or a bot in an opt-out region that never keeps its cookie) gets a bounded number of them. Runs on the event
-loop: no lock, no I/O; the table of buckets is bounded and forgets full buckets first.
+Used for consent decisions (each costs an fsynced ledger row kept for years, so a client that posts decisions
+in a loop, or a bot in an opt-out region that never keeps its cookie, gets a bounded number of them) and for
+dashboard logins (password guessing). Runs on the event loop: no lock, no I/O; the table of buckets is
+bounded and forgets full buckets first.
 """
 
 from __future__ import annotations
