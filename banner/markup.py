@@ -14,6 +14,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from .assets import asset
+
 _ENV = Environment(
     loader=PackageLoader("koekje.banner", "templates"),
     autoescape=select_autoescape(default=True),
@@ -37,61 +39,45 @@ def render_banner(
     reference_label: str = "",
 ) -> str:
     """The banner for ``content`` (``BannerContent.body``): the first layer (``page`` False: the choices
-    folded away, nothing ticked but what ``granted``/``services`` say), or the settings page's banner."""
-    return _ENV.get_template("banner.html").render(
-        **_context(content, action, return_to, page, granted, services, message, error),
+    folded away, nothing ticked but what ``granted``/``services`` say), or the settings page's banner with
+    the visitor's reference, to quote in a letter about their data, when they have a decision."""
+    return _ENV.get_template("settings.html" if page else "banner.html").render(
+        c=content,
+        lang=content["lang"],
+        action=action,
+        prefix=action.removesuffix("/consent"),
+        return_to=return_to,
+        page=page,
+        granted=frozenset(granted),
+        services=frozenset(services),
+        message=message,
+        error=error,
         reference=reference,
         reference_label=reference_label,
+        css_version=_css_version(),
     )
 
 
-def _context(
-    content: Mapping[str, Any],
-    action: str,
-    return_to: str,
-    page: bool = False,
-    granted: Collection[str] = (),
-    services: Collection[str] = (),
-    message: str | None = None,
-    error: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "c": content,
-        "action": action,
-        "prefix": action.removesuffix("/consent"),
-        "return_to": return_to,
-        "page": page,
-        "granted": frozenset(granted),
-        "services": frozenset(services),
-        "message": message,
-        "error": error,
-    }
-
-
-def render_settings_page(
-    content: Mapping[str, Any],
-    *,
-    stylesheet: str,
-    reference: str | None = None,
-    reference_label: str = "",
-    **banner: Any,
-) -> str:
-    """The cookie-settings page: a whole document around the banner with its second layer open (and the
-    visitor's reference, to quote in a letter about their data, when they have a decision)."""
-    context = _context(content, page=True, **banner)
-    return _ENV.get_template("settings.html").render(
-        **context, stylesheet=stylesheet, reference=reference, reference_label=reference_label
-    )
+def render_settings_page(content: Mapping[str, Any], **banner: Any) -> str:
+    """The cookie-settings page: a whole document around the banner with its second layer open."""
+    return render_banner(content, page=True, **banner)
 
 
 def render_rights_page(texts: Mapping[str, Any], **page: Any) -> str:
     """The visitor's own page about their data: the reference, a copy, erasure, objection."""
-    return _ENV.get_template("your-data.html").render(t=texts, **page)
+    return _ENV.get_template("your-data.html").render(t=texts, css_version=_css_version(), **page)
 
 
 def render_declaration(content: Mapping[str, Any], texts: Mapping[str, Any], **page: Any) -> str:
     """The cookie declaration: every declared cookie per category and service, and those seen undeclared."""
-    return _ENV.get_template("cookies.html").render(c=content, t=texts, **page)
+    return _ENV.get_template("cookies.html").render(
+        c=content, t=texts, lang=content["lang"], css_version=_css_version(), **page
+    )
+
+
+def _css_version() -> str:
+    """The stylesheet's content hash, for its cache-busting URL (as the page tags use it)."""
+    return asset("banner.css").version
 
 
 # Markdown, not HTML: nothing to escape for a browser (the notice goes into the site's own policy text).

@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from koekje.analytics.ledger import Method
 from koekje.analytics.subjects import reference
 from koekje.analytics.web import SECURITY_HEADERS, form_origin, read_limited
-from koekje.banner import asset, negotiate, render_banner, render_settings_page
+from koekje.banner import negotiate, render_banner, render_settings_page
 
 from .consent import Consent
 from .declarations import NECESSARY
@@ -161,10 +161,8 @@ class ConsentForms:
     ) -> HTMLResponse:
         lang = lang or negotiate(None, request.headers.get("accept-language"), self._languages)
         granted, services = chosen if chosen is not None else _current(visitor.consent)
-        css = asset("banner.css")
         page = render_settings_page(
             self._content.body(lang),
-            stylesheet=f"{self._url(request, 'banner.css')}?v={css.version}",
             action=self._url(request, "consent"),
             return_to=back,
             granted=granted,

@@ -21,7 +21,7 @@ from koekje.analytics.cookies_seen import SeenCookie
 from koekje.analytics.ledger import Method
 from koekje.analytics.subjects import Subjects, as_csv_zip, reference
 from koekje.analytics.web import SECURITY_HEADERS, form_origin, is_same_origin, media_type, read_limited
-from koekje.banner import asset, negotiate, render_declaration, render_rights_page
+from koekje.banner import negotiate, render_declaration, render_rights_page
 
 from .cookies import delete_cookie
 from .declarations import NECESSARY, Declarations
@@ -237,7 +237,6 @@ class RightsEndpoints:
             self._content.body(lang),
             self._content.page_texts(lang),
             prefix=prefix,
-            stylesheet=f"{prefix}/banner.css?v={asset('banner.css').version}",
             settings=f"{prefix}/settings?lang={lang}&return={quote(safe_return(request.query_params.get('return')))}",
             undeclared=[c for c in seen if declarations.rule(c.name) is None],  # declared since: listed above
         )
@@ -283,7 +282,6 @@ class RightsEndpoints:
             texts,
             lang=lang,
             prefix=prefix,
-            stylesheet=f"{prefix}/banner.css?v={asset('banner.css').version}",
             reference=reference(consent.id) if consent is not None else None,
             objections=[c for c in self._objections if consent is not None and c in consent.categories],
             back=safe_return(request.query_params.get("return")),
