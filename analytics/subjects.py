@@ -236,12 +236,28 @@ class Subjects:
         """The loader's hook, after a pass that loaded rows: erase again what erased visitors' late events
         brought, and drop the notes no batch can still answer (old enough, and nothing older waits)."""
         now = self._wall()
+        unsettled = []
         for visitor_id, at in self.notes():
-            settled = now - at > NOTE_MIN_AGE and (oldest_waiting is None or oldest_waiting > at)
-            if not settled:
-                self._erase_rows(visitor_id)  # events that were on their way before the erasure
+            if now - at <= NOTE_MIN_AGE or (oldest_waiting is not None and oldest_waiting <= at):
+                unsettled.append(visitor_id)
             elif now - at > self._keep:
                 (self._notes / visitor_id.hex).unlink(missing_ok=True)
+        # A mutation rewrites parts: only for the ids whose late events did arrive (one query finds them).
+        for visitor_id in self._holding(unsettled):
+            self._erase_rows(visitor_id)
+
+    def _holding(self, visitor_ids: list[UUID]) -> set[UUID]:
+        """Which of ``visitor_ids`` some table still holds rows of."""
+        if not visitor_ids:
+            return set()
+        union = " UNION ALL ".join(
+            f"SELECT visitor_id FROM {self._store.table(table)} WHERE visitor_id IN {{ids:Array(UUID)}}"
+            for table in (*ERASABLE, LEDGER)
+        )
+        return {
+            row[0]
+            for row in self._store.query(f"SELECT DISTINCT visitor_id FROM ({union})", {"ids": visitor_ids})
+        }
 
 
 def _ids(visitor_id: UUID | None, history: list[dict[str, Any]]) -> set[UUID]:

@@ -68,13 +68,13 @@ class ConsentForms:
     async def post(self, request: Request, visitor: Visitor) -> Response:
         """A choice from the form: recorded as method ``form``, then back to the page it was made on."""
         body = await read_limited(request, MAX_FORM_BODY)
-        fields = _fields(body) if body is not None else None
+        fields = form_fields(body, 64) if body is not None else None
         if fields is None:
             self._counts["form_refused"] += 1
             return self._page(request, visitor, status=413 if body is None else 400)
-        lang = negotiate(_one(fields, "lang"), request.headers.get("accept-language"), self._languages)
-        back = safe_return(_one(fields, "return"))
-        action = _one(fields, "koekje")
+        lang = language(request, field(fields, "lang"), self._languages)
+        back = safe_return(field(fields, "return"))
+        action = field(fields, "koekje")
         if action not in _ACTIONS:
             self._counts["form_refused"] += 1
             return self._page(request, visitor, lang=lang, back=back, status=400)
@@ -110,17 +110,13 @@ class ConsentForms:
     async def settings(self, request: Request) -> Response:
         """``GET settings?return=&lang=``: the whole choice on a page, as it stands for this visitor."""
         visitor: Visitor = request.scope["koekje"]
-        lang = negotiate(
-            request.query_params.get("lang"), request.headers.get("accept-language"), self._languages
-        )
+        lang = language(request, request.query_params.get("lang"), self._languages)
         return self._page(request, visitor, lang=lang, back=safe_return(request.query_params.get("return")))
 
     async def fragment(self, request: Request) -> Response:
         """``GET banner.html?return=&lang=``: the banner as banner.js shows it when a visitor reopens it."""
         visitor: Visitor = request.scope["koekje"]
-        lang = negotiate(
-            request.query_params.get("lang"), request.headers.get("accept-language"), self._languages
-        )
+        lang = language(request, request.query_params.get("lang"), self._languages)
         granted, services = _current(visitor.consent)
         markup = render_banner(
             self._content.body(lang),
@@ -159,7 +155,7 @@ class ConsentForms:
         error: str | None = None,
         status: int = 200,
     ) -> HTMLResponse:
-        lang = lang or negotiate(None, request.headers.get("accept-language"), self._languages)
+        lang = lang or language(request, None, self._languages)
         granted, services = chosen if chosen is not None else _current(visitor.consent)
         page = render_settings_page(
             self._content.body(lang),
@@ -188,15 +184,23 @@ class ConsentForms:
         return f"{self._url(request, 'settings')}?lang={lang}&return={quote(back, safe='/')}"
 
 
-def _fields(body: bytes) -> list[tuple[str, str]] | None:
+def form_fields(body: bytes, most: int) -> list[tuple[str, str]] | None:
+    """The fields of a form post, in order; None when it is not UTF-8 or has more than ``most`` fields."""
     try:
-        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=64)
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=most)
     except (UnicodeDecodeError, ValueError):
         return None
 
 
-def _one(fields: list[tuple[str, str]], name: str) -> str | None:
+def field(fields: list[tuple[str, str]], name: str) -> str | None:
+    """The first value of ``name`` in a form's fields."""
     return next((value for key, value in fields if key == name), None)
+
+
+def language(request: Request, asked: str | None, offered: tuple[str, ...]) -> str:
+    """The language of koekje's answer: the one asked for (a form's or query's ``lang``), else the
+    visitor's Accept-Language, else the site's first."""
+    return negotiate(asked, request.headers.get("accept-language"), offered)
 
 
 def _current(consent: Consent | None) -> tuple[frozenset[str], frozenset[str]]:

@@ -10,8 +10,6 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
-from koekje.banner import texts as builtin_texts
-
 from .config import Config
 
 # Raw visitor data longer than this needs a reason written down (analytics.retention_justification).
@@ -68,26 +66,17 @@ def _declared(config: Config) -> list[Finding]:
     findings = []
     languages = config.banner.languages
     consent = config.consent
-    for rule in consent.cookies:
-        missing = [lang for lang in languages if not rule.purpose.get(lang, "").strip()]
+    declared = [(f"consent.cookies[{rule.name}]", rule.purpose) for rule in consent.cookies]
+    declared += [(f"consent.services.{sid}", service.purpose) for sid, service in consent.services.items()]
+    for where, purpose in declared:
+        missing = [lang for lang in languages if not purpose.get(lang, "").strip()]
         if missing:
             findings.append(
                 Finding(
-                    "error",
-                    f"consent.cookies[{rule.name}]",
-                    f'no purpose in {", ".join(missing)}: add purpose.{missing[0]} = "..."',
+                    "error", where, f'no purpose in {", ".join(missing)}: add purpose.{missing[0]} = "..."'
                 )
             )
     for service_id, service in consent.services.items():
-        missing = [lang for lang in languages if not service.purpose.get(lang, "").strip()]
-        if missing:
-            findings.append(
-                Finding(
-                    "error",
-                    f"consent.services.{service_id}",
-                    f'no purpose in {", ".join(missing)}: add purpose.{missing[0]} = "..."',
-                )
-            )
         untitled = [lang for lang in languages if lang not in service.title]
         if untitled and service.title:
             findings.append(
@@ -97,8 +86,6 @@ def _declared(config: Config) -> list[Finding]:
                     f"no title in {', '.join(untitled)} (the id {service_id!r} is shown there)",
                 )
             )
-    for lang in languages:
-        builtin_texts(lang)  # raises for a language koekje has no texts for (already refused on load)
     return findings
 
 

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 import anyio
 from starlette.requests import Request
@@ -21,13 +21,13 @@ from koekje.analytics.cookies_seen import SeenCookie
 from koekje.analytics.ledger import Method
 from koekje.analytics.subjects import Subjects, as_csv_zip, reference
 from koekje.analytics.web import SECURITY_HEADERS, form_origin, is_same_origin, media_type, read_limited
-from koekje.banner import negotiate, render_declaration, render_rights_page
+from koekje.banner import render_declaration, render_rights_page
 
 from .cookies import delete_cookie
 from .declarations import NECESSARY, Declarations
 from .enforce import CookieGuard
 from .engine import ConsentEngine, DecisionRefused
-from .forms import PAGE_HEADERS
+from .forms import PAGE_HEADERS, field, form_fields, language
 from .markup import safe_return
 from .shown import BannerContent
 from .visitor import Visitor, read_incoming
@@ -247,10 +247,7 @@ class RightsEndpoints:
         if media_type(request.headers) != "application/x-www-form-urlencoded":
             return None
         body = await read_limited(request, 4096)
-        try:
-            return parse_qsl((body or b"").decode("utf-8"), max_num_fields=16)
-        except (UnicodeDecodeError, ValueError):
-            return []
+        return (form_fields(body, 16) if body is not None else None) or []
 
     def _same_site(self, request: Request, visitor: Visitor, form: list[tuple[str, str]] | None) -> bool:
         if form is not None:
@@ -260,8 +257,8 @@ class RightsEndpoints:
         return json_body and is_same_origin(request.headers, visitor.scheme)
 
     def _lang(self, request: Request, form: list[tuple[str, str]] | None) -> str:
-        asked = next((v for k, v in form if k == "lang"), None) if form else request.query_params.get("lang")
-        return negotiate(asked, request.headers.get("accept-language"), self._languages)
+        asked = field(form, "lang") if form else request.query_params.get("lang")
+        return language(request, asked, self._languages)
 
     def _page(
         self,
