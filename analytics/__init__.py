@@ -9,7 +9,7 @@ from .events import PageView, PageViewRows, PageViewSink
 from .ledger import ConsentRecord, Method
 from .migrations import migrate
 from .recorder import Recorder
-from .reports import TopicReport, TopicRow, topic_report
+from .reports import Selection, Table, topic_report
 from .settings import RecorderSettings, StoreSettings
 from .store import Store, StoreError, StoreUnavailable
 
@@ -27,12 +27,12 @@ __all__ = [
     "Recorder",
     "RecorderSettings",
     "Role",
+    "Selection",
     "Store",
     "StoreError",
     "StoreSettings",
     "StoreUnavailable",
-    "TopicReport",
-    "TopicRow",
+    "Table",
     "migrate",
     "retention",
     "topic_report",

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from .clock import Clock
+from .clock import Clock, utcnow
 from .store import Store
 
 log = logging.getLogger("koekje.analytics")
@@ -65,7 +65,7 @@ def statements(store: Store, days: int) -> list[str]:
             created DateTime64(3, 'UTC')
         ) ENGINE = MergeTree
         ORDER BY day
-        TTL toDateTime(day) + INTERVAL {SALT_TTL_DAYS} DAY DELETE
+        TTL toDateTime(created) + INTERVAL {SALT_TTL_DAYS} DAY DELETE
         """,
         view(store),
     ]
@@ -105,11 +105,7 @@ def _select(store: Store) -> str:
             topic,
             v.country AS country,
             v.device AS device,
-            multiIf(
-                v.utm_source = '', replaceRegexpOne(v.referrer_host, '^www[.]', ''),
-                match(lower(v.utm_source), '{SOURCE_NAME}'), lower(v.utm_source),
-                '{OTHER_SOURCE}'
-            ) AS source,
+            {source_expression("v")} AS source,
             count() AS page_views,
             countIf(v.entry) AS visits,
             countIf(v.entry AND v.returning) AS returning_visits,
@@ -119,6 +115,14 @@ def _select(store: Store) -> str:
         ARRAY JOIN arrayConcat(['{ALL_TOPICS}'], if(empty(v.topics), [''], v.topics)) AS topic
         GROUP BY site, day, topic, country, device, source
         """
+
+
+def source_expression(alias: str) -> str:
+    """The source of a page view as the statistics keep it (``alias`` names the page views)."""
+    return (
+        f"multiIf({alias}.utm_source = '', replaceRegexpOne({alias}.referrer_host, '^www[.]', ''), "
+        f"match(lower({alias}.utm_source), '{SOURCE_NAME}'), lower({alias}.utm_source), '{OTHER_SOURCE}')"
+    )
 
 
 def _day(store: Store) -> str:
@@ -152,7 +156,8 @@ def draw_salts(store: Store, days: Iterable[date], clock: Clock) -> None:
             {
                 "day": missing,
                 "salt": [secrets.randbits(64) | 1 for _ in missing],  # never 0: 0 means "no salt"
-                "created": [clock()] * len(missing),
+                # The TTL counts in the store's own time, not a pinned clock's: the later of both.
+                "created": [max(clock(), utcnow())] * len(missing),
             },
         )
 

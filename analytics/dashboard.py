@@ -7,7 +7,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from importlib.resources import files
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -21,10 +21,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
+from . import views
 from .accounts import Account, Accounts, Role
 from .clock import Clock, utcnow
 from .ratelimit import PrefixBudget
-from .reports import NO_TOPIC, topic_report
+from .reports import NO_TOPIC
 from .requests_log import RequestLog
 from .store import Store, StoreError
 from .web import SECURITY_HEADERS, clock_signer, is_same_origin, is_secure, media_type, read_limited
@@ -40,7 +41,6 @@ class _StoreDown(Exception):
 
 
 MAX_FORM_BYTES = 4096
-MAX_RANGE_DAYS = 366
 # Password checks run at most this many at a time: each argon2 verification takes ~64 MiB and tens of ms,
 # and the login form is public.
 MAX_CONCURRENT_LOGINS = 2
@@ -113,6 +113,8 @@ class Dashboard:
         self._router = Router(
             routes=[
                 Route("/", self._overview, methods=["GET"]),
+                Route("/topics", self._topics, methods=["GET"]),
+                Route("/pages", self._pages, methods=["GET"]),
                 Route("/login", self._login_form, methods=["GET"]),
                 Route("/login", self._login, methods=["POST"]),
                 Route("/logout", self._logout, methods=["POST"]),
@@ -146,28 +148,41 @@ class Dashboard:
     # -- pages --------------------------------------------------------------------------------------------
 
     async def _overview(self, request: Request) -> Response:
+        return await self._report(request, "overview")
+
+    async def _topics(self, request: Request) -> Response:
+        return await self._report(request, "topics")
+
+    async def _pages(self, request: Request) -> Response:
+        return await self._report(request, "pages")
+
+    async def _report(self, request: Request, view: str) -> Response:
+        """A report view, or one of its tables as CSV (``?format=csv&table=NAME``)."""
         account = await self._account(request)
         if account is None:
             return RedirectResponse(_base(request) + "/login", status_code=303)
         today = self._clock().astimezone(self._zone).date()
+        settings = self._settings
         try:
-            first, last = self._date_range(request, today)
+            asked = views.parse(request.query_params, today, settings.site, self._zone, settings.min_visitors)
         except ValueError as exc:
-            return self._render(
-                request,
-                "overview.html",
-                status=400,
-                account=account,
-                error=str(exc),
-                first=today - timedelta(days=29),
-                last=today,
-                report=None,
+            asked = views.parse({}, today, settings.site, self._zone, settings.min_visitors)
+            context = {"q": asked, "error": str(exc), "data": None}
+            return self._render(request, f"{view}.html", status=400, account=account, view=view, **context)
+        data = await self._ask(views.VIEWS[view], self._db, asked, self._clock())
+        if request.query_params.get("format") == "csv":
+            table = data["tables"].get(request.query_params.get("table", ""))
+            if table is None:
+                return Response("No such table in this view.\n", status_code=404, media_type="text/plain")
+            sel = asked.selection
+            name = f"koekje-{table.name}-{sel.first.isoformat()}-{sel.last.isoformat()}.csv"
+            return Response(
+                views.csv_text(table),
+                media_type="text/csv; charset=utf-8",
+                headers={**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'},
             )
-        report = await self._ask(
-            topic_report, self._db, self._settings.site, first, last, self._settings.min_visitors
-        )
         return self._render(
-            request, "overview.html", account=account, first=first, last=last, report=report, error=None
+            request, f"{view}.html", account=account, view=view, q=asked, data=data, error=None
         )
 
     async def _privacy(self, request: Request) -> Response:
@@ -286,18 +301,14 @@ class Dashboard:
         account = await self._ask(self._accounts.get, session["u"])
         return account if account is not None and account.credential == session.get("c") else None
 
-    def _date_range(self, request: Request, today: date) -> tuple[date, date]:
-        last = _parse_date(request.query_params.get("to")) or today
-        first = _parse_date(request.query_params.get("from")) or last - timedelta(days=29)
-        if first > last:
-            raise ValueError("The start date is after the end date.")
-        if (last - first).days >= MAX_RANGE_DAYS:
-            raise ValueError(f"Choose a range of at most {MAX_RANGE_DAYS} days.")
-        return first, last
-
     def _render(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         html = self._templates.get_template(template).render(
-            base=_base(request), no_topic=NO_TOPIC, min_visitors=self._settings.min_visitors, **context
+            base=_base(request),
+            no_topic=NO_TOPIC,
+            min_visitors=self._settings.min_visitors,
+            presets=views.PRESETS,
+            metrics=views.METRICS,
+            **context,
         )
         headers = {**SECURITY_HEADERS, "Content-Security-Policy": _CSP}
         return HTMLResponse(html, status_code=status, headers=headers)
@@ -311,18 +322,6 @@ def _digest(token: str) -> bytes:
 def _base(request: Request) -> str:
     """The path the dashboard is mounted at, without a trailing slash."""
     return str(request.scope.get("root_path", "")).rstrip("/")
-
-
-def _parse_date(value: str | None) -> date | None:
-    if not value:
-        return None
-    try:
-        parsed = date.fromisoformat(value) if len(value) == 10 else None
-    except ValueError:
-        parsed = None
-    if parsed is None or not 2000 <= parsed.year <= 2999:
-        raise ValueError(f"{value[:20]!r} is not a date from 2000 to 2999 in the form YYYY-MM-DD.")
-    return parsed
 
 
 async def _read_form(request: Request) -> dict[str, str] | None:

@@ -292,8 +292,10 @@ def retention(store: Store) -> dict[str, tuple[str, int]]:
         # Anonymous: kept longer, and still not for ever.
         "daily_stats": ("day", store.settings.aggregate_retention_days),
         # What keeps the statistics of a day linkable to a visitor id: discarded by the loader after a day,
-        # by TTL at the latest after this many.
-        "aggregate_salts": ("day", aggregates.SALT_TTL_DAYS),
+        # by TTL at the latest this many days after it was drawn. (Counted from the day itself, a salt drawn
+        # for an older day, to count page views stored before the statistics existed, vanished on insert and
+        # those days counted no visitors.)
+        "aggregate_salts": ("created", aggregates.SALT_TTL_DAYS),
         # The data-subject requests answered (and who asked, by reference): the site's proof of answering.
         "subject_requests": ("ts", store.settings.request_log_retention_days),
     }
@@ -310,7 +312,7 @@ def sync_retention(store: Store) -> list[str]:
     )
     changed = []
     for table, (column, days) in retention(store).items():
-        if table in ddl and f"toIntervalDay({days})" not in ddl[table]:
+        if table in ddl and f"toDateTime({column}) + toIntervalDay({days})" not in ddl[table]:
             store.command(
                 f"ALTER TABLE {store.table(table)} "
                 f"MODIFY TTL toDateTime({column}) + INTERVAL {days} DAY DELETE"

@@ -1,81 +1,648 @@
-"""Dashboard queries. Every segment reported has at least ``min_visitors`` distinct visitors (k-anonymity);
-smaller segments are suppressed and only their number is reported.
+"""Dashboard reports, built so that no number shown can single anybody out.
 
-Counts that need no raw rows (page views, visits) come from the anonymous daily statistics
-(``koekje.analytics.aggregates``); distinct visitors over a period from the raw page views, while they
-exist. For a period whose raw rows have expired, the busiest day's visitors are what is known for sure (a
-lower bound): enough to decide whether a segment may be shown, never more than the truth.
+**One grid of cells.** Every number is a sum of cells. A cell is one day (in the site's time zone) of one
+segment (a topic, a page, a country, ... within the chosen filters), and it counts only when at least
+``min_visitors`` distinct visitors make it up that day. A cell below that counts nowhere: not in its row,
+not in a total, not in a chart, not in a CSV. So every number is a sum of cells that could each be shown,
+and subtracting two reports (two overlapping date ranges, a week and the day inside it) leaves a sum of such
+cells again: differencing reveals nothing smaller than ``min_visitors``. A segment none of whose days has
+enough visitors is hidden, and only how many were hidden is said.
+
+**Visitors are counted per day**, as Plausible does: a visitor on three days counts three times. It is
+what the anonymous daily statistics can count (their salt changes every day, see
+``koekje.analytics.aggregates``), and it is what keeps visitor counts additive, so the rule above holds
+for them too. Distinct visitors over a longer range would leak through differencing (the visitors of
+1..10 November minus those of 1..9 November are the newcomers of the 10th).
+
+Counts per topic, country, device and source come from the daily statistics, so they outlive raw page
+views and cost little however long the range. Pages, entry and exit pages, referrers, campaigns, co-interest
+and engagement need the raw rows; those reports end where raw retention ends. The gate of a cell is an exact
+count of distinct visitors (``uniqExact`` on raw rows; ``uniq`` on the statistics, which is exact for sets
+this small), so the suppression decision is never approximate.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from .aggregates import ALL_TOPICS
+from .aggregates import ALL_TOPICS, source_expression
 from .store import Store
 
 NO_TOPIC = ""
+DIMENSIONS = ("topic", "country", "device", "source")
+# Filters combine at most this many at a time: each one narrows the cells, and narrow cells are where
+# people could be singled out by comparing a filtered report with an unfiltered one.
+MAX_FILTERS = 2
+MAX_FILTER_LENGTH = 100
+REALTIME_MINUTES = 30
 
 
 @dataclass(frozen=True, slots=True)
-class TopicRow:
-    topic: str  # NO_TOPIC for pages without a topic
-    views: int
-    visitors: int
-    visits: int = 0
+class Filters:
+    topic: str | None = None
+    country: str | None = None
+    device: str | None = None
+    source: str | None = None
+
+    def active(self) -> list[tuple[str, str]]:
+        return [(name, value) for name in DIMENSIONS if (value := getattr(self, name)) is not None]
+
+    def without(self, name: str) -> Filters:
+        return replace(self, **{name: None})
 
 
 @dataclass(frozen=True, slots=True)
-class TopicReport:
-    start: datetime
-    end: datetime
-    rows: list[TopicRow]
-    suppressed: int  # segments hidden for having fewer than min_visitors visitors
+class Selection:
+    """What a report is about: a site, whole days from ``first`` to ``last``, filters, and the threshold."""
+
+    site: str
+    first: date
+    last: date
+    zone: ZoneInfo
     min_visitors: int
+    filters: Filters = Filters()
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+    def previous(self) -> Selection:
+        """The period of the same length just before this one (for "change")."""
+        return replace(
+            self, first=self.first - timedelta(days=self.days), last=self.first - timedelta(days=1)
+        )
+
+    def start(self) -> datetime:
+        return datetime.combine(self.first, time(), self.zone)
+
+    def end(self) -> datetime:
+        return datetime.combine(self.last + timedelta(days=1), time(), self.zone)
+
+    def day_list(self) -> list[date]:
+        return [self.first + timedelta(days=n) for n in range(self.days)]
 
 
-def topic_report(store: Store, site: str, first: date, last: date, min_visitors: int) -> TopicReport:
-    """Page views, visits and distinct visitors per topic for the days ``first`` to ``last`` (inclusive)
-    in the site's time zone."""
-    zone = ZoneInfo(store.settings.timezone)
-    start = datetime.combine(first, time(), zone)
-    end = datetime.combine(last + timedelta(days=1), time(), zone)
+@dataclass(frozen=True, slots=True)
+class Column:
+    key: str
+    title: str
+    numeric: bool = True
+    filter: str | None = None  # the dimension a value of this column filters by (a link in the table)
+
+
+@dataclass(slots=True)
+class Table:
+    """A table as the page shows it and the CSV export writes it: the same rows."""
+
+    name: str
+    title: str
+    columns: list[Column]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    hidden: int = 0  # segments none of whose days had enough visitors
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """Values per day (0 for a day whose cell is below the threshold)."""
+
+    name: str
+    values: list[int]
+
+
+# -- the cell rule ---------------------------------------------------------------------------------------
+
+
+def _gated(inner: str, segments: Sequence[str], merge: str) -> str:
+    """The cells of ``inner`` with an ``ok`` column: whether the cell counts.
+
+    A cell counts with ``min_visitors`` or more visitors (``k``). One more rule keeps what is hidden
+    hidden: the cells that do not count are a remainder (the total one level up minus the rows shown),
+    and a remainder of 1 to k-1 visitors would be as good as shown. So when the hidden cells under one
+    parent (a day, or a day of one topic for "topic by country") hold some but fewer than k visitors
+    together, the smallest cell that would count is hidden too: it has k or more visitors itself, so the
+    remainder then has at least k. (``merge`` names the distinct count whose ``state`` column ``inner``
+    has: ``uniq`` or ``uniqExact``.)"""
+    if not segments:  # a total: nothing under it is shown beside it
+        return f"SELECT *, visitors >= {{k:UInt32}} AS ok FROM ({inner})"
+    parent = ", ".join(["day", *segments[:-1]])
+    seg = ", ".join(segments)
+    return f"""
+        SELECT *, visitors >= {{k:UInt32}}
+                  AND NOT (hidden > 0 AND hidden < {{k:UInt32}} AND smallest = 1) AS ok
+        FROM (
+            SELECT c.*, h.hidden AS hidden,
+                   row_number() OVER (
+                       PARTITION BY {parent}, visitors >= {{k:UInt32}} ORDER BY visitors, {seg}
+                   ) AS smallest
+            FROM ({inner}) AS c
+            LEFT JOIN (
+                SELECT {parent}, {merge}MergeIf(state, visitors < {{k:UInt32}}) AS hidden
+                FROM ({inner})
+                GROUP BY {parent}
+            ) AS h USING ({parent})
+        )
+    """
+
+
+def _cells(
+    store: Store,
+    inner: str,
+    segments: Sequence[str],
+    metrics: Sequence[str],
+    params: dict[str, Any],
+    k: int,
+    limit: int = 1000,
+    merge: str = "uniqExact",
+) -> tuple[list[tuple[Any, ...]], int]:
+    """Sum the cells of ``inner`` (one row per segment and day, with ``visitors``, ``state`` and the
+    ``metrics``) that count (``_gated``), per segment. Returns the segments that have any such cell
+    (segment values, then metric sums, then visitors), biggest first, and how many segments had none."""
+    seg = ", ".join(segments)
+    sums = ", ".join(f"sumIf({m}, ok) AS t_{m}" for m in metrics)
+    rows = store.query(
+        f"""
+        SELECT {seg}, {", ".join(f"t_{m}" for m in metrics)}, t_visitors, countIf(shown = 0) OVER () AS hidden
+        FROM (
+            SELECT {seg}, {sums}, sumIf(visitors, ok) AS t_visitors, countIf(ok) AS shown
+            FROM ({_gated(inner, segments, merge)})
+            GROUP BY {seg}
+        )
+        ORDER BY shown = 0, t_{metrics[0]} DESC, {seg}
+        LIMIT {int(limit)}
+        """,
+        {**params, "k": k},
+    )
+    hidden = int(rows[0][-1]) if rows else 0
+    shown = [tuple(row[:-1]) for row in rows if row[len(segments) + len(metrics)] > 0]
+    return shown, hidden
+
+
+def _series(
+    store: Store,
+    inner: str,
+    segments: Sequence[str],
+    metric: str,
+    params: dict[str, Any],
+    sel: Selection,
+    merge: str = "uniq",
+) -> dict[tuple[Any, ...], list[int]]:
+    """Per segment, the metric per day of the selection (0 where the cell does not count)."""
+    seg = ", ".join(segments) + ", " if segments else ""
+    rows = store.query(
+        f"SELECT {seg}day, {metric} FROM ({_gated(inner, segments, merge)}) WHERE ok",
+        {**params, "k": sel.min_visitors},
+    )
+    index = {day: n for n, day in enumerate(sel.day_list())}
+    out: dict[tuple[Any, ...], list[int]] = {}
+    for row in rows:
+        key, day, value = tuple(row[: len(segments)]), row[-2], int(row[-1])
+        values = out.setdefault(key, [0] * sel.days)
+        if day in index:
+            values[index[day]] = value
+    return out
+
+
+# -- where the cells come from ---------------------------------------------------------------------------
+
+
+def _stats(store: Store, sel: Selection, by: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """Cells from the daily statistics: one row per ``by`` and day, with views, visits, returning visits
+    and visitors (distinct on that day)."""
+    params: dict[str, Any] = {"site": sel.site, "first": sel.first, "last": sel.last, "all": ALL_TOPICS}
+    where = ["site = {site:String}", "day >= {first:Date}", "day <= {last:Date}"]
+    topic = sel.filters.topic
+    if "topic" in by:
+        where.append("topic != {all:String}")
+        if topic is not None:
+            where.append("topic = {topic:String}")
+    else:
+        where.append("topic = {topic:String}" if topic is not None else "topic = {all:String}")
+    if topic is not None:
+        params["topic"] = topic
+    for name in ("country", "device", "source"):
+        value = getattr(sel.filters, name)
+        if value is not None:
+            where.append(f"{name} = {{f_{name}:String}}")
+            params[f"f_{name}"] = value
+    seg = "".join(f"{column}, " for column in by)
+    inner = f"""
+        SELECT {seg}day, sum(page_views) AS views, sum(visits) AS visits,
+               sum(returning_visits) AS returning, uniqMerge(s.visitors) AS visitors,
+               uniqMergeState(s.visitors) AS state
+        FROM {store.table("daily_stats")} AS s
+        WHERE {" AND ".join(where)}
+        GROUP BY {seg}day
+    """
+    return inner, params
+
+
+def _raw(
+    store: Store,
+    sel: Selection,
+    by: dict[str, str],
+    metrics: dict[str, str] | None = None,
+    where: Sequence[str] = (),
+    array_join: str = "",
+) -> tuple[str, dict[str, Any]]:
+    """Cells from raw page views: one row per ``by`` (alias: expression) and day."""
+    params: dict[str, Any] = {"site": sel.site, "start": sel.start(), "end": sel.end()}
+    conditions = [
+        "v.site = {site:String}",
+        "v.ts >= {start:DateTime64(3, 'UTC')}",
+        "v.ts < {end:DateTime64(3, 'UTC')}",
+        *where,
+    ]
+    filters = sel.filters
+    if filters.topic == NO_TOPIC:
+        conditions.append("empty(v.topics)")
+    elif filters.topic is not None:
+        conditions.append("has(v.topics, {f_topic:String})")
+        params["f_topic"] = filters.topic
+    for name in ("country", "device"):
+        value = getattr(filters, name)
+        if value is not None:
+            conditions.append(f"v.{name} = {{f_{name}:String}}")
+            params[f"f_{name}"] = value
+    if filters.source is not None:
+        conditions.append(f"{source_expression('v')} = {{f_source:String}}")
+        params["f_source"] = filters.source
+    metrics = metrics or {"views": "count()", "visits": "countIf(v.entry)"}
+    seg = "".join(f"{expression} AS {alias}, " for alias, expression in by.items())
+    measured = "".join(f"{expression} AS {alias}, " for alias, expression in metrics.items())
+    inner = f"""
+        SELECT {seg}toDate(v.ts, '{sel.zone.key}') AS day, {measured}uniqExact(v.visitor_id) AS visitors,
+               uniqExactState(v.visitor_id) AS state
+        FROM {store.table("page_views")} AS v {array_join}
+        WHERE {" AND ".join(conditions)}
+        GROUP BY {", ".join([*by, "day"])}
+    """
+    return inner, params
+
+
+# -- the reports -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    visitors: int  # summed per day
+    visits: int
+    views: int
+    returning: int
+
+    @property
+    def views_per_visit(self) -> float | None:
+        return self.views / self.visits if self.visits else None
+
+    @property
+    def returning_share(self) -> float | None:
+        return self.returning / self.visits if self.visits else None
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    totals: Totals
+    previous: Totals
+    series: dict[str, list[int]]  # visitors, visits, views per day
+    engagement_seconds: float | None  # mean visible time per engaged page view (unfiltered only)
+    previous_engagement_seconds: float | None
+    consent_rates: list[tuple[str, float]]  # category, share of decisions granting it
+    decisions: int
+
+
+def overview(store: Store, sel: Selection) -> Overview:
+    inner, params = _stats(store, sel, ())
+    per_day = _series(store, inner, (), "views", params, sel).get((), [0] * sel.days)
+    series = {"views": per_day}
+    for metric in ("visitors", "visits", "returning"):
+        series[metric] = _series(store, inner, (), metric, params, sel).get((), [0] * sel.days)
+    totals = Totals(
+        sum(series["visitors"]), sum(series["visits"]), sum(series["views"]), sum(series["returning"])
+    )
+    previous = _totals(store, sel.previous())
+    engaged = previous_engaged = None
+    if not sel.filters.active():
+        engaged, previous_engaged = _engagement(store, sel), _engagement(store, sel.previous())
+    rates, decisions = _consent_rates(store, sel)
+    return Overview(totals, previous, series, engaged, previous_engaged, rates, decisions)
+
+
+def _totals(store: Store, sel: Selection) -> Totals:
+    inner, params = _stats(store, sel, ())
+    [row] = store.query(
+        f"""
+        SELECT sumIf(visitors, visitors >= {{k:UInt32}}), sumIf(visits, visitors >= {{k:UInt32}}),
+               sumIf(views, visitors >= {{k:UInt32}}), sumIf(returning, visitors >= {{k:UInt32}})
+        FROM ({inner})
+        """,
+        {**params, "k": sel.min_visitors},
+    )
+    return Totals(*(int(value) for value in row))
+
+
+def _engagement(store: Store, sel: Selection) -> float | None:
+    """Mean seconds a page stayed visible, over the days with enough engaged visitors."""
+    [(visible, pages)] = store.query(
+        f"""
+        SELECT sumIf(visible, visitors >= {{k:UInt32}}), sumIf(pages, visitors >= {{k:UInt32}})
+        FROM (
+            SELECT toDate(ts, '{sel.zone.key}') AS day, sum(visible_ms) AS visible, count() AS pages,
+                   uniqExact(visitor_id) AS visitors
+            FROM {store.table("engagement")}
+            WHERE site = {{site:String}} AND ts >= {{start:DateTime64(3, 'UTC')}}
+              AND ts < {{end:DateTime64(3, 'UTC')}}
+            GROUP BY day
+        )
+        """,
+        {"site": sel.site, "start": sel.start(), "end": sel.end(), "k": sel.min_visitors},
+    )
+    return visible / pages / 1000 if pages else None
+
+
+# The choices a visitor made in the banner (not implied defaults, embeds, objections or erasures).
+CHOICE_METHODS = ("banner", "settings", "form", "api")
+
+
+def _consent_rates(store: Store, sel: Selection) -> tuple[list[tuple[str, float]], int]:
+    """Per category, the share of the choices made in the period that granted it; a day with fewer than
+    ``min_visitors`` choices counts nowhere (the same rule as every other cell)."""
+    ledger = store.table("consent_ledger")
+    where = """
+        site = {site:String} AND ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')}
+        AND method IN {methods:Array(String)}
+    """
+    params = {
+        "site": sel.site,
+        "start": sel.start(),
+        "end": sel.end(),
+        "k": sel.min_visitors,
+        "methods": list(CHOICE_METHODS),
+    }
+    days = f"""
+        SELECT toDate(ts, '{sel.zone.key}') AS day FROM {ledger} WHERE {where}
+        GROUP BY day HAVING count() >= {{k:UInt32}}
+    """
+    [(decisions,)] = store.query(
+        f"SELECT count() FROM {ledger} WHERE {where} AND toDate(ts, '{sel.zone.key}') IN ({days})", params
+    )
+    if not decisions:
+        return [], 0
     counted = store.query(
         f"""
-        SELECT topic, sum(views), sum(visits), max(day_visitors)
-        FROM (
-            SELECT topic, day, sum(page_views) AS views, sum(visits) AS visits,
-                   uniqMerge(visitors) AS day_visitors
-            FROM {store.table("daily_stats")}
-            WHERE site = {{site:String}} AND day >= {{first:Date}} AND day <= {{last:Date}}
-              AND topic != {{all:String}}
-            GROUP BY topic, day
-        )
-        GROUP BY topic
+        SELECT category, count() FROM {ledger} ARRAY JOIN categories AS category
+        WHERE {where} AND toDate(ts, '{sel.zone.key}') IN ({days})
+        GROUP BY category
         """,
-        {"site": site, "first": first, "last": last, "all": ALL_TOPICS},
+        params,
     )
-    distinct = dict(
-        store.query(
-            f"""
-            SELECT topic, uniqExact(visitor_id)
-            FROM {store.table("page_views")}
-            ARRAY JOIN if(empty(topics), [''], topics) AS topic
-            WHERE site = {{site:String}}
-              AND ts >= {{start:DateTime64(3, 'UTC')}} AND ts < {{end:DateTime64(3, 'UTC')}}
-            GROUP BY topic
-            """,
-            {"site": site, "start": start, "end": end},
-        )
+    rates = sorted(((str(c), int(n) / decisions) for c, n in counted), key=lambda r: (-r[1], r[0]))
+    return rates, int(decisions)
+
+
+VIEWS = Column("views", "Page views")
+VISITS = Column("visits", "Visits")
+VISITORS = Column("visitors", "Visitors (per day)")
+
+
+def _table_from_stats(
+    store: Store,
+    sel: Selection,
+    name: str,
+    title: str,
+    by: Sequence[Column],
+    limit: int = 100,
+    measures: Sequence[Column] = (VIEWS, VISITS),  # the first orders the rows
+) -> Table:
+    inner, params = _stats(store, sel, [c.key for c in by])
+    metrics = [c.key for c in measures]
+    rows, hidden = _cells(store, inner, [c.key for c in by], metrics, params, sel.min_visitors, limit, "uniq")
+    return Table(name, title, [*by, *measures, VISITORS], rows, hidden)
+
+
+TOPIC = Column("topic", "Topic", numeric=False, filter="topic")
+COUNTRY = Column("country", "Country", numeric=False, filter="country")
+DEVICE = Column("device", "Device", numeric=False, filter="device")
+SOURCE = Column("source", "Source", numeric=False, filter="source")
+PAGE = Column("path", "Page", numeric=False)
+
+
+def countries(store: Store, sel: Selection) -> Table:
+    return _table_from_stats(store, sel, "countries", "Countries", [COUNTRY])
+
+
+def devices(store: Store, sel: Selection) -> Table:
+    return _table_from_stats(store, sel, "devices", "Devices", [DEVICE])
+
+
+def sources(store: Store, sel: Selection) -> Table:
+    # Ranked by visits: a source brings visits; later pages of a visit have no referrer ("direct").
+    title = "Sources (campaign or referring site)"
+    return _table_from_stats(store, sel, "sources", title, [SOURCE], measures=(VISITS, VIEWS))
+
+
+def topics(store: Store, sel: Selection) -> Table:
+    """Topics ranked by page views, with the change against the previous period."""
+    table = _table_from_stats(store, sel, "topics", "Topics", [TOPIC])
+    before = {row[0]: row[1] for row in _table_from_stats(store, sel.previous(), "", "", [TOPIC], 1000).rows}
+    table.columns.append(Column("change", "Change in page views"))
+    table.rows = [(*row, _change(row[1], before.get(row[0], 0))) for row in table.rows]
+    return table
+
+
+def _change(now: int, before: int) -> float | None:
+    """The relative change, or None when there was nothing (shown) to compare with."""
+    return round((now - before) / before, 3) if before else None
+
+
+def rising(table: Table, count: int = 5) -> list[tuple[str, int, float | None]]:
+    """The topics that gained the most page views against the previous period (new ones first)."""
+    growing = [(row[0], row[1], row[-1]) for row in table.rows if row[-1] is None or row[-1] > 0]
+    return sorted(growing, key=lambda r: (r[2] is not None, -(r[2] or 0), -r[1]))[:count]
+
+
+def topic_series(store: Store, sel: Selection, topics: Sequence[str]) -> list[Series]:
+    inner, params = _stats(store, sel, ["topic"])
+    per = _series(store, inner, ["topic"], "views", params, sel)
+    return [Series(topic, per.get((topic,), [0] * sel.days)) for topic in topics]
+
+
+def topic_by(store: Store, sel: Selection, column: Column) -> Table:
+    name = f"topic-{column.key}"
+    return _table_from_stats(store, sel, name, f"Topic by {column.title.lower()}", [TOPIC, column], 200)
+
+
+def topic_pages(store: Store, sel: Selection, per_topic: int = 3) -> Table:
+    """The most viewed pages of each topic."""
+    inner, params = _raw(
+        store, sel, {"topic": "topic", "path": "v.path"}, array_join="ARRAY JOIN v.topics AS topic"
     )
-    rows = sorted(
-        (
-            TopicRow(topic, int(views), max(int(distinct.get(topic, 0)), int(busiest)), int(visits))
-            for topic, views, visits, busiest in counted
-        ),
-        key=lambda row: (-row.views, row.topic),
+    rows, hidden = _cells(
+        store, inner, ["topic", "path"], ["views", "visits"], params, sel.min_visitors, 2000
     )
-    shown = [row for row in rows if row.visitors >= min_visitors]
-    return TopicReport(start, end, shown, suppressed=len(rows) - len(shown), min_visitors=min_visitors)
+    return Table(
+        "topic-pages",
+        "Top pages per topic",
+        [TOPIC, PAGE, VIEWS, VISITS, VISITORS],
+        _top(rows, per_topic),
+        hidden,
+    )
+
+
+def _top(rows: list[tuple[Any, ...]], per_group: int) -> list[tuple[Any, ...]]:
+    counted: dict[Any, int] = {}
+    out = []
+    for row in rows:  # biggest first already
+        if counted.get(row[0], 0) < per_group:
+            counted[row[0]] = counted.get(row[0], 0) + 1
+            out.append(row)
+    return sorted(out, key=lambda row: (row[0], -row[2]))
+
+
+def topic_sources(store: Store, sel: Selection, per_topic: int = 3) -> Table:
+    inner, params = _stats(store, sel, ["topic", "source"])
+    rows, hidden = _cells(
+        store,
+        f"SELECT * FROM ({inner}) WHERE source != ''",
+        ["topic", "source"],
+        ["views", "visits"],
+        params,
+        sel.min_visitors,
+        2000,
+        "uniq",
+    )
+    return Table(
+        "topic-sources",
+        "Top sources per topic",
+        [TOPIC, SOURCE, VIEWS, VISITS, VISITORS],
+        _top(rows, per_topic),
+        hidden,
+    )
+
+
+def co_interest(store: Store, sel: Selection, limit: int = 20) -> Table:
+    """Pairs of topics read by the same visitor on the same day: of the visitors (per day) interested in
+    the first, the share also interested in the second."""
+    per_visitor, params = _raw(
+        store, sel, {"visitor": "v.visitor_id"}, metrics={"topics": "groupUniqArrayArray(v.topics)"}
+    )
+    # Of the first topic, only the cells the topic tables count (the same gate, the same days).
+    singles, _ = _raw(store, sel, {"topic": "topic"}, array_join="ARRAY JOIN v.topics AS topic")
+    rows = store.query(
+        f"""
+        SELECT p.a, p.b, sum(p.visitors) AS both, sum(s.visitors) AS of_a
+        FROM (
+            SELECT day, a, b, count() AS visitors
+            FROM (SELECT day, topics FROM ({per_visitor}))
+            ARRAY JOIN topics AS a
+            ARRAY JOIN topics AS b
+            WHERE a != b
+            GROUP BY day, a, b
+        ) AS p
+        INNER JOIN (
+            SELECT day, topic AS a, visitors FROM ({_gated(singles, ["topic"], "uniqExact")}) WHERE ok
+        ) AS s ON s.day = p.day AND s.a = p.a
+        WHERE p.visitors >= {{k:UInt32}}
+        GROUP BY p.a, p.b
+        ORDER BY both / of_a DESC, both DESC, p.a, p.b
+        LIMIT {int(limit)}
+        """,
+        {**params, "k": sel.min_visitors},
+    )
+    table = Table(
+        "co-interest",
+        "Co-interest: visitors interested in one topic were also interested in another (same day)",
+        [
+            TOPIC,
+            Column("also", "Also interested in", numeric=False, filter="topic"),
+            Column("both", "Visitors (per day) with both"),
+            Column("share", "Share of the first topic's visitors"),
+        ],
+    )
+    table.rows = [(a, b, int(both), round(both / of_a, 3) if of_a else None) for a, b, both, of_a in rows]
+    return table
+
+
+def pages(store: Store, sel: Selection) -> Table:
+    inner, params = _raw(store, sel, {"path": "v.path"})
+    rows, hidden = _cells(store, inner, ["path"], ["views", "visits"], params, sel.min_visitors, 100)
+    return Table("pages", "Top pages", [PAGE, VIEWS, Column("visits", "Entries"), VISITORS], rows, hidden)
+
+
+def entry_pages(store: Store, sel: Selection) -> Table:
+    inner, params = _raw(store, sel, {"path": "v.path"}, {"visits": "count()"}, where=["v.entry"])
+    rows, hidden = _cells(store, inner, ["path"], ["visits"], params, sel.min_visitors, 50)
+    return Table("entry-pages", "Entry pages", [PAGE, VISITS, VISITORS], rows, hidden)
+
+
+def exit_pages(store: Store, sel: Selection) -> Table:
+    """The last page of each visit (a visit is a visitor id and its start)."""
+    inner, params = _raw(
+        store, sel, {"visitor": "v.visitor_id", "visit": "v.visit_start"}, {"path": "argMax(v.path, v.ts)"}
+    )
+    exits = f"""
+        SELECT path, day, count() AS visits, uniqExact(visitor) AS visitors, uniqExactState(visitor) AS state
+        FROM ({inner})
+        GROUP BY path, day
+    """
+    rows, hidden = _cells(store, exits, ["path"], ["visits"], params, sel.min_visitors, 50)
+    return Table("exit-pages", "Exit pages", [PAGE, Column("visits", "Exits"), VISITORS], rows, hidden)
+
+
+def referrers(store: Store, sel: Selection) -> Table:
+    inner, params = _raw(store, sel, {"host": "v.referrer_host"}, where=["v.referrer_host != ''"])
+    rows, hidden = _cells(store, inner, ["host"], ["views", "visits"], params, sel.min_visitors, 50)
+    return Table(
+        "referrers",
+        "Referring sites",
+        [Column("host", "Referrer", numeric=False), VIEWS, VISITS, VISITORS],
+        rows,
+        hidden,
+    )
+
+
+def campaigns(store: Store, sel: Selection) -> Table:
+    inner, params = _raw(
+        store,
+        sel,
+        {"source": "v.utm_source", "medium": "v.utm_medium", "campaign": "v.utm_campaign"},
+        where=["(v.utm_source != '' OR v.utm_campaign != '')"],
+    )
+    rows, hidden = _cells(
+        store, inner, ["source", "medium", "campaign"], ["views", "visits"], params, sel.min_visitors, 50
+    )
+    columns = [
+        Column("source", "utm_source", numeric=False),
+        Column("medium", "utm_medium", numeric=False),
+        Column("campaign", "utm_campaign", numeric=False),
+        VIEWS,
+        VISITS,
+        VISITORS,
+    ]
+    return Table("campaigns", "Campaigns (UTM)", columns, rows, hidden)
+
+
+def realtime(store: Store, site: str, now: datetime, min_visitors: int) -> int | None:
+    """Distinct visitors in the last 30 minutes, or None when fewer than ``min_visitors``."""
+    [(count,)] = store.query(
+        f"""
+        SELECT uniqExact(visitor_id) FROM {store.table("page_views")}
+        WHERE site = {{site:String}} AND ts >= {{since:DateTime64(3, 'UTC')}}
+        """,
+        {"site": site, "since": now - timedelta(minutes=REALTIME_MINUTES)},
+    )
+    return int(count) if count >= min_visitors else None
+
+
+def sites(store: Store) -> list[str]:
+    return [
+        row[0] for row in store.query(f"SELECT DISTINCT site FROM {store.table('daily_stats')} ORDER BY site")
+    ]
+
+
+def topic_report(store: Store, site: str, first: date, last: date, min_visitors: int) -> Table:
+    """The topics table for a site and days (a shortcut for scripts and tests)."""
+    return topics(store, Selection(site, first, last, ZoneInfo(store.settings.timezone), min_visitors))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from importlib.resources import as_file, files
 from typing import Any
 
@@ -162,3 +163,40 @@ def cookie_from(response: Response, name: str) -> str:
         if h.startswith(name + "=")
     ]
     return value
+
+
+class _Tables(HTMLParser):
+    """The cells of every ``<table data-table=NAME>`` in a page, as text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: list[list[str]] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        name = dict(attrs).get("data-table")
+        if tag == "table" and name:
+            self._table = self.tables.setdefault(name, [])
+        elif tag == "tr" and self._table is not None:
+            self._table.append([])
+        elif tag in ("td", "th") and self._table is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._table is not None and self._cell is not None:
+            self._table[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def html_table(html: str, name: str) -> list[list[str]]:
+    """The rows (header first) of the dashboard table ``name`` in ``html``; [] when the page has none."""
+    parser = _Tables()
+    parser.feed(html)
+    return parser.tables.get(name, [])
