@@ -17,7 +17,7 @@ import anyio
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
@@ -28,7 +28,15 @@ from .ratelimit import PrefixBudget
 from .reports import NO_TOPIC
 from .requests_log import RequestLog
 from .store import Store, StoreError
-from .web import SECURITY_HEADERS, clock_signer, is_same_origin, is_secure, media_type, read_limited
+from .web import (
+    SECURITY_HEADERS,
+    Networks,
+    clock_signer,
+    is_same_origin,
+    is_secure,
+    media_type,
+    read_limited,
+)
 
 SESSION_COOKIE = "koekje_dashboard"
 MAX_STORE_THREADS = 4
@@ -64,6 +72,8 @@ class DashboardSettings:
     secure_cookies: bool | None = None  # None: Secure when the request came over https
     # How long a page waits for the store before it says so (503) instead of holding a thread.
     store_timeout_seconds: float = 10.0
+    # Client networks (CIDRs) the dashboard answers; empty: any. Others get 403, before the login form.
+    allow: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.min_visitors < 1:
@@ -73,6 +83,11 @@ class DashboardSettings:
         if not 0 < self.store_timeout_seconds <= 300:
             raise ValueError("dashboard.store_timeout_seconds must be between 0 and 300")
         ZoneInfo(self.timezone)  # raises for an unknown zone name
+        for cidr in self.allow:
+            try:
+                Networks([cidr])
+            except ValueError:
+                raise ValueError(f"dashboard.allow: {cidr[:60]!r} is not an IP network") from None
 
 
 class Dashboard:
@@ -85,8 +100,12 @@ class Dashboard:
         clock: Clock = utcnow,
         scheme: Callable[[Scope], str] | None = None,
         client_prefix: Callable[[Scope], str | None] | None = None,
+        client_address: Callable[[Scope], str | None] | None = None,
     ) -> None:
         self._db = store
+        # The client's address (behind trusted proxies, the one they report), for the allowlist only.
+        self._client_address = client_address or (lambda scope: (scope.get("client") or (None,))[0])
+        self._allow = Networks((settings or DashboardSettings()).allow)
         # The client's truncated address, for throttling guesses per network (the middleware knows it).
         self._client_prefix = client_prefix or (lambda scope: None)
         # Password guesses: a budget per account and one per network; a bounded queue for the hash checks.
@@ -106,6 +125,7 @@ class Dashboard:
             loader=PackageLoader("koekje.analytics", "templates"),
             autoescape=select_autoescape(default=True),
         )
+        self._templates.globals["label_of"] = views.label
         self._css = (files("koekje.analytics") / "static" / "dashboard.css").read_bytes()
         self._logins = anyio.Semaphore(MAX_CONCURRENT_LOGINS)
         # The dashboard's own threads: a store that hangs holds a few of them, never the site's.
@@ -124,6 +144,14 @@ class Dashboard:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._allow and self._client_address(scope) not in self._allow:
+            response = PlainTextResponse(
+                "The dashboard cannot be reached from this network.\n",
+                status_code=403,
+                headers={**SECURITY_HEADERS, "Content-Security-Policy": _CSP},
+            )
+            await response(scope, receive, send)
+            return
         try:
             await self._router(scope, receive, send)
         except _StoreDown:

@@ -205,6 +205,14 @@ VIEWS: dict[str, Callable[[Store, Request, datetime], dict[str, Any]]] = {
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+_EMPTY = {"topic": "(no topic)", "source": "(direct)", "country": "(unknown)", "device": "(unknown)"}
+
+
+def label(dimension: str, value: Any) -> str:
+    """How a segment's value reads in a table and its CSV: an empty topic is "(no topic)", and so on."""
+    return _EMPTY.get(dimension, "(none)") if value == "" else str(value)
+
+
 def csv_text(table: Table) -> str:
     """The table as CSV: the same rows and columns the page shows. Text that a spreadsheet would take for a
     formula (paths and campaign names come from visitors) gets a leading apostrophe."""
@@ -212,7 +220,12 @@ def csv_text(table: Table) -> str:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([column.title for column in table.columns])
     for row in table.rows:
-        writer.writerow([_cell(value) for value in row])
+        writer.writerow(
+            [
+                _cell(value if c.numeric else label(c.filter or c.key, value))
+                for c, value in zip(table.columns, row, strict=True)
+            ]
+        )
     return out.getvalue()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from itsdangerous import TimestampSigner
@@ -108,3 +110,25 @@ async def read_limited(request: Request, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return body
+
+
+class Networks:
+    """An address allowlist: client networks as CIDRs (IPv4 and IPv6)."""
+
+    def __init__(self, cidrs: Iterable[str]) -> None:
+        self._networks = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def __contains__(self, address: object) -> bool:
+        """Whether ``address`` (a string) is in one of the networks; never for a missing or bad address."""
+        if not isinstance(address, str):
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+        return any(ip in network for network in self._networks)

@@ -146,6 +146,7 @@ def _dashboard(runtime: Runtime) -> Dashboard | None:
         runtime.clock,
         scheme=runtime.proxies.scheme,
         client_prefix=lambda scope: scope["koekje"].prefix,
+        client_address=lambda scope: scope["koekje"].address,
     )
 
 

@@ -381,6 +381,8 @@ class DashboardSection(_Section, frozen=True):
     session_hours: int = 12
     # A page waits this long for the store, then says it is not available (503) instead of holding a thread.
     store_timeout_seconds: float = 10.0
+    # Client networks (CIDRs) from which the dashboard can be reached at all; empty: any.
+    allow: tuple[str, ...] = ()
 
 
 class Config(_Section, frozen=True):
@@ -430,6 +432,7 @@ class Config(_Section, frozen=True):
             session_hours=self.dashboard.session_hours,
             secure_cookies=self.site.secure_cookies,
             store_timeout_seconds=self.dashboard.store_timeout_seconds,
+            allow=self.dashboard.allow,
         )
 
     def spool_path(self) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import uuid
@@ -19,7 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp
 
 from koekje.analytics.ledger import Method
-from koekje.analytics.web import SECURITY_HEADERS, is_same_origin, media_type, read_limited
+from koekje.analytics.web import SECURITY_HEADERS, Networks, is_same_origin, media_type, read_limited
 from koekje.banner import ASSET_NAMES, asset, negotiate
 
 from .collect import CollectEndpoint
@@ -84,7 +83,7 @@ class MetricsEndpoint:
 
     def __init__(self, collector: KoekjeCollector, allow: Iterable[str], token: str) -> None:
         self._collector = collector
-        self._allow = tuple(ipaddress.ip_network(network, strict=False) for network in allow)
+        self._allow = Networks(allow)
         self._token = token.encode()
 
     async def scrape(self, request: Request) -> Response:
@@ -99,13 +98,7 @@ class MetricsEndpoint:
             scheme, _, offered = authorization.partition(" ")
             if scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), self._token):
                 return True
-        if address is None or not self._allow:
-            return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self._allow)
+        return address in self._allow
 
 
 def _asset_endpoint(name: str) -> Any:

@@ -1,5 +1,8 @@
 """The dashboard, mounted by the middleware, on a real store."""
 
+import csv
+import io
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -9,9 +12,10 @@ import pytest
 from starlette.testclient import TestClient
 from support import FakeClock, consent, html_table, page_views, runtime_of
 
-from koekje.analytics import PageView, PageViewSink, Role
+from koekje.analytics import PageView, PageViewSink, Role, views
 from koekje.analytics.aggregates import draw_salts
 from koekje.analytics.dashboard import SESSION_COOKIE
+from koekje.analytics.reports import Column, Table
 from koekje.middleware import Config
 from koekje.middleware.config import DashboardSection
 
@@ -36,7 +40,14 @@ def login(client: TestClient, password: str = PASSWORD) -> int:
 def add_views(client: TestClient, clock: FakeClock, topic: str, visitors: int, views_each: int = 1) -> None:
     events = [
         PageView(
-            clock.now - timedelta(hours=1), "default", visitor, f"/{topic}", (topic,), "", "NL", "192.0.2.0"
+            clock.now - timedelta(hours=1),
+            "default",
+            visitor,
+            f"/{topic}",
+            (topic,) if topic else (),
+            "",
+            "NL",
+            "192.0.2.0",
         )
         for visitor in (uuid.uuid4() for _ in range(visitors))
         for _ in range(views_each)
@@ -274,3 +285,95 @@ def test_password_guesses_are_throttled_per_account_and_per_network(
         ).status_code
         == 303
     )
+
+
+def test_the_ip_allowlist_keeps_other_networks_out(
+    make_client: MakeClient, make_config: Callable[..., Config]
+) -> None:
+    config = make_config(dashboard=DashboardSection(allow=("10.1.0.0/16", "2001:db8::/32")))
+    allowed = [("10.1.2.3", 200), ("2001:db8::7", 200), ("::ffff:10.1.2.3", 200)]
+    for address, status in [*allowed, ("10.2.0.1", 403), ("203.0.113.9", 403), ("::ffff:10.2.0.1", 403)]:
+        client = make_client(config, client_ip=address)
+        response = client.get(f"{DASH}/login")
+        assert response.status_code == status, address
+        if status == 403:
+            assert "cannot be reached from this network" in response.text
+            # Refused before anything else: no login attempt, no stylesheet, no report.
+            assert client.post(f"{DASH}/login", data={"username": "sanne"}).status_code == 403
+            assert client.get(f"{DASH}/dashboard.css").status_code == 403
+    with pytest.raises(ValueError, match=r"dashboard\.allow"):
+        make_config(dashboard=DashboardSection(allow=("10.1.0.0/16", "everyone"))).dashboard_settings()
+
+
+def _value(text: str) -> object:
+    """A table cell or CSV field as a value: numbers without separators, percentages as fractions."""
+    text = text.replace(",", "")
+    if text in ("", "—"):
+        return None
+    if text.endswith("%"):
+        return round(float(text[:-1]) / 100, 2)
+    try:
+        return round(float(text), 2)
+    except ValueError:
+        return text
+
+
+@pytest.mark.parametrize("view", ["", "topics", "pages"])
+def test_every_table_exports_as_csv_with_the_rows_it_shows(
+    client: TestClient, clock: FakeClock, view: str
+) -> None:
+    add_views(client, clock, "implantologie", visitors=4, views_each=3)
+    add_views(client, clock, "mondhygiene", visitors=3)
+    add_views(client, clock, "", visitors=5)  # pages without a topic: "(no topic)" in both
+    login(client)
+    page = client.get(f"{DASH}/{view}?preset=7d").text
+    names = re.findall(r'<table data-table="([a-z-]+)"', page)
+    assert len(names) >= 4
+    for name in set(names) - {"consent"}:
+        shown = html_table(page, name)
+        response = client.get(f"{DASH}/{view}", params={"preset": "7d", "format": "csv", "table": name})
+        assert response.headers["content-type"].startswith("text/csv")
+        assert f"koekje-{name}-" in response.headers["content-disposition"]
+        exported = list(csv.reader(io.StringIO(response.text)))
+        assert exported[0] == shown[0], name  # the same columns
+        if shown[1:] and "Nothing with" in shown[1][0]:
+            assert exported[1:] == [], name
+        else:
+            assert [[_value(c) for c in row] for row in exported[1:]] == [
+                [_value(c) for c in row] for row in shown[1:]
+            ], name
+    assert client.get(f"{DASH}/{view}", params={"format": "csv", "table": "nope"}).status_code == 404
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_defused() -> None:
+    table = Table(
+        "campaigns", "Campaigns", [Column("campaign", "utm_campaign", numeric=False), Column("n", "n")]
+    )
+    table.rows = [
+        ('=HYPERLINK("http://evil.test")', 5),
+        ("+1+1", 6),
+        ("@SUM(A1)", 7),
+        ("-2", 8),
+        ("najaar", 9),
+    ]
+    rows = list(csv.reader(io.StringIO(views.csv_text(table))))
+    assert [row[0] for row in rows[1:]] == [
+        '\'=HYPERLINK("http://evil.test")',
+        "'+1+1",
+        "'@SUM(A1)",
+        "'-2",
+        "najaar",
+    ]
+    assert [row[1] for row in rows[1:]] == ["5", "6", "7", "8", "9"]
+
+
+def test_at_most_two_filters_and_unknown_values_are_harmless(client: TestClient, clock: FakeClock) -> None:
+    add_views(client, clock, "implantologie", visitors=4)
+    login(client)
+    too_many = client.get(f"{DASH}/", params={"topic": "implantologie", "country": "NL", "device": "mobile"})
+    assert too_many.status_code == 400 and "at most 2 filters" in too_many.text
+    odd = client.get(f"{DASH}/topics", params={"topic": "<img src=x onerror=alert(1)>", "country": "NL"})
+    assert odd.status_code == 200 and "<img src=x" not in odd.text and "&lt;img src=x" in odd.text
+    nl = client.get(f"{DASH}/", params={"country": "NL"}).text
+    assert rows(nl) == {"implantologie": (4, 4)}
+    assert rows(client.get(f"{DASH}/", params={"country": "BE"}).text) == {}
