@@ -12,8 +12,8 @@ popularity, 12 topics of Zipf popularity (a fifth of the paths have none, some t
 topic), countries NL, BE, DE and a long tail, three device classes, referrers and UTM campaigns on the entry
 page of a visit, ``returning`` from the visitor's second visit on. Generated with numpy (which chDB brings
 along through pandas), seeded, inserted in column batches while the materialized view fills the daily
-statistics; the day salts are drawn first. Both tables are merged (``OPTIMIZE ... FINAL``) before measuring, as
-a site's background merges would have them.
+statistics; the day salts are drawn first. Both tables are merged (``OPTIMIZE ... FINAL``) before measuring,
+as a site's background merges would have them.
 
 Measured: each view (``views.VIEWS``: overview, topics, pages; the CSV export does the same work) for the
 last 7, 30, 90 days and 13 months (396 days), without a filter, filtered by country NL and by the biggest
@@ -36,16 +36,17 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
-from koekje.analytics import Store, StoreSettings, migrate
+from koekje.analytics import Store, StoreSettings, migrate, views
 from koekje.analytics import reports as r
-from koekje.analytics import views
 from koekje.analytics.aggregates import draw_salts
 
 SITE = "www.example.nl"
@@ -73,10 +74,13 @@ TOPICS = (
 )
 NEAR = ("NL", "BE", "DE")
 NEAR_SHARE = (0.60, 0.13, 0.07)  # the long tail shares the rest
+# fmt: off
 TAIL = (
-    "GB US FR ES IT PL TR MA SR AW CW SE NO DK FI AT CH IE PT GR CZ HU RO BG HR SI SK LT LV EE "
-    "LU CA AU IN CN JP BR UA RU ZA"
-).split()
+    "GB", "US", "FR", "ES", "IT", "PL", "TR", "MA", "SR", "AW", "CW", "SE", "NO", "DK", "FI", "AT", "CH",
+    "IE", "PT", "GR", "CZ", "HU", "RO", "BG", "HR", "SI", "SK", "LT", "LV", "EE", "LU", "CA", "AU", "IN",
+    "CN", "JP", "BR", "UA", "RU", "ZA",
+)
+# fmt: on
 DEVICES = (("desktop", 0.50), ("mobile", 0.42), ("tablet", 0.08))
 BROWSERS = {
     "desktop": (("Chrome", "Windows"), ("Edge", "Windows"), ("Firefox", "Windows"), ("Safari", "Mac OS X")),
@@ -139,29 +143,29 @@ class Generated:
     utms: list[tuple[str, str, str]]
 
     def batches(self, size: int) -> Iterator[dict[str, list[Any]]]:
+        """The page views as columns of Python values, ``size`` rows at a time, in time order."""
+        agent_parts = [objects([agent[n] for agent in self.agents]) for n in range(3)]
+        utm_parts = [objects([utm[n] for utm in self.utms]) for n in range(3)]
         for start in range(0, self.rows, size):
             part = slice(start, min(start + size, self.rows))
             visitor, visit, entry = self.visitor[part], self.visit[part], self.entry[part]
             agent = self.visitor_agent[visitor]
-            agents = objects([*self.agents])
             utm = np.where(entry, self.visit_utm[visit], 0)  # campaign and referrer: the entry page's
-            utms = objects([*self.utms])
-            n = len(visitor)
             yield {
                 "ts": self.ts_ms[part].tolist(),
-                "site": [SITE] * n,
+                "site": [SITE] * len(visitor),
                 "visitor_id": self.visitor_ids[visitor].tolist(),
                 "path": self.paths[self.path[part]].tolist(),
                 "topics": self.path_topics[self.path[part]].tolist(),
                 "referrer_host": np.where(entry, self.visit_referrer[visit], "").tolist(),
                 "country": self.visitor_country[visitor].tolist(),
                 "ip_prefix": self.visitor_prefix[visitor].tolist(),
-                "utm_source": [u[0] for u in utms[utm].tolist()],
-                "utm_medium": [u[1] for u in utms[utm].tolist()],
-                "utm_campaign": [u[2] for u in utms[utm].tolist()],
-                "device": [a[0] for a in agents[agent].tolist()],
-                "browser": [a[1] for a in agents[agent].tolist()],
-                "os": [a[2] for a in agents[agent].tolist()],
+                "utm_source": utm_parts[0][utm].tolist(),
+                "utm_medium": utm_parts[1][utm].tolist(),
+                "utm_campaign": utm_parts[2][utm].tolist(),
+                "device": agent_parts[0][agent].tolist(),
+                "browser": agent_parts[1][agent].tolist(),
+                "os": agent_parts[2][agent].tolist(),
                 "visit_start": self.visit_start[visit].tolist(),
                 "entry": entry.tolist(),
                 "returning": self.returning[part].tolist(),
@@ -186,13 +190,13 @@ def generate(rows: int, seed: int, now: datetime, zone: ZoneInfo) -> Generated:
 
     # Visits of 1-8 pages until there are `rows` page views (the last visit cut short).
     mean_pages = float(np.dot(np.arange(1, 9), PAGES_PER_VISIT))
-    pages = rng.choice(np.arange(1, 9), size=int(rows / mean_pages * 1.05) + 16, p=PAGES_PER_VISIT)
+    pages = rng.choice(np.arange(1, 9), size=int(rows / mean_pages * 1.1) + 100, p=PAGES_PER_VISIT)
     ends = np.cumsum(pages)
     n_visits = int(np.searchsorted(ends, rows)) + 1
     pages = pages[:n_visits]
     pages[-1] -= int(ends[n_visits - 1]) - rows
     # Visitors with a Zipf number of visits (most come once, some hundreds of times).
-    counts = np.minimum(rng.zipf(1.75, size=n_visits), 1500)
+    counts = np.minimum(rng.zipf(1.9, size=n_visits), 1000)
     n_visitors = int(np.searchsorted(np.cumsum(counts), n_visits)) + 1
     counts = counts[:n_visitors]
     counts[-1] -= int(counts.sum()) - n_visits
@@ -204,7 +208,7 @@ def generate(rows: int, seed: int, now: datetime, zone: ZoneInfo) -> Generated:
     seconds = rng.choice(24, size=n_visits, p=hour_weights) * 3600 + rng.integers(0, 3600, n_visits)
     today_s = int((now - datetime.combine(today, datetime.min.time(), zone)).total_seconds())
     last = visit_day == DAYS - 1
-    seconds[last] = seconds[last] * max(today_s - 1800, 0) // 86400
+    seconds[last] = seconds[last] * max(today_s - 600, 0) // 86400
     start_ms = midnight_ms[visit_day] + seconds * 1000
     visit_start = start_ms // 1000
     # Returning: every visit of a visitor after their first.
@@ -227,6 +231,7 @@ def generate(rows: int, seed: int, now: datetime, zone: ZoneInfo) -> Generated:
     n_paths = max(50, min(2000, rows // 10))
     topic_weights = zipf_weights(len(TOPICS), 1.1)
     kinds = rng.choice(3, size=n_paths, p=(0.20, 0.65, 0.15))  # no topic, one, two
+    kinds[0] = 0  # the home page
     path_topics: list[tuple[str, ...]] = []
     path_names: list[str] = []
     for index, kind in enumerate(kinds):
@@ -261,7 +266,8 @@ def generate(rows: int, seed: int, now: datetime, zone: ZoneInfo) -> Generated:
     )
     visitor_agent = rng.choice(len(agents), size=n_visitors, p=agent_weights / agent_weights.sum())
     visitor_prefix = objects([*PREFIXES])[rng.integers(0, len(PREFIXES), n_visitors)]
-    visitor_ids = objects([uuid.UUID(int=int(x), version=4).int for x in _random_128(rng, n_visitors)])
+    halves = rng.integers(0, 2**64, size=(n_visitors, 2), dtype=np.uint64).tolist()
+    visitor_ids = objects([uuid.UUID(int=hi << 64 | lo, version=4).int for hi, lo in halves])
 
     # Pages: half from the visitor's favourite topic, the rest by overall popularity.
     visitor = visit_visitor[visit]
@@ -282,7 +288,9 @@ def generate(rows: int, seed: int, now: datetime, zone: ZoneInfo) -> Generated:
     host_weights = np.array(
         [45, *(w for _, w in SEARCH), *(w for _, w in SOCIAL), *(zipf_weights(60, 1.0) * 7)]
     )
-    visit_referrer = objects(hosts)[rng.choice(len(hosts), size=n_visits, p=host_weights / host_weights.sum())]
+    visit_referrer = objects(hosts)[
+        rng.choice(len(hosts), size=n_visits, p=host_weights / host_weights.sum())
+    ]
     utms = [("", "", "")] + [
         (source, medium, f"campagne-{n}") for n in range(25) for source, medium in CAMPAIGN_SOURCES
     ]
@@ -318,17 +326,12 @@ def generate(rows: int, seed: int, now: datetime, zone: ZoneInfo) -> Generated:
     )
 
 
-def _random_128(rng: np.random.Generator, n: int) -> Iterator[int]:
-    halves = rng.integers(0, 2**63, size=(n, 2), dtype=np.int64).tolist()
-    return ((hi << 65) ^ (lo << 1) ^ (hi & 1) for hi, lo in halves)
-
-
 # -- the store -----------------------------------------------------------------------------------------
 
 
-def open_store(directory: Path) -> Store:
+def open_store(directory: Path) -> TimedStore:
     settings = StoreSettings(f"chdb://{directory}", DATABASE, timezone=ZONE)
-    store = Store(settings, prepare=migrate, lock_timeout=600)
+    store = TimedStore(settings, prepare=migrate, lock_timeout=3600)
     store.open()
     return store
 
@@ -344,36 +347,40 @@ def fill(store: Store, rows: int, seed: int, now: datetime) -> None:
     data = generate(rows, seed, now, zone)
     made = time.perf_counter() - started
     print(
-        f"generated {rows:,} page views: {data.visitors:,} visitors, {data.visits:,} visits "
-        f"in {made:.1f} s",
+        f"generated {rows:,} page views: {data.visitors:,} visitors, {data.visits:,} visits in {made:.1f} s",
         flush=True,
     )
     today = now.astimezone(zone).date()
     draw_salts(store, [today - timedelta(days=d) for d in range(-1, DAYS + 1)], lambda: now)
     started = time.perf_counter()
-    converting = 0.0
+    converting = inserting = 0.0
     done = 0
-    for batch in data.batches(BATCH):
+    batches = data.batches(BATCH)
+    while True:
         converting -= time.perf_counter()
-        n = len(batch["ts"])
+        batch = next(batches, None)
         converting += time.perf_counter()
+        if batch is None:
+            break
+        inserting -= time.perf_counter()
         store.insert_columns("page_views", batch)
-        done += n
+        inserting += time.perf_counter()
+        done += len(batch["ts"])
         if done % (BATCH * 4) == 0 or done == rows:
             rate = done / (time.perf_counter() - started)
             print(f"  inserted {done:,} ({rate:,.0f} rows/s)", flush=True)
-    inserted = time.perf_counter() - started
+    print(
+        f"to Python columns {converting:.1f} s, insert_columns {inserting:.1f} s "
+        f"({rows / inserting:,.0f} rows/s, the daily statistics' view included)",
+        flush=True,
+    )
     started = time.perf_counter()
     for table in ("page_views", "daily_stats"):
         store.command(f"OPTIMIZE TABLE {store.table(table)} FINAL")
-    print(
-        f"inserted in {inserted:.1f} s ({rows / inserted:,.0f} rows/s, daily statistics included), "
-        f"merged in {time.perf_counter() - started:.1f} s",
-        flush=True,
-    )
+    print(f"merged (OPTIMIZE FINAL) in {time.perf_counter() - started:.1f} s", flush=True)
 
 
-def prepared(directory: Path, rows: int, seed: int) -> tuple[Store, datetime]:
+def prepared(directory: Path, rows: int, seed: int) -> tuple[TimedStore, datetime]:
     """The store with the generated page views, made now or reused; and the moment it was made ("now")."""
     meta_file = directory / "benchmark.json"
     if meta_file.exists():
@@ -383,9 +390,10 @@ def prepared(directory: Path, rows: int, seed: int) -> tuple[Store, datetime]:
             print(f"reusing {directory} ({rows:,} page views made {meta['now']})", flush=True)
             return store, datetime.fromisoformat(meta["now"])
         store.close()
+        meta_file.unlink()
+    if (directory / "store").exists():  # an earlier run stopped while filling it
         print(f"{directory} is incomplete: made again", flush=True)
         shutil.rmtree(directory / "store")
-        meta_file.unlink()
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).replace(microsecond=0)
     store = open_store(directory / "store")
@@ -418,12 +426,12 @@ class TimedStore(Store):
 
 def _caller() -> str:
     """The chain of report functions from the outermost to the one that called the store."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     chain: list[str] = []
     while frame is not None:
         if frame.f_globals.get("__name__") == r.__name__:
             chain.append(frame.f_code.co_name)
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return " > ".join(reversed(chain)) or "?"
 
 
@@ -465,14 +473,18 @@ def measure(store: TimedStore, now: datetime, repeat: int) -> None:
     zone = ZoneInfo(ZONE)
     today = now.astimezone(zone).date()
     topic = biggest_topic(store)
-    filters: dict[str, dict[str, str]] = {"-": {}, "country=NL": {"country": "NL"}, f"topic={topic}": {"topic": topic}}
+    filters: dict[str, dict[str, str]] = {
+        "-": {},
+        "country=NL": {"country": "NL"},
+        f"topic={topic}": {"topic": topic},
+    }
     print(f"\n{repeat} run(s) per row{', the first discarded' if repeat > 1 else ''}; ms per view")
     print(f"{'view':<9} {'range':<5} {'filter':<22} {'p50':>9} {'p95':>9} {'max':>9}")
     for name, view in views.VIEWS.items():
         for label, days in ranges(today).items():
             for filtered, values in filters.items():
                 request = views.parse({**days, **values}, today, SITE, zone, MIN_VISITORS)
-                times = timed(lambda view=view, request=request: view(store, request, now), repeat)  # type: ignore[misc]
+                times = timed(partial(view, store, request, now), repeat)
                 slow = "  > timeout" if max(times) > TIMEOUT_S * 1000 else ""
                 print(
                     f"{name:<9} {label:<5} {filtered:<22} {percentile(times, 50):>9.1f} "
@@ -540,20 +552,21 @@ def main(argv: list[str] | None = None) -> None:
     if rows < 1000 or repeat < 1:
         parser.error("use --rows 1000 or more and --repeat 1 or more")
     temporary = args.data_dir is None and args.smoke
-    root = Path(tempfile.mkdtemp()) if temporary else args.data_dir or Path(tempfile.gettempdir()) / "koekje-dashboard-benchmark"
+    root = (
+        Path(tempfile.mkdtemp())
+        if temporary
+        else args.data_dir or Path(tempfile.gettempdir()) / "koekje-dashboard-benchmark"
+    )
     directory = root / f"rows-{rows}-seed-{args.seed}"
     started = time.perf_counter()
     try:
         store, now = prepared(directory, rows, args.seed)
-        store.close()
-        timed_store = TimedStore(store.settings, lock_timeout=600)
-        timed_store.open()
         try:
-            [(stats,)] = timed_store.query(f"SELECT count() FROM {timed_store.table('daily_stats')}")
+            stats = count(store, "daily_stats")
             print(f"{rows:,} page views, {stats:,} rows of daily statistics, now = {now.isoformat()}")
-            measure(timed_store, now, repeat)
+            measure(store, now, repeat)
         finally:
-            timed_store.close()
+            store.close()
     finally:
         if temporary:
             shutil.rmtree(root, ignore_errors=True)

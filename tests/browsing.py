@@ -7,6 +7,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,20 @@ DESKTOP_CHROME = (
 )
 
 
+AXE = Path(__file__).parent.parent / "banner" / "node_modules" / "axe-core" / "axe.min.js"
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "mobile": {"width": 375, "height": 667}}
+
+
+def violations(page: Page, context: Any) -> list[str]:
+    """What axe-core (the locked copy in banner/node_modules) finds wrong in ``context`` (None: the page)."""
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.add_script_tag(path=AXE)
+    found = page.evaluate(
+        "context => axe.run(context || document).then(result => result.violations)", context
+    )
+    return [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}" for v in found]
+
+
 class LiveSite:
     def __init__(self, app: KoekjeMiddleware, url: str) -> None:
         self.app = app
@@ -39,18 +54,17 @@ class LiveSite:
 
 
 @contextmanager
-def serve(config: Config) -> Iterator[LiveSite]:
-    """The demo site behind KoekjeMiddleware on uvicorn in a thread. The socket listens before the server
-    runs, so the browser's first request simply waits in the backlog until startup is done."""
-    app = KoekjeMiddleware(create_site(), config)
+def serve(config: Config, site: Any = None) -> Iterator[LiveSite]:
+    """The demo site (or ``site``) behind KoekjeMiddleware on uvicorn in a thread. The socket listens before
+    the server runs, so the browser's first request simply waits in the backlog until startup is done."""
+    app = KoekjeMiddleware(site or create_site(), config)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    site = LiveSite(app, f"http://127.0.0.1:{sock.getsockname()[1]}")
-    yield site
+    yield LiveSite(app, f"http://127.0.0.1:{sock.getsockname()[1]}")
     server.should_exit = True
     thread.join(30)
     sock.close()

@@ -2,29 +2,17 @@
 phone, in Dutch and in English; and so does the cookie-settings page of visitors without JavaScript."""
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from browsing import DESKTOP_CHROME, LiveSite, banner
-from playwright.sync_api import Browser, Page, expect
+from browsing import AXE, DESKTOP_CHROME, VIEWPORTS, LiveSite, banner, violations
+from playwright.sync_api import Browser, expect
 
 pytestmark = pytest.mark.browser
 
-AXE = Path(__file__).parents[2] / "banner" / "node_modules" / "axe-core" / "axe.min.js"
-VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "mobile": {"width": 375, "height": 667}}
 PAGES = {
     "nl": ("/", "Per doel kiezen", "Alles accepteren"),
     "en": ("/en/", "Choose per purpose", "Accept all"),
 }
-
-
-def violations(page: Page, context: Any) -> list[str]:
-    if not page.evaluate("typeof axe !== 'undefined'"):
-        page.add_script_tag(path=AXE)
-    found = page.evaluate(
-        "context => axe.run(context || document).then(result => result.violations)", context
-    )
-    return [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}" for v in found]
 
 
 @pytest.mark.parametrize("lang", sorted(PAGES))
