@@ -15,6 +15,9 @@ from .store import Store
 
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
 MIN_PASSWORD_LENGTH = 12
+# A disabled account keeps its password hash behind this mark (as /etc/shadow does): it cannot log in, its
+# sessions end (the credential changes), and enabling it again restores the password it had.
+_DISABLED = "!"
 
 
 class Role(StrEnum):
@@ -28,6 +31,7 @@ class Account:
     role: Role
     # Changes with the password: a session remembers it, so resetting a password ends old sessions.
     credential: str = field(default="", repr=False)
+    disabled: bool = False
 
 
 class Accounts:
@@ -54,25 +58,45 @@ class Accounts:
         self._write(account.username, "", account.role, deleted=True)
         return True
 
+    def set_role(self, username: str, role: Role) -> bool:
+        row = self._row(username)
+        if row is None:
+            return False
+        self._write(row[0], row[1], role, deleted=False)
+        return True
+
+    def set_disabled(self, username: str, disabled: bool) -> bool:
+        """Disable an account (it cannot log in and its sessions end) or enable it again."""
+        row = self._row(username)
+        if row is None:
+            return False
+        password_hash = row[1].removeprefix(_DISABLED)
+        self._write(
+            row[0], _DISABLED + password_hash if disabled else password_hash, Role(row[2]), deleted=False
+        )
+        return True
+
     def get(self, username: str) -> Account | None:
         row = self._row(username)
         return None if row is None else _account(*row)
 
     def list(self) -> list[Account]:
         rows = self._store.query(
-            f"SELECT username, role FROM {self._store.table('dashboard_users')} FINAL "
+            f"SELECT username, password_hash, role FROM {self._store.table('dashboard_users')} FINAL "
             "WHERE deleted = 0 ORDER BY username"
         )
-        return [Account(name, Role(role)) for name, role in rows]
+        return [_account(*row) for row in rows]
 
     def authenticate(self, username: str, password: str) -> Account | None:
-        """The account when the password matches; None otherwise (in about the same time either way)."""
+        """The account when the password matches; None otherwise (in about the same time either way: a
+        missing or disabled account is checked against a decoy hash)."""
         row = self._row(username) if _USERNAME.fullmatch(username) else None
+        usable = row is not None and not row[1].startswith(_DISABLED)
         try:
-            self._hasher.verify(row[1] if row else self._decoy, password)
+            self._hasher.verify(row[1] if row is not None and usable else self._decoy, password)
         except (VerificationError, InvalidHashError):
             return None
-        return None if row is None else _account(*row)
+        return _account(*row) if row is not None and usable else None
 
     def _row(self, username: str) -> tuple[str, str, str] | None:
         rows = self._store.query(
@@ -97,7 +121,7 @@ class Accounts:
 
 def _account(username: str, password_hash: str, role: str) -> Account:
     credential = hashlib.sha256(password_hash.encode()).hexdigest()[:16]
-    return Account(username, Role(role), credential)
+    return Account(username, Role(role), credential, disabled=password_hash.startswith(_DISABLED))
 
 
 def validate_username(username: str) -> str:

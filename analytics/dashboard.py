@@ -21,9 +21,11 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
-from . import views
+from . import retention, views
 from .accounts import Account, Accounts, Role
 from .clock import Clock, utcnow
+from .cookies_seen import undeclared_cookies
+from .ledger import verify
 from .ratelimit import PrefixBudget
 from .reports import NO_TOPIC
 from .requests_log import RequestLog
@@ -109,8 +111,10 @@ class Dashboard:
         # The client's truncated address, for throttling guesses per network (the middleware knows it).
         self._client_prefix = client_prefix or (lambda scope: None)
         # Password guesses: a budget per account and one per network; a bounded queue for the hash checks.
-        self._account_budget = PrefixBudget(LOGINS_PER_MINUTE)
-        self._network_budget = PrefixBudget(LOGINS_PER_MINUTE * 4)
+        # (On the dashboard's clock, so a test can pin it.)
+        seconds = lambda: clock().timestamp()  # noqa: E731
+        self._account_budget = PrefixBudget(LOGINS_PER_MINUTE, monotonic=seconds)
+        self._network_budget = PrefixBudget(LOGINS_PER_MINUTE * 4, monotonic=seconds)
         self._waiting_logins = 0
         # How the visitor reached the site (http or https): behind a TLS proxy the middleware knows better.
         self._scheme = scheme or (lambda scope: str(scope.get("scheme", "http")))
@@ -139,18 +143,20 @@ class Dashboard:
                 Route("/login", self._login, methods=["POST"]),
                 Route("/logout", self._logout, methods=["POST"]),
                 Route("/privacy", self._privacy, methods=["GET"]),
+                Route("/accounts", self._accounts_page, methods=["GET"]),
+                Route("/accounts", self._accounts_post, methods=["POST"]),
                 Route("/dashboard.css", self._stylesheet, methods=["GET"]),
             ]
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._allow and self._client_address(scope) not in self._allow:
-            response = PlainTextResponse(
+            refused = PlainTextResponse(
                 "The dashboard cannot be reached from this network.\n",
                 status_code=403,
                 headers={**SECURITY_HEADERS, "Content-Security-Policy": _CSP},
             )
-            await response(scope, receive, send)
+            await refused(scope, receive, send)
             return
         try:
             await self._router(scope, receive, send)
@@ -214,7 +220,8 @@ class Dashboard:
         )
 
     async def _privacy(self, request: Request) -> Response:
-        """The data-subject requests: open ones by due date, answered ones. For admins only."""
+        """For admins: the data-subject requests (open ones by due date, answered ones), retention per
+        table, cookies the site sets without declaring them, and on request the ledger's verification."""
         account = await self._account(request)
         if account is None:
             return RedirectResponse(_base(request) + "/login", status_code=303)
@@ -224,13 +231,100 @@ class Dashboard:
         done = sorted(
             (r for r in requests if r.done is not None), key=lambda r: r.done or r.received, reverse=True
         )
+        tables = await self._ask(retention.status, self._db, self._clock)
+        cookies = await self._ask(undeclared_cookies, self._db, self._settings.site)
+        checked = None
+        if request.query_params.get("verify") == "1":  # reads the whole ledger: only when asked
+            days = timedelta(days=self._db.settings.ledger_retention_days)
+            checked = await self._ask(verify, self._db, self._settings.site, self._clock(), days)
         return self._render(
             request,
             "privacy.html",
             account=account,
+            view="privacy",
             today=self._clock().astimezone(self._zone).date(),
             open_requests=[r for r in requests if r.done is None],
             done_requests=done[:100],
+            tables=tables,
+            cookies=cookies,
+            checked=checked,
+        )
+
+    async def _accounts_page(self, request: Request) -> Response:
+        return await self._accounts_view(request, None, None)
+
+    async def _accounts_post(self, request: Request) -> Response:
+        """Add an account, change a role, reset a password, disable, enable or remove: for admins, from the
+        dashboard itself (the origin is checked), never on one's own account (no admin locks themselves
+        out). A new password is shown once, on the page that answers the form."""
+        if not is_same_origin(request.headers, self._scheme(request.scope)):
+            return self._render(
+                request, "login.html", status=403, error="This form must be sent from the dashboard."
+            )
+        form = await _read_form(request)
+        if form is None:
+            return await self._accounts_view(request, "The form was malformed.", None, status=400)
+        account = await self._account(request)
+        if account is None or account.role != Role.ADMIN:
+            return await self._accounts_view(request, None, None)
+        action, username = form.get("action", ""), form.get("username", "").strip().lower()[:64]
+        try:
+            role = Role(form.get("role", Role.MARKETER.value))
+        except ValueError:
+            return await self._accounts_view(request, "Unknown role.", None, status=400)
+        if username == account.username and action != "reset":
+            return await self._accounts_view(
+                request, "You cannot do that to your own account.", None, status=400
+            )
+        accounts = self._accounts
+        password = secrets.token_urlsafe(12)
+        try:
+            if action == "add":
+                if await self._ask(accounts.get, username) is not None:
+                    return await self._accounts_view(request, f"{username} exists already.", None, status=400)
+                await self._ask(accounts.add, username, password, role)
+                return await self._accounts_view(request, None, (username, password))
+            if action == "reset":
+                found = await self._ask(accounts.get, username)
+                if found is None:
+                    return await self._accounts_view(request, "No such account.", None, status=404)
+                await self._ask(accounts.add, username, password, found.role)
+                if found.disabled:
+                    await self._ask(accounts.set_disabled, username, True)
+                return await self._accounts_view(request, None, (username, password))
+            changes = {
+                "role": lambda: accounts.set_role(username, role),
+                "disable": lambda: accounts.set_disabled(username, True),
+                "enable": lambda: accounts.set_disabled(username, False),
+                "remove": lambda: accounts.remove(username),
+            }
+            if action not in changes:
+                return await self._accounts_view(request, "Unknown action.", None, status=400)
+            if not await self._ask(changes[action]):
+                return await self._accounts_view(request, "No such account.", None, status=404)
+        except ValueError as exc:  # a user name that is not one
+            return await self._accounts_view(request, str(exc), None, status=400)
+        return RedirectResponse(_base(request) + "/accounts", status_code=303)
+
+    async def _accounts_view(
+        self, request: Request, error: str | None, new_password: tuple[str, str] | None, status: int = 200
+    ) -> Response:
+        account = await self._account(request)
+        if account is None:
+            return RedirectResponse(_base(request) + "/login", status_code=303)
+        if account.role != Role.ADMIN:
+            return self._render(request, "accounts.html", status=403, account=account, forbidden=True)
+        listed = await self._ask(self._accounts.list)
+        return self._render(
+            request,
+            "accounts.html",
+            status=status,
+            account=account,
+            view="accounts",
+            accounts=listed,
+            roles=list(Role),
+            error=error,
+            new_password=new_password,
         )
 
     async def _login_form(self, request: Request) -> Response:
@@ -327,7 +421,8 @@ class Dashboard:
             return None
         # Looked up each time, so removing an account or changing its password ends its sessions.
         account = await self._ask(self._accounts.get, session["u"])
-        return account if account is not None and account.credential == session.get("c") else None
+        valid = account is not None and not account.disabled and account.credential == session.get("c")
+        return account if valid else None
 
     def _render(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         html = self._templates.get_template(template).render(

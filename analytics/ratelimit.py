@@ -32,7 +32,7 @@ class PrefixBudget:
         key = prefix or ""
         now = self._now()
         tokens, at = self._buckets.get(key, (self._capacity, now))
-        tokens = min(self._capacity, tokens + (now - at) * self._rate)
+        tokens = min(self._capacity, tokens + max(0.0, now - at) * self._rate)  # (a clock set back)
         if tokens < 1:
             self._buckets[key] = (tokens, now)
             return False

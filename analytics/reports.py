@@ -23,6 +23,7 @@ this small), so the suppression decision is never approximate.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -76,6 +77,9 @@ class Selection:
             self, first=self.first - timedelta(days=self.days), last=self.first - timedelta(days=1)
         )
 
+    def without(self, name: str) -> Selection:
+        return replace(self, filters=self.filters.without(name))
+
     def start(self) -> datetime:
         return datetime.combine(self.first, time(), self.zone)
 
@@ -120,32 +124,57 @@ class Series:
 def _gated(inner: str, segments: Sequence[str], merge: str) -> str:
     """The cells of ``inner`` with an ``ok`` column: whether the cell counts.
 
-    A cell counts with ``min_visitors`` or more visitors (``k``). One more rule keeps what is hidden
-    hidden: the cells that do not count are a remainder (the total one level up minus the rows shown),
-    and a remainder of 1 to k-1 visitors would be as good as shown. So when the hidden cells under one
-    parent (a day, or a day of one topic for "topic by country") hold some but fewer than k visitors
-    together, the smallest cell that would count is hidden too: it has k or more visitors itself, so the
-    remainder then has at least k. (``merge`` names the distinct count whose ``state`` column ``inner``
+    A cell counts with ``min_visitors`` (``k``) or more visitors. That alone is not enough: the cells that
+    do not count are a remainder (the total one level up minus the rows shown), and a remainder of 1 to
+    k-1 visitors would be as good as shown. So for every parent of a cell (its day; for a two-way table
+    such as topic by country, its day and topic, and its day and country) the visitors of the parent who
+    are in no counted cell must number 0 or at least k. If they do not, the smallest counted cells under
+    that parent are left out too, up to ``MAX_LEFT_OUT`` of them (one is enough unless segments overlap, as
+    topics do: a page can have several); if that is still not enough, nothing under that parent counts.
+    (``merge`` names the distinct count whose ``state`` column ``inner``
     has: ``uniq`` or ``uniqExact``.)"""
     if not segments:  # a total: nothing under it is shown beside it
         return f"SELECT *, visitors >= {{k:UInt32}} AS ok FROM ({inner})"
-    parent = ", ".join(["day", *segments[:-1]])
-    seg = ", ".join(segments)
+    body = f"SELECT * FROM ({inner})"
+    guards = []
+    for index in range(len(segments)):
+        name = f"ok{index}"
+        parent = ["day", *(s for i, s in enumerate(segments) if i != index)]
+        body = _guard(body, parent, segments, merge, name)
+        guards.append(name)
+    return f"SELECT *, {' AND '.join(guards)} AS ok FROM ({body})"
+
+
+# How many of the smallest counted cells of one parent may be left out to make its remainder big enough,
+# before all of them are. (One is always enough when segments do not overlap; topics do.)
+MAX_LEFT_OUT = 3
+
+
+def _guard(body: str, parent: Sequence[str], segments: Sequence[str], merge: str, name: str) -> str:
+    """``body`` with a column ``name``: whether a cell counts as far as its ``parent`` is concerned."""
+    by, seg, rank = ", ".join(parent), ", ".join(segments), f"smallest_{name}"
+    ranked = f"""
+        SELECT *, row_number() OVER (
+            PARTITION BY {by}, visitors >= {{k:UInt32}} ORDER BY visitors, {seg}
+        ) AS {rank}
+        FROM ({body})
+    """
+    # left_out_n: the parent's visitors in no counted cell once its n smallest counted cells are left out
+    counted = f"{merge}MergeIf(state, visitors >= {{k:UInt32}} AND {rank} > N)"
+    left_out = ",\n".join(
+        f"toInt64({merge}Merge(state)) - toInt64({counted.replace(' N)', f' {n})')}) AS left_out_{n}"
+        for n in range(MAX_LEFT_OUT + 1)
+    )
+    enough = "".join(f"p.left_out_{n} >= {{k:UInt32}}, c.{rank} > {n}, " for n in range(1, MAX_LEFT_OUT + 1))
     return f"""
-        SELECT *, visitors >= {{k:UInt32}}
-                  AND NOT (hidden > 0 AND hidden < {{k:UInt32}} AND smallest = 1) AS ok
-        FROM (
-            SELECT c.*, h.hidden AS hidden,
-                   row_number() OVER (
-                       PARTITION BY {parent}, visitors >= {{k:UInt32}} ORDER BY visitors, {seg}
-                   ) AS smallest
-            FROM ({inner}) AS c
-            LEFT JOIN (
-                SELECT {parent}, {merge}MergeIf(state, visitors < {{k:UInt32}}) AS hidden
-                FROM ({inner})
-                GROUP BY {parent}
-            ) AS h USING ({parent})
-        )
+        SELECT c.*, multiIf(
+            c.visitors < {{k:UInt32}}, 0,
+            p.left_out_0 = 0 OR p.left_out_0 >= {{k:UInt32}}, 1,
+            {enough}
+            0
+        ) AS {name}
+        FROM ({ranked}) AS c
+        LEFT JOIN (SELECT {by}, {left_out} FROM ({ranked}) GROUP BY {by}) AS p USING ({by})
     """
 
 
@@ -158,10 +187,13 @@ def _cells(
     k: int,
     limit: int = 1000,
     merge: str = "uniqExact",
+    keep: str = "1",
 ) -> tuple[list[tuple[Any, ...]], int]:
     """Sum the cells of ``inner`` (one row per segment and day, with ``visitors``, ``state`` and the
     ``metrics``) that count (``_gated``), per segment. Returns the segments that have any such cell
-    (segment values, then metric sums, then visitors), biggest first, and how many segments had none."""
+    (segment values, then metric sums, then visitors), biggest first, and how many segments had none.
+    ``keep`` leaves segments out of the table only after the gate, which must see them all: dropping the
+    visitors without a referrer before it would let total minus referrers give them away."""
     seg = ", ".join(segments)
     sums = ", ".join(f"sumIf({m}, ok) AS t_{m}" for m in metrics)
     rows = store.query(
@@ -170,6 +202,7 @@ def _cells(
         FROM (
             SELECT {seg}, {sums}, sumIf(visitors, ok) AS t_visitors, countIf(ok) AS shown
             FROM ({_gated(inner, segments, merge)})
+            WHERE {keep}
             GROUP BY {seg}
         )
         ORDER BY shown = 0, t_{metrics[0]} DESC, {seg}
@@ -229,6 +262,9 @@ def _stats(store: Store, sel: Selection, by: Sequence[str]) -> tuple[str, dict[s
         if value is not None:
             where.append(f"{name} = {{f_{name}:String}}")
             params[f"f_{name}"] = value
+    days, restricted = _filtered_days(store, sel)
+    where += [f"day IN ({allowed})" for allowed in days]
+    params.update(restricted)
     seg = "".join(f"{column}, " for column in by)
     inner = f"""
         SELECT {seg}day, sum(page_views) AS views, sum(visits) AS visits,
@@ -239,6 +275,24 @@ def _stats(store: Store, sel: Selection, by: Sequence[str]) -> tuple[str, dict[s
         GROUP BY {seg}day
     """
     return inner, params
+
+
+def _filtered_days(store: Store, sel: Selection) -> tuple[list[str], dict[str, Any]]:
+    """For a filtered selection, the days it may count (one subquery per filter), and their parameters.
+
+    Without this, the report with a filter subtracted from the report without it would give away the
+    rest: with ``device=mobile`` shown for a day on which the one desktop visitor is hidden, the overview
+    minus the mobile view is that visitor. So a filtered report counts only the days on which its
+    segment is a cell that counts in the breakdown by that filter (the devices table, for a device)."""
+    queries, params = [], {}
+    for name, value in sel.filters.active():
+        inner, inner_params = _stats(store, sel.without(name), [name])
+        params.update(inner_params)
+        params[f"a_{name}"] = value
+        queries.append(
+            f"SELECT day FROM ({_gated(inner, [name], 'uniq')}) WHERE ok AND {name} = {{a_{name}:String}}"
+        )
+    return queries, params
 
 
 def _raw(
@@ -271,6 +325,9 @@ def _raw(
     if filters.source is not None:
         conditions.append(f"{source_expression('v')} = {{f_source:String}}")
         params["f_source"] = filters.source
+    days, restricted = _filtered_days(store, sel)
+    conditions += [f"toDate(v.ts, '{sel.zone.key}') IN ({allowed})" for allowed in days]
+    params.update(restricted)
     metrics = metrics or {"views": "count()", "visits": "countIf(v.entry)"}
     seg = "".join(f"{expression} AS {alias}, " for alias, expression in by.items())
     measured = "".join(f"{expression} AS {alias}, " for alias, expression in metrics.items())
@@ -315,15 +372,9 @@ class Overview:
 
 
 def overview(store: Store, sel: Selection) -> Overview:
-    inner, params = _stats(store, sel, ())
-    per_day = _series(store, inner, (), "views", params, sel).get((), [0] * sel.days)
-    series = {"views": per_day}
-    for metric in ("visitors", "visits", "returning"):
-        series[metric] = _series(store, inner, (), metric, params, sel).get((), [0] * sel.days)
-    totals = Totals(
-        sum(series["visitors"]), sum(series["visits"]), sum(series["views"]), sum(series["returning"])
-    )
-    previous = _totals(store, sel.previous())
+    series = _day_series(store, sel)
+    totals = _sum(series)
+    previous = _sum(_day_series(store, sel.previous()))
     engaged = previous_engaged = None
     if not sel.filters.active():
         engaged, previous_engaged = _engagement(store, sel), _engagement(store, sel.previous())
@@ -331,17 +382,30 @@ def overview(store: Store, sel: Selection) -> Overview:
     return Overview(totals, previous, series, engaged, previous_engaged, rates, decisions)
 
 
-def _totals(store: Store, sel: Selection) -> Totals:
+def _day_series(store: Store, sel: Selection) -> dict[str, list[int]]:
+    """Views, visitors, visits and returning visits per day, of the days that count. Visits and returning
+    visits count people (those who began a visit; those who came back): a day's figure counts only when it
+    is k or more itself."""
     inner, params = _stats(store, sel, ())
-    [row] = store.query(
-        f"""
-        SELECT sumIf(visitors, visitors >= {{k:UInt32}}), sumIf(visits, visitors >= {{k:UInt32}}),
-               sumIf(views, visitors >= {{k:UInt32}}), sumIf(returning, visitors >= {{k:UInt32}})
-        FROM ({inner})
-        """,
+    rows = store.query(
+        f"SELECT day, views, visitors, visits, returning FROM ({inner}) WHERE visitors >= {{k:UInt32}}",
         {**params, "k": sel.min_visitors},
     )
-    return Totals(*(int(value) for value in row))
+    index = {day: n for n, day in enumerate(sel.day_list())}
+    series = {name: [0] * sel.days for name in ("views", "visitors", "visits", "returning")}
+    for day, *values in rows:
+        if day in index:
+            for name, value in zip(("views", "visitors", "visits", "returning"), values, strict=True):
+                series[name][index[day]] = (
+                    int(value) if name in ("views", "visitors") or value >= sel.min_visitors else 0
+                )
+    return series
+
+
+def _sum(series: dict[str, list[int]]) -> Totals:
+    return Totals(
+        sum(series["visitors"]), sum(series["visits"]), sum(series["views"]), sum(series["returning"])
+    )
 
 
 def _engagement(store: Store, sel: Selection) -> float | None:
@@ -368,9 +432,13 @@ CHOICE_METHODS = ("banner", "settings", "form", "api")
 
 
 def _consent_rates(store: Store, sel: Selection) -> tuple[list[tuple[str, float]], int]:
-    """Per category, the share of the choices made in the period that granted it; a day with fewer than
-    ``min_visitors`` choices counts nowhere (the same rule as every other cell)."""
+    """Per category, the share of the people who chose in the banner in the period that allowed it.
+
+    People, not choices: one person choosing five times is one (their consent chain). A day counts with
+    ``min_visitors`` or more people; for a category, a day counts only when those who allowed it and those
+    who did not are each none or k or more (otherwise "10% of 10 people" would be one person's choice)."""
     ledger = store.table("consent_ledger")
+    day = f"toDate(ts, '{sel.zone.key}')"
     where = """
         site = {site:String} AND ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')}
         AND method IN {methods:Array(String)}
@@ -382,30 +450,43 @@ def _consent_rates(store: Store, sel: Selection) -> tuple[list[tuple[str, float]
         "k": sel.min_visitors,
         "methods": list(CHOICE_METHODS),
     }
-    days = f"""
-        SELECT toDate(ts, '{sel.zone.key}') AS day FROM {ledger} WHERE {where}
-        GROUP BY day HAVING count() >= {{k:UInt32}}
-    """
-    [(decisions,)] = store.query(
-        f"SELECT count() FROM {ledger} WHERE {where} AND toDate(ts, '{sel.zone.key}') IN ({days})", params
+    people = dict(
+        store.query(
+            f"""
+            SELECT {day} AS day, uniqExact(chain) AS people FROM {ledger} WHERE {where}
+            GROUP BY day HAVING people >= {{k:UInt32}}
+            """,
+            params,
+        )
     )
-    if not decisions:
+    if not people:
         return [], 0
-    counted = store.query(
+    allowed = store.query(
         f"""
-        SELECT category, count() FROM {ledger} ARRAY JOIN categories AS category
-        WHERE {where} AND toDate(ts, '{sel.zone.key}') IN ({days})
-        GROUP BY category
+        SELECT {day} AS day, category, uniqExact(chain) FROM {ledger} ARRAY JOIN categories AS category
+        WHERE {where} GROUP BY day, category
         """,
         params,
     )
-    rates = sorted(((str(c), int(n) / decisions) for c, n in counted), key=lambda r: (-r[1], r[0]))
-    return rates, int(decisions)
+    k = sel.min_visitors
+    granted: dict[str, int] = defaultdict(int)
+    asked: dict[str, int] = defaultdict(int)
+    for when, category, count in allowed:
+        total = people.get(when)
+        if total is None:
+            continue
+        if count >= k and (total - count == 0 or total - count >= k):
+            granted[str(category)] += int(count)
+            asked[str(category)] += int(total)
+    rates = sorted(((c, granted[c] / asked[c]) for c in granted), key=lambda r: (-r[1], r[0]))
+    return rates, sum(int(n) for n in people.values())
 
 
 VIEWS = Column("views", "Page views")
 VISITS = Column("visits", "Visits")
 VISITORS = Column("visitors", "Visitors (per day)")
+# Breakdown tables show page views and visitors, not visits: the visits of a segment count the people
+# who began a visit in it, a group that can be smaller than k although the segment is not.
 
 
 def _table_from_stats(
@@ -415,7 +496,7 @@ def _table_from_stats(
     title: str,
     by: Sequence[Column],
     limit: int = 100,
-    measures: Sequence[Column] = (VIEWS, VISITS),  # the first orders the rows
+    measures: Sequence[Column] = (VIEWS,),
 ) -> Table:
     inner, params = _stats(store, sel, [c.key for c in by])
     metrics = [c.key for c in measures]
@@ -439,9 +520,7 @@ def devices(store: Store, sel: Selection) -> Table:
 
 
 def sources(store: Store, sel: Selection) -> Table:
-    # Ranked by visits: a source brings visits; later pages of a visit have no referrer ("direct").
-    title = "Sources (campaign or referring site)"
-    return _table_from_stats(store, sel, "sources", title, [SOURCE], measures=(VISITS, VIEWS))
+    return _table_from_stats(store, sel, "sources", "Sources (campaign or referring site)", [SOURCE])
 
 
 def topics(store: Store, sel: Selection) -> Table:
@@ -480,13 +559,11 @@ def topic_pages(store: Store, sel: Selection, per_topic: int = 3) -> Table:
     inner, params = _raw(
         store, sel, {"topic": "topic", "path": "v.path"}, array_join="ARRAY JOIN v.topics AS topic"
     )
-    rows, hidden = _cells(
-        store, inner, ["topic", "path"], ["views", "visits"], params, sel.min_visitors, 2000
-    )
+    rows, hidden = _cells(store, inner, ["topic", "path"], ["views"], params, sel.min_visitors, 2000)
     return Table(
         "topic-pages",
         "Top pages per topic",
-        [TOPIC, PAGE, VIEWS, VISITS, VISITORS],
+        [TOPIC, PAGE, VIEWS, VISITORS],
         _top(rows, per_topic),
         hidden,
     )
@@ -505,19 +582,12 @@ def _top(rows: list[tuple[Any, ...]], per_group: int) -> list[tuple[Any, ...]]:
 def topic_sources(store: Store, sel: Selection, per_topic: int = 3) -> Table:
     inner, params = _stats(store, sel, ["topic", "source"])
     rows, hidden = _cells(
-        store,
-        f"SELECT * FROM ({inner}) WHERE source != ''",
-        ["topic", "source"],
-        ["views", "visits"],
-        params,
-        sel.min_visitors,
-        2000,
-        "uniq",
+        store, inner, ["topic", "source"], ["views"], params, sel.min_visitors, 2000, "uniq", "source != ''"
     )
     return Table(
         "topic-sources",
         "Top sources per topic",
-        [TOPIC, SOURCE, VIEWS, VISITS, VISITORS],
+        [TOPIC, SOURCE, VIEWS, VISITORS],
         _top(rows, per_topic),
         hidden,
     )
@@ -546,6 +616,8 @@ def co_interest(store: Store, sel: Selection, limit: int = 20) -> Table:
             SELECT day, topic AS a, visitors FROM ({_gated(singles, ["topic"], "uniqExact")}) WHERE ok
         ) AS s ON s.day = p.day AND s.a = p.a
         WHERE p.visitors >= {{k:UInt32}}
+          -- and those of the first who did not read the second: none, or k or more
+          AND (s.visitors = p.visitors OR s.visitors - p.visitors >= {{k:UInt32}})
         GROUP BY p.a, p.b
         ORDER BY both / of_a DESC, both DESC, p.a, p.b
         LIMIT {int(limit)}
@@ -568,8 +640,8 @@ def co_interest(store: Store, sel: Selection, limit: int = 20) -> Table:
 
 def pages(store: Store, sel: Selection) -> Table:
     inner, params = _raw(store, sel, {"path": "v.path"})
-    rows, hidden = _cells(store, inner, ["path"], ["views", "visits"], params, sel.min_visitors, 100)
-    return Table("pages", "Top pages", [PAGE, VIEWS, Column("visits", "Entries"), VISITORS], rows, hidden)
+    rows, hidden = _cells(store, inner, ["path"], ["views"], params, sel.min_visitors, 100)
+    return Table("pages", "Top pages", [PAGE, VIEWS, VISITORS], rows, hidden)
 
 
 def entry_pages(store: Store, sel: Selection) -> Table:
@@ -593,12 +665,13 @@ def exit_pages(store: Store, sel: Selection) -> Table:
 
 
 def referrers(store: Store, sel: Selection) -> Table:
-    inner, params = _raw(store, sel, {"host": "v.referrer_host"}, where=["v.referrer_host != ''"])
-    rows, hidden = _cells(store, inner, ["host"], ["views", "visits"], params, sel.min_visitors, 50)
+    inner, params = _raw(store, sel, {"host": "v.referrer_host"})
+    k = sel.min_visitors
+    rows, hidden = _cells(store, inner, ["host"], ["views"], params, k, 50, keep="host != ''")
     return Table(
         "referrers",
         "Referring sites",
-        [Column("host", "Referrer", numeric=False), VIEWS, VISITS, VISITORS],
+        [Column("host", "Referrer", numeric=False), VIEWS, VISITORS],
         rows,
         hidden,
     )
@@ -609,24 +682,24 @@ def campaigns(store: Store, sel: Selection) -> Table:
         store,
         sel,
         {"source": "v.utm_source", "medium": "v.utm_medium", "campaign": "v.utm_campaign"},
-        where=["(v.utm_source != '' OR v.utm_campaign != '')"],
     )
+    keep = "(source != '' OR campaign != '')"
     rows, hidden = _cells(
-        store, inner, ["source", "medium", "campaign"], ["views", "visits"], params, sel.min_visitors, 50
+        store, inner, ["source", "medium", "campaign"], ["views"], params, sel.min_visitors, 50, keep=keep
     )
     columns = [
         Column("source", "utm_source", numeric=False),
         Column("medium", "utm_medium", numeric=False),
         Column("campaign", "utm_campaign", numeric=False),
         VIEWS,
-        VISITS,
         VISITORS,
     ]
     return Table("campaigns", "Campaigns (UTM)", columns, rows, hidden)
 
 
 def realtime(store: Store, site: str, now: datetime, min_visitors: int) -> int | None:
-    """Distinct visitors in the last 30 minutes, or None when fewer than ``min_visitors``."""
+    """Distinct visitors in the last 30 minutes, rounded down to a multiple of ``min_visitors`` (one more
+    visitor must not show from one look to the next), or None when fewer than ``min_visitors``."""
     [(count,)] = store.query(
         f"""
         SELECT uniqExact(visitor_id) FROM {store.table("page_views")}
@@ -634,7 +707,7 @@ def realtime(store: Store, site: str, now: datetime, min_visitors: int) -> int |
         """,
         {"site": site, "since": now - timedelta(minutes=REALTIME_MINUTES)},
     )
-    return int(count) if count >= min_visitors else None
+    return int(count) // min_visitors * min_visitors if count >= min_visitors else None
 
 
 def sites(store: Store) -> list[str]:

@@ -19,7 +19,6 @@ from .store import Store
 
 MAX_RANGE_DAYS = 400  # 13 months and a little
 PRESETS = {
-    "today": "Today",
     "7d": "Last 7 days",
     "30d": "Last 30 days",
     "90d": "Last 90 days",
@@ -32,16 +31,16 @@ METRICS = {"visitors": "Visitors", "visits": "Visits", "views": "Page views"}
 
 
 def _preset_range(preset: str, today: date) -> tuple[date, date]:
-    if preset == "today":
-        return today, today
-    if preset == "month":
-        return today.replace(day=1), today
+    """Whole days up to yesterday (see ``parse``)."""
+    yesterday = today - timedelta(days=1)
+    if preset == "month":  # this month so far (on the 1st: the last month)
+        return yesterday.replace(day=1), yesterday
     if preset == "last-month":
         last = today.replace(day=1) - timedelta(days=1)
         return last.replace(day=1), last
     if preset == "12m":
-        return today - timedelta(days=364), today
-    return today - timedelta(days=int(preset[:-1]) - 1), today
+        return yesterday - timedelta(days=364), yesterday
+    return yesterday - timedelta(days=int(preset[:-1]) - 1), yesterday
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +72,9 @@ def parse(query: Mapping[str, str], today: date, site: str, zone: ZoneInfo, min_
     params: dict[str, str] = {}
     preset = query.get("preset") or None
     if query.get("from") or query.get("to"):
-        last = _parse_date(query.get("to")) or today
+        # Today is left out until it is over: its numbers grow as single visitors arrive, and two looks a
+        # minute apart would show what one visitor did.
+        last = min(_parse_date(query.get("to")) or today, today - timedelta(days=1))
         first = _parse_date(query.get("from")) or last - timedelta(days=29)
         params.update({"from": first.isoformat(), "to": last.isoformat()})
         preset = None
@@ -82,7 +83,7 @@ def parse(query: Mapping[str, str], today: date, site: str, zone: ZoneInfo, min_
         first, last = _preset_range(preset, today)
         params["preset"] = preset
     if first > last:
-        raise ValueError("The start date is after the end date.")
+        raise ValueError("The start date is after the end date (reports end yesterday: today is not over).")
     if (last - first).days >= MAX_RANGE_DAYS:
         raise ValueError(f"Choose a range of at most {MAX_RANGE_DAYS} days.")
     values: dict[str, str] = {}

@@ -25,6 +25,7 @@ them grouped by the report helper that sent them (``_cells``, ``_series``, ...).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import statistics
@@ -473,6 +474,9 @@ def measure(store: TimedStore, now: datetime, repeat: int) -> None:
     zone = ZoneInfo(ZONE)
     today = now.astimezone(zone).date()
     topic = biggest_topic(store)
+    for label, days in ranges(today).items():
+        sel = views.parse(days, today, SITE, zone, MIN_VISITORS).selection
+        print(f"range {label}: {sel.first} .. {sel.last} ({sel.days} days)")
     filters: dict[str, dict[str, str]] = {
         "-": {},
         "country=NL": {"country": "NL"},
@@ -564,6 +568,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             stats = count(store, "daily_stats")
             print(f"{rows:,} page views, {stats:,} rows of daily statistics, now = {now.isoformat()}")
+            source = Path(r.__file__).read_bytes()
+            print(f"measuring {r.__file__} (sha256 {hashlib.sha256(source).hexdigest()[:12]})")
             measure(store, now, repeat)
         finally:
             store.close()

@@ -365,7 +365,7 @@ def _users_add(args: argparse.Namespace) -> int:
 def _users_list(args: argparse.Namespace) -> int:
     with _open_store(_config(args)) as store:
         for account in Accounts(store).list():
-            print(f"{account.username}\t{account.role.value}")
+            print(f"{account.username}\t{account.role.value}" + ("\tdisabled" if account.disabled else ""))
     return 0
 
 

@@ -54,10 +54,10 @@ class LiveSite:
 
 
 @contextmanager
-def serve(config: Config, site: Any = None) -> Iterator[LiveSite]:
+def serve(config: Config, site: Any = None, clock: Any = None) -> Iterator[LiveSite]:
     """The demo site (or ``site``) behind KoekjeMiddleware on uvicorn in a thread. The socket listens before
     the server runs, so the browser's first request simply waits in the backlog until startup is done."""
-    app = KoekjeMiddleware(site or create_site(), config)
+    app = KoekjeMiddleware(site or create_site(), config, **({"clock": clock} if clock else {}))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
