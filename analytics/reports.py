@@ -23,6 +23,7 @@ this small), so the suppression decision is never approximate.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -121,28 +122,20 @@ class Series:
 # -- the cell rule ---------------------------------------------------------------------------------------
 
 
-def _gated(inner: str, segments: Sequence[str], merge: str) -> str:
-    """The cells of ``inner`` with an ``ok`` column: whether the cell counts.
+@dataclass(frozen=True, slots=True)
+class Cells:
+    """Where a table's cells come from: ``inner`` gives one row per ``segments`` and day, with the metrics,
+    ``visitors`` and ``state`` (a ``merge`` distinct-count state of the visitors). ``segments`` are the
+    table's own (``shown``) followed by the dimensions of its filters: a filter is gated as a segment and
+    applied after the gate (``keep``), so a filtered table is exactly a slice of a bigger table whose every
+    cell passed the rule."""
 
-    A cell counts with ``min_visitors`` (``k``) or more visitors. That alone is not enough: the cells that
-    do not count are a remainder (the total one level up minus the rows shown), and a remainder of 1 to
-    k-1 visitors would be as good as shown. So for every parent of a cell (its day; for a two-way table
-    such as topic by country, its day and topic, and its day and country) the visitors of the parent who
-    are in no counted cell must number 0 or at least k. If they do not, the smallest counted cells under
-    that parent are left out too, up to ``MAX_LEFT_OUT`` of them (one is enough unless segments overlap, as
-    topics do: a page can have several); if that is still not enough, nothing under that parent counts.
-    (``merge`` names the distinct count whose ``state`` column ``inner``
-    has: ``uniq`` or ``uniqExact``.)"""
-    if not segments:  # a total: nothing under it is shown beside it
-        return f"SELECT *, visitors >= {{k:UInt32}} AS ok FROM ({inner})"
-    body = f"SELECT * FROM ({inner})"
-    guards = []
-    for index in range(len(segments)):
-        name = f"ok{index}"
-        parent = ["day", *(s for i, s in enumerate(segments) if i != index)]
-        body = _guard(body, parent, segments, merge, name)
-        guards.append(name)
-    return f"SELECT *, {' AND '.join(guards)} AS ok FROM ({body})"
+    inner: str
+    params: dict[str, Any]
+    segments: tuple[str, ...]
+    shown: tuple[str, ...]
+    keep: str
+    merge: str
 
 
 # How many of the smallest counted cells of one parent may be left out to make its remainder big enough,
@@ -150,90 +143,109 @@ def _gated(inner: str, segments: Sequence[str], merge: str) -> str:
 MAX_LEFT_OUT = 3
 
 
-def _guard(body: str, parent: Sequence[str], segments: Sequence[str], merge: str, name: str) -> str:
-    """``body`` with a column ``name``: whether a cell counts as far as its ``parent`` is concerned."""
-    by, seg, rank = ", ".join(parent), ", ".join(segments), f"smallest_{name}"
-    ranked = f"""
-        SELECT *, row_number() OVER (
-            PARTITION BY {by}, visitors >= {{k:UInt32}} ORDER BY visitors, {seg}
-        ) AS {rank}
-        FROM ({body})
-    """
-    # left_out_n: the parent's visitors in no counted cell once its n smallest counted cells are left out
-    counted = f"{merge}MergeIf(state, visitors >= {{k:UInt32}} AND {rank} > N)"
-    left_out = ",\n".join(
-        f"toInt64({merge}Merge(state)) - toInt64({counted.replace(' N)', f' {n})')}) AS left_out_{n}"
-        for n in range(MAX_LEFT_OUT + 1)
+def _gated(cells: Cells) -> str:
+    """The cells with an ``ok`` column: whether the cell counts.
+
+    A cell counts with ``min_visitors`` (``k``) or more visitors. That alone is not enough: what a table does
+    not show is a remainder (the total one level up minus the rows shown), and a remainder of 1 to k-1
+    visitors would be as good as shown. So for every parent of a cell (its day, and its day with every
+    proper subset of its segments: for topic by country, the day, the day and topic, the day and country),
+    both the parent's visitors who are in no counted cell, and the visitors of its cells that do not count,
+    must number none or at least k. If they do not, the smallest counted cells under that parent are left
+    out too, up to ``MAX_LEFT_OUT`` of them (one is enough unless segments overlap, as topics do); if that is
+    still not enough, nothing under that parent counts. Each parent is worked out from the cells alone, so
+    the query grows with the number of parents, not exponentially."""
+    segments, merge = cells.segments, cells.merge
+    if not segments:  # a total: nothing under it is shown beside it
+        return f"SELECT *, visitors >= {{k:UInt32}} AS ok FROM ({cells.inner})"
+    parents = [
+        ["day", *subset] for size in range(len(segments)) for subset in itertools.combinations(segments, size)
+    ]
+    seg = ", ".join(segments)
+    ranks = ",\n".join(
+        f"row_number() OVER (PARTITION BY {', '.join(parent)}, visitors >= {{k:UInt32}} "
+        f"ORDER BY visitors, {seg}) AS rank_{index}"
+        for index, parent in enumerate(parents)
     )
-    enough = "".join(f"p.left_out_{n} >= {{k:UInt32}}, c.{rank} > {n}, " for n in range(1, MAX_LEFT_OUT + 1))
+    ranked = f"SELECT *, {ranks} FROM ({cells.inner})"
+    joins, guards = [], []
+    for index, parent in enumerate(parents):
+        by = ", ".join(parent)
+        rank = f"rank_{index}"
+        counted = f"visitors >= {{k:UInt32}} AND {rank} > N"
+        measures = ",\n".join(
+            f"toInt64({merge}Merge(state)) - toInt64({merge}MergeIf(state, {counted.replace(' N', f' {n}')}))"
+            f" AS out_{n}, toInt64({merge}MergeIf(state, NOT ({counted.replace(' N', f' {n}')}))) AS hid_{n}"
+            for n in range(MAX_LEFT_OUT + 1)
+        )
+        joins.append(
+            # (The parent's columns renamed: with the same names, c.* would come out qualified.)
+            f"LEFT JOIN (SELECT {', '.join(f'{column} AS k_{column}' for column in parent)}, {measures} "
+            f"FROM ({ranked}) GROUP BY {by}) AS p{index} "
+            + "ON "
+            + " AND ".join(f"c.{column} = p{index}.k_{column}" for column in parent)
+        )
+
+        def fine(n: int, i: int = index) -> str:
+            return (
+                f"(p{i}.out_{n} = 0 OR p{i}.out_{n} >= {{k:UInt32}}) "
+                f"AND (p{i}.hid_{n} = 0 OR p{i}.hid_{n} >= {{k:UInt32}})"
+            )
+
+        steps = "".join(f"{fine(n)}, c.{rank} > {n}, " for n in range(MAX_LEFT_OUT + 1))
+        guards.append(f"multiIf({steps}0)")
     return f"""
-        SELECT c.*, multiIf(
-            c.visitors < {{k:UInt32}}, 0,
-            p.left_out_0 = 0 OR p.left_out_0 >= {{k:UInt32}}, 1,
-            {enough}
-            0
-        ) AS {name}
+        SELECT c.*, c.visitors >= {{k:UInt32}} AND {" AND ".join(guards)} AS ok
         FROM ({ranked}) AS c
-        LEFT JOIN (SELECT {by}, {left_out} FROM ({ranked}) GROUP BY {by}) AS p USING ({by})
+        {" ".join(joins)}
     """
 
 
 def _cells(
     store: Store,
-    inner: str,
-    segments: Sequence[str],
+    cells: Cells,
     metrics: Sequence[str],
-    params: dict[str, Any],
     k: int,
     limit: int = 1000,
-    merge: str = "uniqExact",
     keep: str = "1",
 ) -> tuple[list[tuple[Any, ...]], int]:
-    """Sum the cells of ``inner`` (one row per segment and day, with ``visitors``, ``state`` and the
-    ``metrics``) that count (``_gated``), per segment. Returns the segments that have any such cell
-    (segment values, then metric sums, then visitors), biggest first, and how many segments had none.
-    ``keep`` leaves segments out of the table only after the gate, which must see them all: dropping the
-    visitors without a referrer before it would let total minus referrers give them away."""
-    seg = ", ".join(segments)
+    """Sum the cells that count (``_gated``) per shown segment. Returns the segments that have any such
+    cell (segment values, then metric sums, then visitors), biggest first, and how many segments had none.
+    ``keep`` (with the filters') leaves segments out of the table only after the gate, which must see them
+    all: dropping the visitors without a referrer before it would let the total minus the rest give them
+    away."""
+    seg = ", ".join(cells.shown)
     sums = ", ".join(f"sumIf({m}, ok) AS t_{m}" for m in metrics)
     rows = store.query(
         f"""
         SELECT {seg}, {", ".join(f"t_{m}" for m in metrics)}, t_visitors, countIf(shown = 0) OVER () AS hidden
         FROM (
             SELECT {seg}, {sums}, sumIf(visitors, ok) AS t_visitors, countIf(ok) AS shown
-            FROM ({_gated(inner, segments, merge)})
-            WHERE {keep}
+            FROM ({_gated(cells)})
+            WHERE ({cells.keep}) AND ({keep})
             GROUP BY {seg}
         )
         ORDER BY shown = 0, t_{metrics[0]} DESC, {seg}
         LIMIT {int(limit)}
         """,
-        {**params, "k": k},
+        {**cells.params, "k": k},
     )
     hidden = int(rows[0][-1]) if rows else 0
-    shown = [tuple(row[:-1]) for row in rows if row[len(segments) + len(metrics)] > 0]
+    shown = [tuple(row[:-1]) for row in rows if row[len(cells.shown) + len(metrics)] > 0]
     return shown, hidden
 
 
-def _series(
-    store: Store,
-    inner: str,
-    segments: Sequence[str],
-    metric: str,
-    params: dict[str, Any],
-    sel: Selection,
-    merge: str = "uniq",
-) -> dict[tuple[Any, ...], list[int]]:
-    """Per segment, the metric per day of the selection (0 where the cell does not count)."""
-    seg = ", ".join(segments) + ", " if segments else ""
+def _series(store: Store, cells: Cells, metric: str, sel: Selection) -> dict[tuple[Any, ...], list[int]]:
+    """Per shown segment, the metric per day of the selection (0 where the cell does not count)."""
+    seg = ", ".join(cells.shown) + ", " if cells.shown else ""
     rows = store.query(
-        f"SELECT {seg}day, {metric} FROM ({_gated(inner, segments, merge)}) WHERE ok",
-        {**params, "k": sel.min_visitors},
+        f"SELECT {seg}day, {metric} FROM ({_gated(cells)}) WHERE ok AND ({cells.keep})",
+        {**cells.params, "k": sel.min_visitors},
     )
     index = {day: n for n, day in enumerate(sel.day_list())}
     out: dict[tuple[Any, ...], list[int]] = {}
     for row in rows:
-        key, day, value = tuple(row[: len(segments)]), row[-2], int(row[-1])
+        key, day, value = tuple(row[: len(cells.shown)]), row[-2], int(row[-1])
         values = out.setdefault(key, [0] * sel.days)
         if day in index:
             values[index[day]] = value
@@ -243,29 +255,24 @@ def _series(
 # -- where the cells come from ---------------------------------------------------------------------------
 
 
-def _stats(store: Store, sel: Selection, by: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """Cells from the daily statistics: one row per ``by`` and day, with views, visits, returning visits
-    and visitors (distinct on that day)."""
+def _keep(sel: Selection, column: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The filters as a condition on the gated cells (``column`` names each dimension's column there)."""
+    conditions, params = [], {}
+    for name, value in sel.filters.active():
+        conditions.append(f"{column[name]} = {{f_{name}:String}}")
+        params[f"f_{name}"] = value
+    return " AND ".join(conditions) or "1", params
+
+
+def _stats(store: Store, sel: Selection, by: Sequence[str]) -> Cells:
+    """Cells from the daily statistics: one row per ``by`` (and filter dimension) and day, with views,
+    visits, returning visits and visitors (distinct on that day)."""
+    dims = [*by, *(name for name, _ in sel.filters.active() if name not in by)]
     params: dict[str, Any] = {"site": sel.site, "first": sel.first, "last": sel.last, "all": ALL_TOPICS}
     where = ["site = {site:String}", "day >= {first:Date}", "day <= {last:Date}"]
-    topic = sel.filters.topic
-    if "topic" in by:
-        where.append("topic != {all:String}")
-        if topic is not None:
-            where.append("topic = {topic:String}")
-    else:
-        where.append("topic = {topic:String}" if topic is not None else "topic = {all:String}")
-    if topic is not None:
-        params["topic"] = topic
-    for name in ("country", "device", "source"):
-        value = getattr(sel.filters, name)
-        if value is not None:
-            where.append(f"{name} = {{f_{name}:String}}")
-            params[f"f_{name}"] = value
-    days, restricted = _filtered_days(store, sel)
-    where += [f"day IN ({allowed})" for allowed in days]
-    params.update(restricted)
-    seg = "".join(f"{column}, " for column in by)
+    where.append("topic != {all:String}" if "topic" in dims else "topic = {all:String}")
+    keep, filter_params = _keep(sel, {name: name for name in DIMENSIONS})
+    seg = "".join(f"{column}, " for column in dims)
     inner = f"""
         SELECT {seg}day, sum(page_views) AS views, sum(visits) AS visits,
                sum(returning_visits) AS returning, uniqMerge(s.visitors) AS visitors,
@@ -274,25 +281,12 @@ def _stats(store: Store, sel: Selection, by: Sequence[str]) -> tuple[str, dict[s
         WHERE {" AND ".join(where)}
         GROUP BY {seg}day
     """
-    return inner, params
+    return Cells(inner, {**params, **filter_params}, tuple(dims), tuple(by), keep, "uniq")
 
 
-def _filtered_days(store: Store, sel: Selection) -> tuple[list[str], dict[str, Any]]:
-    """For a filtered selection, the days it may count (one subquery per filter), and their parameters.
-
-    Without this, the report with a filter subtracted from the report without it would give away the
-    rest: with ``device=mobile`` shown for a day on which the one desktop visitor is hidden, the overview
-    minus the mobile view is that visitor. So a filtered report counts only the days on which its
-    segment is a cell that counts in the breakdown by that filter (the devices table, for a device)."""
-    queries, params = [], {}
-    for name, value in sel.filters.active():
-        inner, inner_params = _stats(store, sel.without(name), [name])
-        params.update(inner_params)
-        params[f"a_{name}"] = value
-        queries.append(
-            f"SELECT day FROM ({_gated(inner, [name], 'uniq')}) WHERE ok AND {name} = {{a_{name}:String}}"
-        )
-    return queries, params
+# Topics as raw rows give them: a page without one counts as "" (no topic), as in the daily statistics.
+RAW_TOPICS = "ARRAY JOIN if(empty(v.topics), [''], v.topics) AS topic"
+_RAW_FILTERS = {"country": "v.country", "device": "v.device", "source": source_expression("v")}
 
 
 def _raw(
@@ -302,43 +296,47 @@ def _raw(
     metrics: dict[str, str] | None = None,
     where: Sequence[str] = (),
     array_join: str = "",
-) -> tuple[str, dict[str, Any]]:
-    """Cells from raw page views: one row per ``by`` (alias: expression) and day."""
-    params: dict[str, Any] = {"site": sel.site, "start": sel.start(), "end": sel.end()}
+) -> Cells:
+    """Cells from raw page views: one row per ``by`` (alias: expression), filter dimension and day. Only
+    days wholly inside raw retention: the oldest day loses rows while it is looked at, and the difference
+    between two looks would be one visitor's."""
+    params: dict[str, Any] = {
+        "site": sel.site,
+        "start": sel.start(),
+        "end": sel.end(),
+        "raw_days": store.settings.raw_retention_days - 1,
+    }
+    day = f"toDate(v.ts, '{sel.zone.key}')"
     conditions = [
         "v.site = {site:String}",
         "v.ts >= {start:DateTime64(3, 'UTC')}",
         "v.ts < {end:DateTime64(3, 'UTC')}",
+        f"{day} > toDate(now(), '{sel.zone.key}') - {{raw_days:UInt32}}",
         *where,
     ]
-    filters = sel.filters
-    if filters.topic == NO_TOPIC:
-        conditions.append("empty(v.topics)")
-    elif filters.topic is not None:
-        conditions.append("has(v.topics, {f_topic:String})")
-        params["f_topic"] = filters.topic
-    for name in ("country", "device"):
-        value = getattr(filters, name)
-        if value is not None:
-            conditions.append(f"v.{name} = {{f_{name}:String}}")
-            params[f"f_{name}"] = value
-    if filters.source is not None:
-        conditions.append(f"{source_expression('v')} = {{f_source:String}}")
-        params["f_source"] = filters.source
-    days, restricted = _filtered_days(store, sel)
-    conditions += [f"toDate(v.ts, '{sel.zone.key}') IN ({allowed})" for allowed in days]
-    params.update(restricted)
+    columns = dict(by)
+    names = {}
+    for name, _ in sel.filters.active():
+        if name == "topic":
+            if "topic" not in columns:
+                array_join = array_join or RAW_TOPICS
+                columns["topic"] = "topic"
+            names[name] = "topic"
+        else:
+            columns[f"f_{name}"] = _RAW_FILTERS[name]
+            names[name] = f"f_{name}"
+    keep, filter_params = _keep(sel, names)
     metrics = metrics or {"views": "count()", "visits": "countIf(v.entry)"}
-    seg = "".join(f"{expression} AS {alias}, " for alias, expression in by.items())
+    seg = "".join(f"{expression} AS {alias}, " for alias, expression in columns.items())
     measured = "".join(f"{expression} AS {alias}, " for alias, expression in metrics.items())
     inner = f"""
-        SELECT {seg}toDate(v.ts, '{sel.zone.key}') AS day, {measured}uniqExact(v.visitor_id) AS visitors,
+        SELECT {seg}{day} AS day, {measured}uniqExact(v.visitor_id) AS visitors,
                uniqExactState(v.visitor_id) AS state
         FROM {store.table("page_views")} AS v {array_join}
         WHERE {" AND ".join(conditions)}
-        GROUP BY {", ".join([*by, "day"])}
+        GROUP BY {", ".join([*columns, "day"])}
     """
-    return inner, params
+    return Cells(inner, {**params, **filter_params}, tuple(columns), tuple(by), keep, "uniqExact")
 
 
 # -- the reports -----------------------------------------------------------------------------------------
@@ -386,10 +384,10 @@ def _day_series(store: Store, sel: Selection) -> dict[str, list[int]]:
     """Views, visitors, visits and returning visits per day, of the days that count. Visits and returning
     visits count people (those who began a visit; those who came back): a day's figure counts only when it
     is k or more itself."""
-    inner, params = _stats(store, sel, ())
+    cells = _stats(store, sel, ())
     rows = store.query(
-        f"SELECT day, views, visitors, visits, returning FROM ({inner}) WHERE visitors >= {{k:UInt32}}",
-        {**params, "k": sel.min_visitors},
+        f"SELECT day, views, visitors, visits, returning FROM ({_gated(cells)}) WHERE ok AND ({cells.keep})",
+        {**cells.params, "k": sel.min_visitors},
     )
     index = {day: n for n, day in enumerate(sel.day_list())}
     series = {name: [0] * sel.days for name in ("views", "visitors", "visits", "returning")}
@@ -434,7 +432,8 @@ CHOICE_METHODS = ("banner", "settings", "form", "api")
 def _consent_rates(store: Store, sel: Selection) -> tuple[list[tuple[str, float]], int]:
     """Per category, the share of the people who chose in the banner in the period that allowed it.
 
-    People, not choices: one person choosing five times is one (their consent chain). A day counts with
+    People, not clicks: a choice that a later choice of the same day replaced (its ``previous_id``) does
+    not count, so one person choosing five times is one, with their last choice. A day counts with
     ``min_visitors`` or more people; for a category, a day counts only when those who allowed it and those
     who did not are each none or k or more (otherwise "10% of 10 people" would be one person's choice)."""
     ledger = store.table("consent_ledger")
@@ -442,6 +441,12 @@ def _consent_rates(store: Store, sel: Selection) -> tuple[list[tuple[str, float]
     where = """
         site = {site:String} AND ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')}
         AND method IN {methods:Array(String)}
+    """
+    final = f"""
+        SELECT {day} AS day, categories FROM {ledger}
+        WHERE {where} AND (consent_id, {day}) NOT IN (
+            SELECT assumeNotNull(previous_id), {day} FROM {ledger} WHERE {where} AND previous_id IS NOT NULL
+        )
     """
     params = {
         "site": sel.site,
@@ -452,20 +457,14 @@ def _consent_rates(store: Store, sel: Selection) -> tuple[list[tuple[str, float]
     }
     people = dict(
         store.query(
-            f"""
-            SELECT {day} AS day, uniqExact(chain) AS people FROM {ledger} WHERE {where}
-            GROUP BY day HAVING people >= {{k:UInt32}}
-            """,
-            params,
+            f"SELECT day, count() AS people FROM ({final}) GROUP BY day HAVING people >= {{k:UInt32}}", params
         )
     )
     if not people:
         return [], 0
     allowed = store.query(
-        f"""
-        SELECT {day} AS day, category, uniqExact(chain) FROM {ledger} ARRAY JOIN categories AS category
-        WHERE {where} GROUP BY day, category
-        """,
+        f"SELECT day, category, count() FROM ({final}) ARRAY JOIN categories AS category "
+        "GROUP BY day, category",
         params,
     )
     k = sel.min_visitors
@@ -498,9 +497,8 @@ def _table_from_stats(
     limit: int = 100,
     measures: Sequence[Column] = (VIEWS,),
 ) -> Table:
-    inner, params = _stats(store, sel, [c.key for c in by])
-    metrics = [c.key for c in measures]
-    rows, hidden = _cells(store, inner, [c.key for c in by], metrics, params, sel.min_visitors, limit, "uniq")
+    cells = _stats(store, sel, [c.key for c in by])
+    rows, hidden = _cells(store, cells, [c.key for c in measures], sel.min_visitors, limit)
     return Table(name, title, [*by, *measures, VISITORS], rows, hidden)
 
 
@@ -544,8 +542,7 @@ def rising(table: Table, count: int = 5) -> list[tuple[str, int, float | None]]:
 
 
 def topic_series(store: Store, sel: Selection, topics: Sequence[str]) -> list[Series]:
-    inner, params = _stats(store, sel, ["topic"])
-    per = _series(store, inner, ["topic"], "views", params, sel)
+    per = _series(store, _stats(store, sel, ["topic"]), "views", sel)
     return [Series(topic, per.get((topic,), [0] * sel.days)) for topic in topics]
 
 
@@ -556,10 +553,8 @@ def topic_by(store: Store, sel: Selection, column: Column) -> Table:
 
 def topic_pages(store: Store, sel: Selection, per_topic: int = 3) -> Table:
     """The most viewed pages of each topic."""
-    inner, params = _raw(
-        store, sel, {"topic": "topic", "path": "v.path"}, array_join="ARRAY JOIN v.topics AS topic"
-    )
-    rows, hidden = _cells(store, inner, ["topic", "path"], ["views"], params, sel.min_visitors, 2000)
+    cells = _raw(store, sel, {"topic": "topic", "path": "v.path"}, array_join=RAW_TOPICS)
+    rows, hidden = _cells(store, cells, ["views"], sel.min_visitors, 2000)
     return Table(
         "topic-pages",
         "Top pages per topic",
@@ -580,10 +575,8 @@ def _top(rows: list[tuple[Any, ...]], per_group: int) -> list[tuple[Any, ...]]:
 
 
 def topic_sources(store: Store, sel: Selection, per_topic: int = 3) -> Table:
-    inner, params = _stats(store, sel, ["topic", "source"])
-    rows, hidden = _cells(
-        store, inner, ["topic", "source"], ["views"], params, sel.min_visitors, 2000, "uniq", "source != ''"
-    )
+    cells = _stats(store, sel, ["topic", "source"])
+    rows, hidden = _cells(store, cells, ["views"], sel.min_visitors, 2000, keep="source != ''")
     return Table(
         "topic-sources",
         "Top sources per topic",
@@ -593,37 +586,13 @@ def topic_sources(store: Store, sel: Selection, per_topic: int = 3) -> Table:
     )
 
 
+NOT_FILTERED = "Not split by filters."
+
+
 def co_interest(store: Store, sel: Selection, limit: int = 20) -> Table:
     """Pairs of topics read by the same visitor on the same day: of the visitors (per day) interested in
-    the first, the share also interested in the second."""
-    per_visitor, params = _raw(
-        store, sel, {"visitor": "v.visitor_id"}, metrics={"topics": "groupUniqArrayArray(v.topics)"}
-    )
-    # Of the first topic, only the cells the topic tables count (the same gate, the same days).
-    singles, _ = _raw(store, sel, {"topic": "topic"}, array_join="ARRAY JOIN v.topics AS topic")
-    rows = store.query(
-        f"""
-        SELECT p.a, p.b, sum(p.visitors) AS both, sum(s.visitors) AS of_a
-        FROM (
-            SELECT day, a, b, count() AS visitors
-            FROM (SELECT day, topics FROM ({per_visitor}))
-            ARRAY JOIN topics AS a
-            ARRAY JOIN topics AS b
-            WHERE a != b
-            GROUP BY day, a, b
-        ) AS p
-        INNER JOIN (
-            SELECT day, topic AS a, visitors FROM ({_gated(singles, ["topic"], "uniqExact")}) WHERE ok
-        ) AS s ON s.day = p.day AND s.a = p.a
-        WHERE p.visitors >= {{k:UInt32}}
-          -- and those of the first who did not read the second: none, or k or more
-          AND (s.visitors = p.visitors OR s.visitors - p.visitors >= {{k:UInt32}})
-        GROUP BY p.a, p.b
-        ORDER BY both / of_a DESC, both DESC, p.a, p.b
-        LIMIT {int(limit)}
-        """,
-        {**params, "k": sel.min_visitors},
-    )
+    the first, the share also interested in the second. A pair counts on a day when both topics' cells
+    count, and those who read one but not the other are none or k or more, either way round."""
     table = Table(
         "co-interest",
         "Co-interest: visitors interested in one topic were also interested in another (same day)",
@@ -634,59 +603,76 @@ def co_interest(store: Store, sel: Selection, limit: int = 20) -> Table:
             Column("share", "Share of the first topic's visitors"),
         ],
     )
+    if sel.filters.active():
+        table.note = NOT_FILTERED
+        return table
+    per_visitor = _raw(
+        store, sel, {"visitor": "v.visitor_id"}, metrics={"topics": "groupUniqArrayArray(v.topics)"}
+    )
+    singles = _raw(store, sel, {"topic": "topic"}, array_join=RAW_TOPICS)
+    counted = f"SELECT day, topic, visitors FROM ({_gated(singles)}) WHERE ok"
+    rows = store.query(
+        f"""
+        SELECT p.a, p.b, sum(p.visitors) AS both, sum(s.visitors) AS of_a
+        FROM (
+            SELECT day, a, b, count() AS visitors
+            FROM (SELECT day, topics FROM ({per_visitor.inner}))
+            ARRAY JOIN topics AS a
+            ARRAY JOIN topics AS b
+            WHERE a != b
+            GROUP BY day, a, b
+        ) AS p
+        INNER JOIN ({counted}) AS s ON s.day = p.day AND s.topic = p.a
+        INNER JOIN ({counted}) AS t ON t.day = p.day AND t.topic = p.b
+        WHERE p.visitors >= {{k:UInt32}}
+          AND (s.visitors = p.visitors OR s.visitors - p.visitors >= {{k:UInt32}})
+          AND (t.visitors = p.visitors OR t.visitors - p.visitors >= {{k:UInt32}})
+        GROUP BY p.a, p.b
+        ORDER BY both / of_a DESC, both DESC, p.a, p.b
+        LIMIT {int(limit)}
+        """,
+        {**per_visitor.params, **singles.params, "k": sel.min_visitors},
+    )
     table.rows = [(a, b, int(both), round(both / of_a, 3) if of_a else None) for a, b, both, of_a in rows]
     return table
 
 
 def pages(store: Store, sel: Selection) -> Table:
-    inner, params = _raw(store, sel, {"path": "v.path"})
-    rows, hidden = _cells(store, inner, ["path"], ["views"], params, sel.min_visitors, 100)
+    rows, hidden = _cells(store, _raw(store, sel, {"path": "v.path"}), ["views"], sel.min_visitors, 100)
     return Table("pages", "Top pages", [PAGE, VIEWS, VISITORS], rows, hidden)
 
 
 def entry_pages(store: Store, sel: Selection) -> Table:
-    inner, params = _raw(store, sel, {"path": "v.path"}, {"visits": "count()"}, where=["v.entry"])
-    rows, hidden = _cells(store, inner, ["path"], ["visits"], params, sel.min_visitors, 50)
+    cells = _raw(store, sel, {"path": "v.path"}, {"visits": "count()"}, where=["v.entry"])
+    rows, hidden = _cells(store, cells, ["visits"], sel.min_visitors, 50)
     return Table("entry-pages", "Entry pages", [PAGE, VISITS, VISITORS], rows, hidden)
 
 
 def exit_pages(store: Store, sel: Selection) -> Table:
     """The last page of each visit (a visit is a visitor id and its start)."""
-    inner, params = _raw(
+    table = Table("exit-pages", "Exit pages", [PAGE, Column("visits", "Exits"), VISITORS])
+    if sel.filters.active():
+        table.note = NOT_FILTERED
+        return table
+    visits = _raw(
         store, sel, {"visitor": "v.visitor_id", "visit": "v.visit_start"}, {"path": "argMax(v.path, v.ts)"}
     )
     exits = f"""
         SELECT path, day, count() AS visits, uniqExact(visitor) AS visitors, uniqExactState(visitor) AS state
-        FROM ({inner})
+        FROM ({visits.inner})
         GROUP BY path, day
     """
-    rows, hidden = _cells(store, exits, ["path"], ["visits"], params, sel.min_visitors, 50)
-    return Table("exit-pages", "Exit pages", [PAGE, Column("visits", "Exits"), VISITORS], rows, hidden)
-
-
-def referrers(store: Store, sel: Selection) -> Table:
-    inner, params = _raw(store, sel, {"host": "v.referrer_host"})
-    k = sel.min_visitors
-    rows, hidden = _cells(store, inner, ["host"], ["views"], params, k, 50, keep="host != ''")
-    return Table(
-        "referrers",
-        "Referring sites",
-        [Column("host", "Referrer", numeric=False), VIEWS, VISITORS],
-        rows,
-        hidden,
-    )
+    cells = Cells(exits, visits.params, ("path",), ("path",), "1", "uniqExact")
+    table.rows, table.hidden = _cells(store, cells, ["visits"], sel.min_visitors, 50)
+    return table
 
 
 def campaigns(store: Store, sel: Selection) -> Table:
-    inner, params = _raw(
-        store,
-        sel,
-        {"source": "v.utm_source", "medium": "v.utm_medium", "campaign": "v.utm_campaign"},
+    cells = _raw(
+        store, sel, {"source": "v.utm_source", "medium": "v.utm_medium", "campaign": "v.utm_campaign"}
     )
     keep = "(source != '' OR campaign != '')"
-    rows, hidden = _cells(
-        store, inner, ["source", "medium", "campaign"], ["views"], params, sel.min_visitors, 50, keep=keep
-    )
+    rows, hidden = _cells(store, cells, ["views"], sel.min_visitors, 50, keep=keep)
     columns = [
         Column("source", "utm_source", numeric=False),
         Column("medium", "utm_medium", numeric=False),

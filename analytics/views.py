@@ -187,7 +187,6 @@ def pages(store: Store, request: Request, now: datetime) -> dict[str, Any]:
             reports.pages(store, sel),
             reports.entry_pages(store, sel),
             reports.exit_pages(store, sel),
-            reports.referrers(store, sel),
             reports.campaigns(store, sel),
         )
     }

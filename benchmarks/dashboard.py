@@ -516,7 +516,6 @@ def measure(store: TimedStore, now: datetime, repeat: int) -> None:
         "pages": lambda: r.pages(store, sel),
         "entry_pages": lambda: r.entry_pages(store, sel),
         "exit_pages": lambda: r.exit_pages(store, sel),
-        "referrers": lambda: r.referrers(store, sel),
         "campaigns": lambda: r.campaigns(store, sel),
     }
     print("\nreports at 13 months, no filter; ms per call")

@@ -186,7 +186,6 @@ def test_pages_entries_exits_referrers_and_campaigns(store: Store) -> None:
     assert r.pages(store, sel).rows[0] == ("/implants", 10, 10)
     assert r.entry_pages(store, sel).rows == [("/implants", 10, 10)]
     assert sorted(r.exit_pages(store, sel).rows) == [("/contact", 5, 5), ("/implants", 5, 5)]
-    assert r.referrers(store, sel).rows == [("duckduckgo.com", 5, 5)]
     assert r.campaigns(store, sel).rows == [("nieuwsbrief", "email", "najaar", 5, 5)]
     sources = r.sources(store, sel)  # per page view: the later pages of a visit have no referrer
     assert sources.rows == [("", 10, 5), ("duckduckgo.com", 5, 5), ("nieuwsbrief", 5, 5)]
@@ -263,34 +262,83 @@ def test_direct_visits_are_gated_before_they_are_left_out(store: Store) -> None:
     lone = people(1)[0]
     put(store, [view(DAY, lone, "t", minute=m, path=f"/t/{m}") for m in range(3)])
     assert r.topic_sources(store, select(DAY)).rows == []
-    assert r.referrers(store, select(DAY)).rows == []  # the same: the total minus google was that visitor
 
 
 def test_consent_rates_count_people_not_choices(store: Store) -> None:
-    """Five choices by one person were enough to show that person's choices as rates."""
+    """Five choices by one person were enough to show that person's choices as rates. (People are told
+    apart by their choices' lineage: each new choice names the one it replaces.)"""
 
-    def choices(chains: list[uuid.UUID], categories: list[str]) -> None:
-        n = len(chains)
-        store.insert_columns(
-            "consent_ledger",
-            {
-                "consent_id": [uuid.uuid4() for _ in range(n)],
-                "ts": [datetime(2026, 11, 2, 9, tzinfo=UTC)] * n,
-                "categories": [categories] * n,
-                "method": ["banner"] * n,
-                "site": ["default"] * n,
-                "chain": chains,
-            },
-        )
+    def choices(people: int, categories: list[str], times: int = 1) -> None:
+        for _ in range(people):
+            previous = None
+            for n in range(times):
+                consent_id = uuid.uuid4()
+                store.insert_columns(
+                    "consent_ledger",
+                    {
+                        "consent_id": [consent_id],
+                        "previous_id": [previous],
+                        "ts": [datetime(2026, 11, 2, 9, n, tzinfo=UTC)],
+                        "categories": [categories],
+                        "method": ["banner"],
+                        "site": ["default"],
+                        "chain": [uuid.UUID(int=1)],  # the loader's chain: one for everyone
+                    },
+                )
+                previous = consent_id
 
-    one = uuid.uuid4()
-    choices([one] * 5, ["necessary", "analytics"])
+    choices(1, ["necessary", "analytics"], times=5)
     assert r.overview(store, select(DAY)).consent_rates == []
-    choices([uuid.uuid4() for _ in range(4)], ["necessary"])  # five people now; one allowed analytics
+    choices(4, ["necessary"])  # five people now; one allowed analytics
     summary = r.overview(store, select(DAY))
     assert summary.decisions == 5
     assert summary.consent_rates == [("necessary", 1.0)]  # "analytics 20%" would be one person's choice
-    choices([uuid.uuid4() for _ in range(9)], ["necessary", "analytics"])  # 10 allowed it, 4 did not
+    choices(9, ["necessary", "analytics"])  # 10 allowed it, 4 did not
     assert dict(r.overview(store, select(DAY)).consent_rates) == {"necessary": 1.0}
-    choices([uuid.uuid4()], ["necessary"])  # and now 5 did not
+    choices(1, ["necessary"])  # and now 5 did not
     assert dict(r.overview(store, select(DAY)).consent_rates) == {"necessary": 1.0, "analytics": 10 / 15}
+
+
+def test_a_two_way_table_does_not_give_away_a_cell_alone_in_its_row_and_column(store: Store) -> None:
+    """Found on a second try: the overview (27 visitors, 30 views) minus topic by country (26, 26) was the
+    one visitor from Iceland who read z four times. The day itself is a parent of every cell too."""
+    put(store, [*(view(DAY, v, "x") for v in people(10)), *(view(DAY, v, "y") for v in people(10))])
+    put(store, [view(DAY, v, "x", country="DE") for v in people(6)])
+    lone = people(1)[0]
+    put(store, [view(DAY, lone, "z", country="IS", minute=m, path=f"/z{m}") for m in range(4)])
+    total = r.overview(store, select(DAY)).totals
+    shown = r.topic_by(store, select(DAY), r.COUNTRY).rows
+    left = total.visitors - sum(row[3] for row in shown)
+    assert left == 0 or left >= K, shown
+
+
+def test_a_filtered_table_is_a_slice_of_the_two_way_table(store: Store) -> None:
+    """Found on a second try: topics showed x = 12 and, with country=NL, x = 10: two readers elsewhere."""
+    put(
+        store,
+        [*(view(DAY, v, "x") for v in people(10)), *(view(DAY, v, "x", country="DE") for v in people(2))],
+    )
+    put(store, [view(DAY, v, "y", country="DE") for v in people(10)])
+    everywhere, nl = topics(store, DAY), topics(store, DAY, country="NL")
+    if "x" in everywhere and "x" in nl:
+        assert everywhere["x"][1] - nl["x"][1] in (0, *range(K, 100))
+
+
+def test_hidden_page_views_of_people_who_are_also_shown(store: Store) -> None:
+    """Found on a second try: eleven read the home page and one of them also read hiv four times; the
+    visitors outside the shown cells were none, yet 15 views minus home's 11 were that one person's."""
+    readers = people(11)
+    put(store, [view(DAY, v, "home") for v in readers])
+    put(store, [view(DAY, readers[0], "hiv", minute=m, path=f"/hiv{m}") for m in range(1, 5)])
+    assert topics(store, DAY) == {}
+
+
+def test_co_interest_is_checked_both_ways(store: Store) -> None:
+    """Found on a second try: (a, b) both = 10 beside b = 12 gave away the two who read b alone."""
+    both = people(10)
+    put(
+        store,
+        [*(view(DAY, v, t) for v in both for t in ("a", "b")), *(view(DAY, v, "a") for v in people(10))],
+    )
+    put(store, [view(DAY, v, "b") for v in people(2)])
+    assert r.co_interest(store, select(DAY)).rows == []

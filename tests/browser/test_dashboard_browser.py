@@ -34,7 +34,7 @@ VIEWS = {"overview": "/", "topics": "/topics", "pages": "/pages"}
 FILLED = {
     "overview": ["topics", "sources", "countries", "devices"],
     "topics": ["topics", "topic-country", "topic-device", "topic-pages", "co-interest"],
-    "pages": ["pages", "entry-pages", "exit-pages", "referrers"],
+    "pages": ["pages", "entry-pages", "exit-pages"],
 }
 # What visitors can put in what the dashboard shows: a path, UTM values (the referrer is checked on capture).
 PAYLOAD_PATH = "/cursussen/<img src=x onerror=window.__xss=1>"
