@@ -238,6 +238,22 @@ def _ended_sessions(store: Store) -> list[str]:
     ]
 
 
+def _erased_days(store: Store) -> list[str]:
+    """The days on which an erased visitor had page views. The anonymous statistics keep counting them, so
+    on those days a report from raw rows minus one from the statistics would be that visitor: the dashboard
+    shows no raw-row reports for them. Kept as long as raw page views are."""
+    return [
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("erased_days")} (
+            site LowCardinality(String),
+            day Date
+        ) ENGINE = ReplacingMergeTree
+        ORDER BY (site, day)
+        TTL toDateTime(day) + INTERVAL {store.settings.raw_retention_days + 1} DAY DELETE
+        """
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "chained_ledger", _chained_ledger),
@@ -248,6 +264,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "engagement", _engagement),
     Migration(8, "subject_requests", _subject_requests),
     Migration(9, "ended_sessions", _ended_sessions),
+    Migration(10, "erased_days", _erased_days),
 )
 
 

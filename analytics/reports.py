@@ -298,8 +298,8 @@ def _raw(
     array_join: str = "",
 ) -> Cells:
     """Cells from raw page views: one row per ``by`` (alias: expression), filter dimension and day. Only
-    days wholly inside raw retention: the oldest day loses rows while it is looked at, and the difference
-    between two looks would be one visitor's."""
+    days wholly inside raw retention (the oldest day loses rows while it is looked at, and the difference
+    between two looks would be one visitor's), and no day on which an erased visitor had page views."""
     params: dict[str, Any] = {
         "site": sel.site,
         "start": sel.start(),
@@ -312,6 +312,8 @@ def _raw(
         "v.ts >= {start:DateTime64(3, 'UTC')}",
         "v.ts < {end:DateTime64(3, 'UTC')}",
         f"{day} > toDate(now(), '{sel.zone.key}') - {{raw_days:UInt32}}",
+        # Nor the days of an erased visitor: the statistics still count them (see migrations._erased_days).
+        f"{day} NOT IN (SELECT day FROM {store.table('erased_days')} WHERE site = {{site:String}})",
         *where,
     ]
     columns = dict(by)

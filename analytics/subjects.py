@@ -189,6 +189,15 @@ class Subjects:
         return counts
 
     def _erase_rows(self, visitor_id: UUID) -> None:
+        # First the days those page views were on: the dashboard's raw-row reports leave them out, or their
+        # difference from the statistics (which keep counting this visitor, anonymously) would be them.
+        views = self._store.table("page_views")
+        self._store.command(
+            f"INSERT INTO {self._store.table('erased_days')} (site, day) "
+            f"SELECT DISTINCT site, toDate(ts, '{self._store.settings.timezone}') FROM {views} "
+            "WHERE visitor_id = {v:UUID}",
+            {"v": visitor_id},
+        )
         for table in ERASABLE:
             self._store.command(
                 f"ALTER TABLE {self._store.table(table)} DELETE WHERE visitor_id = {{v:UUID}} "
