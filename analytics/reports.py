@@ -556,36 +556,35 @@ def topic_by(store: Store, sel: Selection, column: Column) -> Table:
 def topic_pages(store: Store, sel: Selection, per_topic: int = 3) -> Table:
     """The most viewed pages of each topic."""
     cells = _raw(store, sel, {"topic": "topic", "path": "v.path"}, array_join=RAW_TOPICS)
-    rows, hidden = _cells(store, cells, ["views"], sel.min_visitors, 2000)
-    return Table(
-        "topic-pages",
-        "Top pages per topic",
-        [TOPIC, PAGE, VIEWS, VISITORS],
-        _top(rows, per_topic),
-        hidden,
-    )
-
-
-def _top(rows: list[tuple[Any, ...]], per_group: int) -> list[tuple[Any, ...]]:
-    counted: dict[Any, int] = {}
-    out = []
-    for row in rows:  # biggest first already
-        if counted.get(row[0], 0) < per_group:
-            counted[row[0]] = counted.get(row[0], 0) + 1
-            out.append(row)
-    return sorted(out, key=lambda row: (row[0], -row[2]))
+    return _per_topic(store, sel, cells, "topic-pages", "Top pages per topic", PAGE, per_topic)
 
 
 def topic_sources(store: Store, sel: Selection, per_topic: int = 3) -> Table:
     cells = _stats(store, sel, ["topic", "source"])
-    rows, hidden = _cells(store, cells, ["views"], sel.min_visitors, 2000, keep="source != ''")
-    return Table(
-        "topic-sources",
-        "Top sources per topic",
-        [TOPIC, SOURCE, VIEWS, VISITORS],
-        _top(rows, per_topic),
-        hidden,
-    )
+    title = "Top sources per topic"
+    return _per_topic(store, sel, cells, "topic-sources", title, SOURCE, per_topic, keep="source != ''")
+
+
+def _per_topic(
+    store: Store,
+    sel: Selection,
+    cells: Cells,
+    name: str,
+    title: str,
+    column: Column,
+    per_topic: int,
+    keep: str = "1",
+) -> Table:
+    """The ``per_topic`` biggest rows of each topic of a topic-by-``column`` table."""
+    rows, hidden = _cells(store, cells, ["views"], sel.min_visitors, 2000, keep=keep)
+    counted: dict[Any, int] = defaultdict(int)
+    top = []
+    for row in rows:  # biggest first already
+        if counted[row[0]] < per_topic:
+            counted[row[0]] += 1
+            top.append(row)
+    top.sort(key=lambda row: (row[0], -row[2]))
+    return Table(name, title, [TOPIC, column, VIEWS, VISITORS], top, hidden)
 
 
 NOT_FILTERED = "Not split by filters."
