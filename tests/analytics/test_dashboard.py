@@ -216,7 +216,9 @@ def test_a_store_that_does_not_answer_gets_a_503_page_and_the_site_goes_on(
     make_client: MakeClient, make_config: Callable[..., Config]
 ) -> None:
     """Found by trying: a hung store used to hold every dashboard request (and the site's threads)."""
-    client = make_client(make_config(dashboard=DashboardSection(min_visitors=1, store_timeout_seconds=0.5)))
+    # (3 s: long enough for a whole view on a busy machine once the store answers again, with the view
+    # abandoned while it hung finishing first.)
+    client = make_client(make_config(dashboard=DashboardSection(min_visitors=1, store_timeout_seconds=3)))
     runtime_of(client).accounts.add("sanne", PASSWORD, Role.MARKETER)
     assert login(client) == 303
     store = runtime_of(client).store
