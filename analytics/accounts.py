@@ -58,6 +58,17 @@ class Accounts:
         self._write(account.username, "", account.role, deleted=True)
         return True
 
+    def set_password(self, username: str, password: str) -> bool:
+        """A new password for an existing account; its role stays, and so does its being disabled."""
+        row = self._row(username)
+        if row is None:
+            return False
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise ValueError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+        mark = _DISABLED if row[1].startswith(_DISABLED) else ""
+        self._write(row[0], mark + self._hasher.hash(password), Role(row[2]), deleted=False)
+        return True
+
     def set_role(self, username: str, role: Role) -> bool:
         row = self._row(username)
         if row is None:

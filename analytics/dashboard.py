@@ -251,7 +251,7 @@ class Dashboard:
         )
 
     async def _accounts_page(self, request: Request) -> Response:
-        return await self._accounts_view(request, None, None)
+        return await self._accounts_view(request, await self._account(request), None, None)
 
     async def _accounts_post(self, request: Request) -> Response:
         """Add an account, change a role, reset a password, disable, enable or remove: for admins, from the
@@ -261,37 +261,37 @@ class Dashboard:
             return self._render(
                 request, "login.html", status=403, error="This form must be sent from the dashboard."
             )
-        form = await _read_form(request)
-        if form is None:
-            return await self._accounts_view(request, "The form was malformed.", None, status=400)
         account = await self._account(request)
         if account is None or account.role != Role.ADMIN:
-            return await self._accounts_view(request, None, None)
+            return await self._accounts_view(request, account, None, None)
+
+        async def answer(
+            error: str | None, status: int = 400, shown: tuple[str, str] | None = None
+        ) -> Response:
+            return await self._accounts_view(request, account, error, shown, status=status)
+
+        form = await _read_form(request)
+        if form is None:
+            return await answer("The form was malformed.")
         action, username = form.get("action", ""), form.get("username", "").strip().lower()[:64]
         try:
             role = Role(form.get("role", Role.MARKETER.value))
         except ValueError:
-            return await self._accounts_view(request, "Unknown role.", None, status=400)
+            return await answer("Unknown role.")
         if username == account.username and action != "reset":
-            return await self._accounts_view(
-                request, "You cannot do that to your own account.", None, status=400
-            )
+            return await answer("You cannot do that to your own account.")
         accounts = self._accounts
         password = secrets.token_urlsafe(12)
         try:
             if action == "add":
                 if await self._ask(accounts.get, username) is not None:
-                    return await self._accounts_view(request, f"{username} exists already.", None, status=400)
+                    return await answer(f"{username} exists already.")
                 await self._ask(accounts.add, username, password, role)
-                return await self._accounts_view(request, None, (username, password))
+                return await answer(None, 200, (username, password))
             if action == "reset":
-                found = await self._ask(accounts.get, username)
-                if found is None:
-                    return await self._accounts_view(request, "No such account.", None, status=404)
-                await self._ask(accounts.add, username, password, found.role)
-                if found.disabled:
-                    await self._ask(accounts.set_disabled, username, True)
-                return await self._accounts_view(request, None, (username, password))
+                if not await self._ask(accounts.set_password, username, password):
+                    return await answer("No such account.", 404)
+                return await answer(None, 200, (username, password))
             changes = {
                 "role": lambda: accounts.set_role(username, role),
                 "disable": lambda: accounts.set_disabled(username, True),
@@ -299,17 +299,21 @@ class Dashboard:
                 "remove": lambda: accounts.remove(username),
             }
             if action not in changes:
-                return await self._accounts_view(request, "Unknown action.", None, status=400)
+                return await answer("Unknown action.")
             if not await self._ask(changes[action]):
-                return await self._accounts_view(request, "No such account.", None, status=404)
+                return await answer("No such account.", 404)
         except ValueError as exc:  # a user name that is not one
-            return await self._accounts_view(request, str(exc), None, status=400)
+            return await answer(str(exc))
         return RedirectResponse(_base(request) + "/accounts", status_code=303)
 
     async def _accounts_view(
-        self, request: Request, error: str | None, new_password: tuple[str, str] | None, status: int = 200
+        self,
+        request: Request,
+        account: Account | None,
+        error: str | None,
+        new_password: tuple[str, str] | None,
+        status: int = 200,
     ) -> Response:
-        account = await self._account(request)
         if account is None:
             return RedirectResponse(_base(request) + "/login", status_code=303)
         if account.role != Role.ADMIN:

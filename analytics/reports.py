@@ -5,8 +5,8 @@ segment (a topic, a page, a country, ... within the chosen filters), and it coun
 ``min_visitors`` distinct visitors make it up that day. A cell below that counts nowhere: not in its row,
 not in a total, not in a chart, not in a CSV. So every number is a sum of cells that could each be shown,
 and subtracting two reports (two overlapping date ranges, a week and the day inside it) leaves a sum of such
-cells again: differencing reveals nothing smaller than ``min_visitors``. A segment none of whose days has
-enough visitors is hidden, and only how many were hidden is said.
+cells again. What a table leaves out must not be small either (``_gated``), and a filter is one more
+segment of a table gated as a whole (``Cells``).
 
 **Visitors are counted per day**, as Plausible does: a visitor on three days counts three times. It is
 what the anonymous daily statistics can count (their salt changes every day, see
@@ -15,10 +15,10 @@ for them too. Distinct visitors over a longer range would leak through differenc
 1..10 November minus those of 1..9 November are the newcomers of the 10th).
 
 Counts per topic, country, device and source come from the daily statistics, so they outlive raw page
-views and cost little however long the range. Pages, entry and exit pages, referrers, campaigns, co-interest
-and engagement need the raw rows; those reports end where raw retention ends. The gate of a cell is an exact
-count of distinct visitors (``uniqExact`` on raw rows; ``uniq`` on the statistics, which is exact for sets
-this small), so the suppression decision is never approximate.
+views. Pages, entry and exit pages, campaigns, co-interest and engagement need the raw rows; those reports
+end where raw retention ends, and leave out the days of erased visitors (``_raw``). The gate of a cell is an
+exact count of distinct visitors (``uniqExact`` on raw rows; ``uniq`` on the statistics, which is exact up
+to 65,536); only a remainder under a parent of more visitors than that is approximate.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .aggregates import ALL_TOPICS, source_expression
+from .ledger import Method
 from .store import Store
 
 NO_TOPIC = ""
@@ -52,9 +53,6 @@ class Filters:
 
     def active(self) -> list[tuple[str, str]]:
         return [(name, value) for name in DIMENSIONS if (value := getattr(self, name)) is not None]
-
-    def without(self, name: str) -> Filters:
-        return replace(self, **{name: None})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +75,6 @@ class Selection:
         return replace(
             self, first=self.first - timedelta(days=self.days), last=self.first - timedelta(days=1)
         )
-
-    def without(self, name: str) -> Selection:
-        return replace(self, filters=self.filters.without(name))
 
     def start(self) -> datetime:
         return datetime.combine(self.first, time(), self.zone)
@@ -235,20 +230,24 @@ def _cells(
     return shown, hidden
 
 
-def _series(store: Store, cells: Cells, metric: str, sel: Selection) -> dict[tuple[Any, ...], list[int]]:
-    """Per shown segment, the metric per day of the selection (0 where the cell does not count)."""
+def _series(
+    store: Store, cells: Cells, metrics: Sequence[str], sel: Selection
+) -> dict[tuple[Any, ...], dict[str, list[int]]]:
+    """Per shown segment, each metric per day of the selection (0 where the cell does not count)."""
     seg = ", ".join(cells.shown) + ", " if cells.shown else ""
     rows = store.query(
-        f"SELECT {seg}day, {metric} FROM ({_gated(cells)}) WHERE ok AND ({cells.keep})",
+        f"SELECT {seg}day, {', '.join(metrics)} FROM ({_gated(cells)}) WHERE ok AND ({cells.keep})",
         {**cells.params, "k": sel.min_visitors},
     )
     index = {day: n for n, day in enumerate(sel.day_list())}
-    out: dict[tuple[Any, ...], list[int]] = {}
+    out: dict[tuple[Any, ...], dict[str, list[int]]] = {}
+    width = len(cells.shown)
     for row in rows:
-        key, day, value = tuple(row[: len(cells.shown)]), row[-2], int(row[-1])
-        values = out.setdefault(key, [0] * sel.days)
+        day = row[width]
         if day in index:
-            values[index[day]] = value
+            series = out.setdefault(tuple(row[:width]), {m: [0] * sel.days for m in metrics})
+            for metric, value in zip(metrics, row[width + 1 :], strict=True):
+                series[metric][index[day]] = int(value)
     return out
 
 
@@ -386,19 +385,12 @@ def _day_series(store: Store, sel: Selection) -> dict[str, list[int]]:
     """Views, visitors, visits and returning visits per day, of the days that count. Visits and returning
     visits count people (those who began a visit; those who came back): a day's figure counts only when it
     is k or more itself."""
-    cells = _stats(store, sel, ())
-    rows = store.query(
-        f"SELECT day, views, visitors, visits, returning FROM ({_gated(cells)}) WHERE ok AND ({cells.keep})",
-        {**cells.params, "k": sel.min_visitors},
+    metrics = ("views", "visitors", "visits", "returning")
+    series = _series(store, _stats(store, sel, ()), metrics, sel).get(
+        (), {m: [0] * sel.days for m in metrics}
     )
-    index = {day: n for n, day in enumerate(sel.day_list())}
-    series = {name: [0] * sel.days for name in ("views", "visitors", "visits", "returning")}
-    for day, *values in rows:
-        if day in index:
-            for name, value in zip(("views", "visitors", "visits", "returning"), values, strict=True):
-                series[name][index[day]] = (
-                    int(value) if name in ("views", "visitors") or value >= sel.min_visitors else 0
-                )
+    for people in ("visits", "returning"):
+        series[people] = [n if n >= sel.min_visitors else 0 for n in series[people]]
     return series
 
 
@@ -428,7 +420,7 @@ def _engagement(store: Store, sel: Selection) -> float | None:
 
 
 # The choices a visitor made in the banner (not implied defaults, embeds, objections or erasures).
-CHOICE_METHODS = ("banner", "settings", "form", "api")
+CHOICE_METHODS = (Method.BANNER, Method.SETTINGS, Method.FORM, Method.API)
 
 
 def _consent_rates(store: Store, sel: Selection) -> tuple[list[tuple[str, float]], int]:
@@ -455,7 +447,7 @@ def _consent_rates(store: Store, sel: Selection) -> tuple[list[tuple[str, float]
         "start": sel.start(),
         "end": sel.end(),
         "k": sel.min_visitors,
-        "methods": list(CHOICE_METHODS),
+        "methods": [method.value for method in CHOICE_METHODS],
     }
     people = dict(
         store.query(
@@ -544,8 +536,8 @@ def rising(table: Table, count: int = 5) -> list[tuple[str, int, float | None]]:
 
 
 def topic_series(store: Store, sel: Selection, topics: Sequence[str]) -> list[Series]:
-    per = _series(store, _stats(store, sel, ["topic"]), "views", sel)
-    return [Series(topic, per.get((topic,), [0] * sel.days)) for topic in topics]
+    per = _series(store, _stats(store, sel, ["topic"]), ["views"], sel)
+    return [Series(topic, per[(topic,)]["views"] if (topic,) in per else [0] * sel.days) for topic in topics]
 
 
 def topic_by(store: Store, sel: Selection, column: Column) -> Table:
