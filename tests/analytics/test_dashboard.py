@@ -439,6 +439,15 @@ def test_admins_manage_accounts_from_the_dashboard(client: TestClient) -> None:
     assert piet.get(f"{DASH}/accounts", follow_redirects=False).status_code == 303  # ended by the reset
     assert login_client(piet, "piet", password) == 401 and login_client(piet, "piet", new_password) == 303
 
+    # A new password for a disabled account leaves it disabled; enabled, it has that new password.
+    client.post(f"{DASH}/accounts", data={"action": "disable", "username": "piet"})
+    locked = client.post(f"{DASH}/accounts", data={"action": "reset", "username": "piet"})
+    [locked_password] = re.findall(r'<code class="password">([^<]+)</code>', locked.text)
+    accounts = runtime_of(client).accounts  # (piet's logins are used up for this minute)
+    assert accounts.authenticate("piet", locked_password) is None
+    client.post(f"{DASH}/accounts", data={"action": "enable", "username": "piet"})
+    assert accounts.authenticate("piet", locked_password) is not None
+
     own = client.post(f"{DASH}/accounts", data={"action": "remove", "username": "anna"})
     assert own.status_code == 400 and "your own account" in own.text
     client.post(f"{DASH}/accounts", data={"action": "remove", "username": "piet"})
