@@ -5,14 +5,20 @@ BIN    := $(VENV)/bin
 SOURCES := pyproject.toml $(shell find middleware banner analytics examples/demo -type f -not -path '*/__pycache__/*' -not -path '*/node_modules/*' 2>/dev/null)
 ESBUILD := banner/node_modules/.bin/esbuild
 
-.PHONY: demo test check lint typecheck chromium banner clean
+.PHONY: demo test bench check lint typecheck chromium wrk banner clean
 .DELETE_ON_ERROR:
 
 demo: $(VENV)/.package
 	$(BIN)/koekje demo
 
-test: $(VENV)/.package $(VENV)/.test-deps chromium $(ESBUILD) check
+test: $(VENV)/.package $(VENV)/.test-deps chromium wrk $(ESBUILD) check
 	$(BIN)/python -m pytest
+
+# The request-path benchmarks, full size (minutes; method and figures in benchmarks/RESULTS.md). Their smoke
+# runs are part of `make test`. The dashboard's and the pipeline's are run by hand: see RESULTS.md.
+bench: $(VENV)/.package $(VENV)/.test-deps wrk
+	$(BIN)/python benchmarks/over_http.py
+	$(BIN)/python benchmarks/request_path.py
 
 # The banner's built assets (banner/static) are committed; rebuild them after changing banner/src.
 banner: $(ESBUILD)
@@ -63,6 +69,14 @@ chromium:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -q && apt-get install -y -q chromium; \
 	  else echo "The browser tests need Chromium at /usr/bin/chromium: sudo apt-get install chromium"; exit 1; fi; \
+	fi
+
+# wrk, the load generator of the over-HTTP benchmark (Debian's package).
+wrk:
+	@if ! command -v wrk >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && apt-get install -y -q wrk; \
+	  else echo "The over-HTTP benchmark needs wrk: sudo apt-get install wrk"; exit 1; fi; \
 	fi
 
 clean:
