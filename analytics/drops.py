@@ -17,6 +17,9 @@ class Drop(StrEnum):
     BAD_ADDRESS = "bad_address"  # no address to truncate
     BOT = "bot"  # a crawler, by its user agent
     BAD_BEACON = "bad_beacon"  # a collect request that is not what the banner sends (counted per event)
+    INVALID_EVENT = (
+        "invalid_event"  # the write buffer could not make a row of it (the rest of its batch is kept)
+    )
     # the write buffer and the spool: accepted, then lost
     QUEUE_FULL = "queue_full"
     RECORDER_STOPPED = "recorder_stopped"

@@ -101,6 +101,10 @@ class FirstLayers:
         self._cache: dict[tuple[str, str], tuple[bytes, bytes]] = {}
 
     def render(self, content: Mapping[str, Any], action: str, return_to: str) -> bytes:
+        return b"".join(self.parts(content, action, return_to))
+
+    def parts(self, content: Mapping[str, Any], action: str, return_to: str) -> tuple[bytes, bytes, bytes]:
+        """The first layer in three parts, to be joined into a page without copying it once more."""
         key = (content["lang"], action)
         parts = self._cache.get(key)
         if parts is None:
@@ -108,4 +112,4 @@ class FirstLayers:
             parts = (before.encode(), after.encode())
             if len(self._cache) < 256:  # languages x mounts: a handful
                 self._cache[key] = parts
-        return parts[0] + html.escape(return_to).encode() + parts[1]
+        return parts[0], html.escape(return_to).encode(), parts[1]

@@ -69,7 +69,8 @@ class KoekjeMiddleware:
             await self.app(scope, receive, send)
             return
         runtime = self.runtime
-        await runtime.ensure_started()
+        if not runtime.started:
+            await runtime.ensure_started()
         engine = runtime.engine
         visitor, incoming = engine.read(scope)
         path = _route_path(scope)

@@ -1,22 +1,27 @@
 """Turning a served page into a page-view event, or into a counted reason for not recording it.
 
-Runs on the request path: no I/O, no locks. The request is read once into a ``Hit``; then an ordered tuple
-of named steps runs, each returning a ``Drop`` reason or nothing (the first that objects names the drop);
-then the event is built from the hit (topics, referrer host, UTM campaign, country). Telling crawlers and
-devices apart by user agent costs tens of microseconds, so it is the write buffer's step, off the request
-path (``koekje.analytics.events.PageViewRows``).
+On the request path (no I/O, no locks) the request is read once into a ``Hit``; an ordered tuple of named
+steps runs, each returning a ``Drop`` reason or nothing (the first that objects names the drop); and an
+admitted page is queued as an ``AdmittedPage``: what the request said, as it said it, with the visitor's
+truncated address and id. Everything that only shapes the stored row (topics, referrer host, UTM campaign,
+the path cleaned and clipped, and telling crawlers and devices apart by user agent) is the write buffer's
+step, ``PageViews``, on its own thread in batches: the request pays for an append to a queue, not for the
+row. (Whoever queues a page has already seen its consent, its visitor id and its truncated address.)
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlsplit
 from uuid import UUID
 
+import msgspec
 from starlette.types import Scope
 
 from koekje.analytics import Clock, PageView, Recorder
@@ -40,6 +45,7 @@ _HOST_NAME = re.compile(
 )
 _IPV4 = re.compile(r"[0-9.]+")
 _UTM = ("utm_source", "utm_medium", "utm_campaign")
+log = logging.getLogger("koekje")
 
 
 @dataclass(slots=True)
@@ -111,18 +117,36 @@ def excluded(prefixes: Sequence[str]) -> Step:
     return excluded_path
 
 
+class AdmittedPage(msgspec.Struct, frozen=True, gc=False):
+    """A page view as the request path queues it: the request's own words (path, query, Referer, User-Agent,
+    Host, the app's topic labels), unparsed, and the visitor as may be kept (id, truncated address,
+    country). ``PageViews`` makes the stored row of it. (A msgspec Struct: made on every consented page.)"""
+
+    ts: datetime
+    visitor_id: UUID
+    ip_prefix: str
+    country: str
+    path: str
+    query: bytes
+    referer: bytes
+    user_agent: bytes
+    host: bytes
+    labels: object  # request.state.koekje_topics as the app left it (checked by PageViews)
+    visit_start: int = 0
+    entry: bool = False
+    returning: bool = False
+
+
 class Capture:
     def __init__(
         self,
         *,
-        site: str,
-        recorder: Recorder[PageView],
+        recorder: Recorder[AdmittedPage],
         topics: TopicRules,
         clock: Clock,
         exclude_paths: Sequence[str] = (),
         erased: Callable[[], Container[UUID]] | None = None,
     ) -> None:
-        self._site = site
         self._recorder = recorder
         self._topics = topics
         self._clock = clock
@@ -137,8 +161,6 @@ class Capture:
             steps.append(not_erased(erased))
         self.steps: tuple[Step, ...] = tuple(steps)
         self.dropped: Counter[str] = Counter()
-        self.clipped: Counter[str] = Counter()  # values cut to their bound, by field (the event is kept)
-        self.invalid_app_topics = 0
 
     def not_a_page(self) -> None:
         self.dropped[Drop.NOT_A_PAGE] += 1
@@ -162,11 +184,29 @@ class Capture:
         hit.now = self._clock()
         return hit
 
-    def record(self, hit: Hit, scope: Scope) -> PageView:
+    def record(self, hit: Hit, scope: Scope) -> None:
         """Queue the page view of an admitted hit (the app may have labelled its topics meanwhile)."""
-        event = self.event(hit, scope)
-        self._recorder.submit(event)
-        return event
+        visitor, visit = hit.visitor, hit.visit
+        assert visitor.id is not None and visitor.prefix is not None and hit.now is not None  # the steps
+        state = scope.get("state")
+        labels = state.get("koekje_topics") if isinstance(state, dict) else None
+        self._recorder.submit(
+            AdmittedPage(
+                hit.now,
+                visitor.id,
+                visitor.prefix,
+                visitor.country,
+                hit.path,
+                hit.query,
+                hit.referer,
+                hit.user_agent,
+                hit.host,
+                tuple(labels) if isinstance(labels, list) else labels,  # not the app's list, which it owns
+                visit.start if visit is not None else 0,
+                visit is not None and visit.entry,
+                visit is not None and visit.returning,
+            )
+        )
 
     def served(self, scope: Scope, path: str, visitor: Visitor) -> Hit | None:
         """A served page as personalization sees it (no page-view event, nothing counted): None when the
@@ -175,44 +215,75 @@ class Capture:
         return None if any(step(hit) is not None for step in self.page_steps) else hit
 
     def topics(self, hit: Hit, scope: Scope) -> tuple[str, ...]:
-        """A page's topics: its path's, then those the app labelled it with."""
+        """A page's topics (for personalization, on the request path): its path's, then those the app
+        labelled it with (invalid labels are counted by ``PageViews``, for the recorded page)."""
         state = scope.get("state")
-        labels, invalid = app_topics(state.get("koekje_topics") if isinstance(state, dict) else None)
-        self.invalid_app_topics += invalid
+        labels, _ = app_topics(state.get("koekje_topics") if isinstance(state, dict) else None)
         return tuple(dict.fromkeys(self._topics(hit.path) + labels))
 
-    def event(self, hit: Hit, scope: Scope) -> PageView:
-        visitor, visit = hit.visitor, hit.visit
-        source, medium, campaign = campaign_of(hit.query, self.clipped)
-        if len(hit.path) > MAX_PATH:
+
+class PageViews:
+    """The write buffer's step for page views: admitted pages in, stored rows out. Topics from the path's
+    rules and the app's labels, the referrer's host (not the site itself), the UTM campaign, the path
+    cleaned and clipped (each clipping counted by field), then crawlers out (counted) and device, browser and
+    OS in (``classify``). A page whose row cannot be made is dropped and counted, never its whole batch."""
+
+    def __init__(
+        self,
+        site: str,
+        topics: TopicRules,
+        classify: Callable[[Sequence[PageView]], list[PageView]],
+    ) -> None:
+        self._site = site
+        self._topics = topics
+        self._classify = classify
+        self.clipped: Counter[str] = Counter()  # values cut to their bound, by field (the event is kept)
+        self.invalid_app_topics = 0
+        self.dropped: Counter[str] = Counter()
+
+    def __call__(self, batch: Sequence[AdmittedPage]) -> list[PageView]:
+        views = []
+        for page in batch:
+            try:
+                views.append(self.row(page))
+            except Exception as exc:  # a bug, or input nothing foresaw: this page only, counted
+                self.dropped[Drop.INVALID_EVENT] += 1
+                log.warning("koekje dropped a page view it could not make a row of: %s", type(exc).__name__)
+        return self._classify(views)
+
+    def row(self, page: AdmittedPage) -> PageView:
+        labels, invalid = app_topics(page.labels)
+        self.invalid_app_topics += invalid
+        source, medium, campaign = campaign_of(page.query, self.clipped)
+        if len(page.path) > MAX_PATH:
             self.clipped["path"] += 1
-        if len(hit.referer) > MAX_REFERER:
+        if len(page.referer) > MAX_REFERER:
             self.clipped["referrer"] += 1
-        if len(hit.user_agent) > MAX_USER_AGENT:
+        if len(page.user_agent) > MAX_USER_AGENT:
             self.clipped["user_agent"] += 1
-        assert visitor.id is not None and visitor.prefix is not None  # the steps saw to that
-        referrer = referrer_host(hit.referer.decode("latin-1"))
-        if referrer and _site_name(referrer) == _site_name(own_host(hit.host)):
+        referrer = referrer_host(page.referer.decode("latin-1")) if page.referer else ""
+        if referrer and _site_name(referrer) == _site_name(own_host(page.host)):
             referrer = ""  # moving around the site is not a source
         return PageView(
-            ts=hit.now or self._clock(),
+            ts=page.ts,
             site=self._site,
-            visitor_id=visitor.id,
-            path=clean_path(hit.path),
-            topics=self.topics(hit, scope),
+            visitor_id=page.visitor_id,
+            path=clean_path(page.path),
+            topics=tuple(dict.fromkeys(self._topics(page.path) + labels)),
             referrer_host=referrer,
-            country=visitor.country,
-            ip_prefix=visitor.prefix,
+            country=page.country,
+            ip_prefix=page.ip_prefix,
             utm_source=source,
             utm_medium=medium,
             utm_campaign=campaign,
-            user_agent=hit.user_agent[:MAX_USER_AGENT].decode("latin-1"),
-            visit_start=visit.start if visit is not None else 0,
-            entry=visit is not None and visit.entry,
-            returning=visit is not None and visit.returning,
+            user_agent=page.user_agent[:MAX_USER_AGENT].decode("latin-1"),
+            visit_start=page.visit_start,
+            entry=page.entry,
+            returning=page.returning,
         )
 
 
+@lru_cache(maxsize=4096)  # a site's paths repeat
 def clean_path(path: str) -> str:
     """A path as stored: bounded, without control characters, and encodable (a server that decodes bytes
     that are not UTF-8 into surrogates would otherwise make the whole batch fail to encode)."""

@@ -128,6 +128,9 @@ _SCRIPT = re.compile(rb"<" + _SCRIPT_NAME + _END)
 # hash is keyed per process (SipHash), so nobody can make a head collide with another on purpose.
 _KNOWN_HEADS: dict[int, None] = {}
 _MAX_KNOWN_HEADS = 4096
+# The same for a page that also gets the banner's markup, by the hash of everything up to the end of its
+# body start tag: the head's end, where the body's content begins, and the page's language.
+_KNOWN_PAGES: dict[int, tuple[int, int, str | None]] = {}
 
 
 class HeadScanner:
@@ -135,17 +138,45 @@ class HeadScanner:
     follow (a nested template, an attribute value that never closes) or the page ends without a head end,
     the tags go where the walk stopped instead (``fallback``): still in the head, before anything unknown."""
 
-    __slots__ = ("_limit", "_tried_at", "fallback", "head_end")
+    __slots__ = ("_limit", "_tried_at", "body", "fallback", "head_end", "lang")
 
     def __init__(self, limit: int) -> None:
         self._limit = limit  # bytes of the page that are looked at, at most
         self._tried_at = 0  # the page's length when the walk last stopped short of the head's end
         self.head_end: int | None = None
         self.fallback = False
+        # Only from ``whole(..., body=True)``: where the body's content begins and the page's language.
+        self.body: int | None = None
+        self.lang: str | None = None
 
-    def whole(self, data: bytes | bytearray) -> bool:
+    def whole(self, data: bytes | bytearray, body: bool = False) -> bool:
         """``feed`` for a page that came in one piece: the common case, in one call to the walk (or none,
-        for a head the walk has seen before)."""
+        for a head the walk has seen before). With ``body``, also where the body's content begins
+        (``body_start``) and the page's language (``page_language``), unless the walk fell back."""
+        if not body:
+            return self._whole(data)
+        first = data.find(b"</head", 0, self._limit)
+        tag = data.find(b"<body", first, self._limit) if first >= 0 else -1
+        tag_end = data.find(b">", tag, self._limit) if tag >= 0 else -1
+        key = hash(bytes(data[: tag_end + 1])) if tag_end >= 0 else None
+        known = _KNOWN_PAGES.get(key) if key is not None else None
+        if known is not None:
+            self.head_end, self.body, self.lang = known
+            return True
+        found = self._whole(data)
+        if found and not self.fallback:
+            assert self.head_end is not None
+            self.body = body_start(data, self.head_end, True)
+            self.lang = page_language(data, self.head_end)
+            # Cached only when every answer came from the hashed bytes: the walk stopped at the first
+            # "</head", and the body's start tag is the first "<body" after it.
+            if key is not None and self.head_end == first and self.body == tag_end + 1:
+                if len(_KNOWN_PAGES) >= _MAX_KNOWN_HEADS:
+                    _KNOWN_PAGES.clear()
+                _KNOWN_PAGES[key] = (self.head_end, self.body, self.lang)
+        return found
+
+    def _whole(self, data: bytes | bytearray) -> bool:
         first = data.find(b"</head", 0, self._limit)
         key = hash(bytes(data[: first + 7])) if 0 <= first < len(data) - 7 else None
         if key is not None and key in _KNOWN_HEADS:

@@ -16,6 +16,9 @@ from .consent import Consent
 from .shown import BannerContent
 
 MAX_RETURN_PATH = 2048
+# Languages chosen, by page language and Accept-Language header: browsers send a few dozen different
+# headers, and choosing costs more than looking the answer up. Bounded: the header is the visitor's to say.
+_MAX_CHOSEN = 1024
 
 
 class PageBanner:
@@ -27,6 +30,7 @@ class PageBanner:
         self._prefix = prefix
         self._floating = floating_button
         self._layers = FirstLayers()
+        self._chosen: dict[tuple[str | None, str | None], str] = {}
 
     def wanted(self, consent: Consent | None) -> bool:
         """Whether a page for a visitor with ``consent`` gets markup at all."""
@@ -39,16 +43,25 @@ class PageBanner:
         headers: Iterable[tuple[bytes, bytes]],
         root_path: str,
         return_to: str,
-    ) -> bytes:
-        lang = negotiate(page_lang, _accept_language(headers), self._languages)
+    ) -> tuple[bytes, ...]:
+        """The markup for this visitor's page, in parts (the page joins them in)."""
+        accept = _accept_language(headers)
+        lang = self._chosen.get((page_lang, accept))
+        if lang is None:
+            lang = negotiate(page_lang, accept, self._languages)
+            if len(self._chosen) >= _MAX_CHOSEN:
+                self._chosen.clear()
+            self._chosen[page_lang, accept] = lang
         prefix = f"{root_path}{self._prefix}"
         if consent is not None and consent.decided:
             settings = html.escape(f"{prefix}/settings?lang={lang}&return=") + _quoted(return_to)
             label = html.escape(self._content.body(lang)["texts"]["settings"])
             return (
-                f'<a class="koekje-floating" href="{settings}" lang="{lang}" data-koekje-open>{label}</a>'
-            ).encode()
-        return self._layers.render(self._content.body(lang), f"{prefix}/consent", return_to)
+                (
+                    f'<a class="koekje-floating" href="{settings}" lang="{lang}" data-koekje-open>{label}</a>'
+                ).encode(),
+            )
+        return self._layers.parts(self._content.body(lang), f"{prefix}/consent", return_to)
 
 
 def page_address(scope: Scope) -> str:

@@ -249,7 +249,7 @@ class PageResponse:
         assert scanner is not None
         pages = self._pages
         if not more and data is chunk:  # the whole page in one piece
-            found = scanner.whole(chunk)
+            found = scanner.whole(chunk, body=self._markup)
             final = True
         else:
             if self._held_since is None:
@@ -267,7 +267,7 @@ class PageResponse:
         body = None
         if found and self._markup and not scanner.fallback:
             assert scanner.head_end is not None
-            body = body_start(data, scanner.head_end, final)
+            body = scanner.body if scanner.body is not None else body_start(data, scanner.head_end, final)
             if body is None:  # the head has ended, the body's start tag not yet arrived
                 return
         if not found:
@@ -276,52 +276,60 @@ class PageResponse:
             if scanner.fallback:
                 pages.counts["tags_before_unknown_markup"] += 1
             data, extra, by_language = self._insert(bytes(data), body)
-            self._held["headers"] = _changed_body(self._held["headers"], extra)
             # What koekje put in follows the visitor's cookie (their choice, the banner or not), and the
             # banner's words their Accept-Language when the page does not name its language.
-            _vary(self._held["headers"], b"Cookie", b"Accept-Language" if by_language else None)
+            vary = b"Accept-Language" if by_language else None
+            self._held["headers"] = _changed_page(self._held["headers"], extra, b"Cookie", vary)
         await self._release(bytes(data), more)
 
     def _served(self) -> None:
         """The page is going out: its page view is queued (before the last byte leaves, so a client that
         has the page can rely on the event), and the visitor's personalization profile fed."""
         capture, hit, visitor = self._pages.capture, self._hit, self._visitor
-        topics = capture.record(hit, self._scope).topics if hit is not None else None
+        if hit is not None:
+            capture.record(hit, self._scope)
         if visitor.allows("personalization"):
-            if topics is None:
+            if hit is None:
                 hit = capture.served(self._scope, self._path, visitor)
-                topics = capture.topics(hit, self._scope) if hit is not None else None
-            if topics is not None:
+            if hit is not None:
                 # The path as the browser asked for it (what the app's links and request.url.path say).
                 path = self._root_path + self._path
-                self._pages.engine.profiles.feed(visitor.consent, path, topics)
+                self._pages.engine.profiles.feed(visitor.consent, path, capture.topics(hit, self._scope))
 
     def _insert(self, data: bytes, body: int | None) -> tuple[bytes, int, bool]:
         """The page with Consent Mode's default before its first script, the banner tags at the end of its
         head and, at ``body``, the start of its body, the banner's markup; how many bytes that added; and
-        whether the markup's language came from Accept-Language."""
+        whether the markup's language came from Accept-Language. (Joined once from views of the page: a
+        page is copied once, not once per insertion.)"""
         scanner, pages = self._scanner, self._pages
         assert scanner is not None
         head_end = scanner.head_end
         assert head_end is not None
         tags = pages.tags.render(self._root_path, self._nonce) if pages.tags is not None else b""
-        markup, by_language = b"", False
-        if body is not None:
+        page = memoryview(data)
+        parts: list[bytes | memoryview] = []
+        if pages.consent_mode is not None:
+            default = pages.consent_mode.script(self._visitor.consent, self._nonce)
+            first = scanner.first_script(data)
+            first = head_end if first is None else first
+            parts += (page[:first], default, page[first:head_end])
+        else:
+            parts.append(page[:head_end])
+        parts.append(tags)
+        by_language = False
+        if body is None:
+            parts.append(page[head_end:])
+        else:
             markup, by_language = self._banner_markup(data, head_end)
-            data = data[:body] + markup + data[body:]
-        if pages.consent_mode is None:
-            return data[:head_end] + tags + data[head_end:], len(tags) + len(markup), by_language
-        default = pages.consent_mode.script(self._visitor.consent, self._nonce)
-        first = scanner.first_script(data)
-        first = head_end if first is None else first
-        data = data[:first] + default + data[first:head_end] + tags + data[head_end:]
-        return data, len(default) + len(tags) + len(markup), by_language
+            parts += (page[head_end:body], *markup, page[body:])
+        changed = b"".join(parts)
+        return changed, len(changed) - len(data), by_language
 
-    def _banner_markup(self, data: bytes, head_end: int) -> tuple[bytes, bool]:
-        banner = self._pages.banner
-        assert banner is not None
+    def _banner_markup(self, data: bytes, head_end: int) -> tuple[tuple[bytes, ...], bool]:
+        banner, scanner = self._pages.banner, self._scanner
+        assert banner is not None and scanner is not None
         scope = self._scope
-        lang = page_language(data, head_end)
+        lang = scanner.lang if scanner.body is not None else page_language(data, head_end)
         markup = banner.render(
             self._visitor.consent, lang, scope["headers"], self._root_path, page_address(scope)
         )
@@ -337,22 +345,36 @@ class PageResponse:
             await self._send({"type": "http.response.body", "body": body, "more_body": more})
 
 
+# Cache-Control as the app said it -> as it goes out on a page that renews the visit cookie. An app says a
+# handful of different things (one per kind of page), so the answers are kept; a new one is worked out.
+_PRIVATE: dict[tuple[bytes, ...], bytes] = {}
+_MAX_PRIVATE = 256
+
+
 def _private(headers: list[tuple[bytes, bytes]]) -> None:
     """A page that renews the visit cookie is this visitor's: no shared cache may keep it. The browser's own
     cache (and its back/forward cache) may, so only ``private`` is added to what the app said (and
     ``public`` and ``s-maxage``, which speak to shared caches, go). Every Cache-Control header the app sent,
     whatever its case, becomes one: a cache that reads only the first must not miss ours."""
-    said = [value for name, value in headers if name.lower() == b"cache-control"]
+    said = tuple(value for name, value in headers if name.lower() == b"cache-control")
+    value = _PRIVATE.get(said)
+    if value is None:
+        value = _private_value(said)
+        if len(_PRIVATE) >= _MAX_PRIVATE:
+            _PRIVATE.clear()
+        _PRIVATE[said] = value
+    _cache_control(headers, value)
+
+
+def _private_value(said: tuple[bytes, ...]) -> bytes:
     directives = [d.strip() for value in said for d in value.split(b",") if d.strip()]
     names = {d.partition(b"=")[0].strip().lower() for d in directives}
     # ("private" with a list of fields is a shared cache's to keep, without them.)
     if b"no-store" in names or any(d.lower() == b"private" for d in directives):
-        value = b", ".join(directives)
-    else:
-        shared = (b"public", b"s-maxage", b"private")
-        kept = [d for d in directives if d.partition(b"=")[0].strip().lower() not in shared]
-        value = b", ".join([b"private", *kept])
-    _cache_control(headers, value)
+        return b", ".join(directives)
+    shared = (b"public", b"s-maxage", b"private")
+    kept = [d for d in directives if d.partition(b"=")[0].strip().lower() not in shared]
+    return b", ".join([b"private", *kept])
 
 
 def _cache_control(headers: list[tuple[bytes, bytes]], value: bytes) -> None:
@@ -361,30 +383,32 @@ def _cache_control(headers: list[tuple[bytes, bytes]], value: bytes) -> None:
     headers.append((b"cache-control", value))
 
 
-def _vary(headers: list[tuple[bytes, bytes]], *names: bytes | None) -> None:
-    """``names`` added to the response's Vary (one header, the app's own entries kept)."""
-    if not any(name.lower() == b"vary" for name, _ in headers):  # the common case, in one pass
-        headers.append((b"vary", b", ".join(name for name in names if name is not None)))
-        return
-    said = [v.strip() for name, value in headers if name.lower() == b"vary" for v in value.split(b",")]
-    if b"*" in said:
-        return
-    known = {v.lower() for v in said}
-    added = [name for name in names if name is not None and name.lower() not in known]
-    if added:
-        headers[:] = [(name, v) for name, v in headers if name.lower() != b"vary"]
-        headers.append((b"vary", b", ".join([*[v for v in said if v], *added])))
-
-
-def _changed_body(headers: list[tuple[bytes, bytes]], extra: int) -> list[tuple[bytes, bytes]]:
-    """The headers of a page that grew by ``extra`` bytes. Its ETag named the app's page, and byte ranges of
-    this one would not match the app's: a resumed or conditional request must not mix the two."""
+def _changed_page(
+    headers: list[tuple[bytes, bytes]], extra: int, *vary: bytes | None
+) -> list[tuple[bytes, bytes]]:
+    """The headers of a page that grew by ``extra`` bytes, in one pass. Its ETag named the app's page, and
+    byte ranges of this one would not match the app's: a resumed or conditional request must not mix the
+    two. What koekje put in follows ``vary`` (the visitor's cookie, and Accept-Language when the banner's
+    words came from it): added to the response's Vary, one header, the app's own entries kept."""
     changed = []
+    said: list[bytes] = []
     for name, value in headers:
         lower = name.lower()
         if lower == b"content-length":
             value = str(int(value) + extra).encode("latin-1")
         elif lower == b"etag" or lower == b"accept-ranges":
             continue
+        elif lower == b"vary":
+            said += (v.strip() for v in value.split(b","))
+            continue
         changed.append((name, value))
+    if not said:  # the common case
+        changed.append((b"vary", b", ".join(name for name in vary if name is not None)))
+        return changed
+    if b"*" in said:
+        changed.append((b"vary", b", ".join(v for v in said if v)))
+        return changed
+    known = {v.lower() for v in said}
+    added = [name for name in vary if name is not None and name.lower() not in known]
+    changed.append((b"vary", b", ".join([*(v for v in said if v), *added])))
     return changed

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 from starlette.concurrency import run_in_threadpool
 
-from koekje.analytics import Accounts, Clock, PageView, PageViewRows, Recorder, Store, StoreError, migrate
+from koekje.analytics import Accounts, Clock, PageViewRows, Recorder, Store, StoreError, migrate
 from koekje.analytics.cookies_seen import CookieSighting, tally
 from koekje.analytics.events import Engagement, SpoolSink
 from koekje.analytics.ledger import Method
@@ -27,7 +27,7 @@ from koekje.analytics.spool import Spool
 from koekje.analytics.subjects import Subjects
 from koekje.banner import ASSET_NAMES, asset
 
-from .capture import Capture, clean_path
+from .capture import AdmittedPage, Capture, PageViews, clean_path
 from .collect import CollectEndpoint
 from .config import Config
 from .consent import ConsentCookies, Revocations
@@ -74,9 +74,12 @@ class Runtime:
             erasures=self.subjects,
         )
         wake = self.loader.wake
-        self.page_view_rows = PageViewRows()  # crawlers out, devices in: the write buffer's step
-        self.recorder: Recorder[PageView] = Recorder(
-            SpoolSink(self.spool, "page_views", wake, rows=self.page_view_rows), config.recorder_settings()
+        topics = TopicRules(config.analytics.topics)
+        self.page_view_rows = PageViewRows()  # crawlers out, devices in
+        # The write buffer's step: admitted pages become rows on its thread, not on the request path.
+        self.page_views = PageViews(site.id, topics, self.page_view_rows)
+        self.recorder: Recorder[AdmittedPage] = Recorder(
+            SpoolSink(self.spool, "page_views", wake, rows=self.page_views), config.recorder_settings()
         )
         self.engagement: Recorder[Engagement] = Recorder(
             SpoolSink(self.spool, "engagement", wake), config.recorder_settings()
@@ -142,9 +145,8 @@ class Runtime:
             report=self._report_cookie,
         )
         self.capture = Capture(
-            site=site.id,
             recorder=self.recorder,
-            topics=TopicRules(config.analytics.topics),
+            topics=topics,
             clock=clock,
             exclude_paths=config.analytics.exclude_paths,
             erased=lambda: self.subjects.erased,
@@ -174,7 +176,7 @@ class Runtime:
             if config.banner.inject
             else None,
         )
-        self._started = False
+        self.started = False  # read on every request: the check costs less than a call
         self._stopped = False
         self._starting = anyio.Lock()  # anyio, not asyncio: Starlette sites may run on trio
 
@@ -185,6 +187,7 @@ class Runtime:
             self.capture.dropped,
             self.recorder.dropped,
             self.page_view_rows.dropped,
+            self.page_views.dropped,
             self.sightings.dropped,
             self.engagement.dropped,
             self.collect.dropped,
@@ -207,7 +210,7 @@ class Runtime:
             "dropped": dict(dropped),
             "decisions": decisions,
             "cookies_removed": dict(removed),
-            "clipped": dict(self.capture.clipped),
+            "clipped": dict(self.page_views.clipped),
             "pages_without_banner": dict(self.pages.counts),
             "queue_depth": self.recorder.depth
             + self.engagement.depth
@@ -223,17 +226,17 @@ class Runtime:
         self.sightings.submit(CookieSighting(self.clock(), self.config.site.id, name, clean_path(path)))
 
     async def ensure_started(self) -> None:
-        if self._started or self._stopped:
+        if self.started or self._stopped:
             return
         async with self._starting:
-            if not (self._started or self._stopped):
+            if not (self.started or self._stopped):
                 await run_in_threadpool(self._start)
-                self._started = True
+                self.started = True
 
     async def stop(self) -> None:
         """Drain the write queues and close the store. Final: later requests are served without capture."""
         self._stopped = True
-        if self._started:
+        if self.started:
             await run_in_threadpool(self._stop)
 
     def _start(self) -> None:

@@ -161,7 +161,7 @@ def test_oversized_values_are_clipped_counted_and_kept(make_client: MakeClient) 
     )
     [view] = page_views(client)
     assert len(view["path"]) == MAX_PATH and view["referrer_host"] == "www.google.nl"
-    assert runtime_of(client).capture.clipped == {
+    assert runtime_of(client).page_views.clipped == {
         "path": 1,
         "referrer": 1,
         "user_agent": 1,

@@ -260,7 +260,7 @@ def test_consented_page_views_are_stored_with_topics(make_client: MakeClient, cl
     assert {v["ip_prefix"] for v in views} == {"203.0.113.0"}
     assert views[0]["visitor_id"] == views[1]["visitor_id"] == ledger(client)[0]["visitor_id"]
     assert views[0]["site"] == "default"
-    assert runtime_of(client).capture.invalid_app_topics == 1
+    assert runtime_of(client).page_views.invalid_app_topics == 1
 
 
 def test_only_served_html_pages_count(make_client: MakeClient) -> None:
