@@ -53,7 +53,6 @@ class KoekjeMiddleware:
                 languages=self.config.banner.languages,
                 categories=self.config.consent.categories,
                 prefix=self.config.site.prefix,
-                honor_dnt=self.config.consent.honor_dnt,
                 undeclared=partial(undeclared_cookies, runtime.store, self.config.site.id),
             ),
         )
@@ -129,7 +128,6 @@ def _consent_endpoints(runtime: Runtime) -> ConsentEndpoints:
         languages=config.banner.languages,
         categories=config.consent.categories,
         prefix=config.site.prefix,
-        honor_dnt=config.consent.honor_dnt,
         consent_mode=runtime.pages.consent_mode,
         floating_button=config.banner.floating_button,
     )

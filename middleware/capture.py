@@ -29,14 +29,12 @@ from koekje.analytics.devices import MAX_USER_AGENT
 from koekje.analytics.drops import Drop
 
 from .topics import TopicRules, app_topics
-from .visitor import Visitor
+from .visitor import Incoming, Visitor
 from .visits import Visit
 
 MAX_PATH = 1024
 MAX_CAMPAIGN = 100  # a UTM value longer than this is clipped
 MAX_REFERER = 2048  # only this much of a Referer is looked at
-# Headers with which browsers announce a speculative load that the visitor may never see.
-_PURPOSE_HEADERS = (b"sec-purpose", b"purpose", b"x-moz")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # A DNS host name (lowercase, as urlsplit gives it): labels of letters, digits and inner hyphens, with a
 # letter somewhere in the last label (so "203.0.113.7" is not a name). IPv6 literals have ":" and fail.
@@ -63,18 +61,16 @@ class Hit:
     visit: Visit | None = None  # the visit it belongs to, once tracked
 
 
-def read_hit(scope: Scope, path: str, visitor: Visitor) -> Hit:
-    referer = purpose = user_agent = host = b""
-    for name, value in scope["headers"]:
-        if name == b"referer":
-            referer = value
-        elif name == b"user-agent":
-            user_agent = value
-        elif name == b"host":
-            host = value
-        elif name in _PURPOSE_HEADERS:
-            purpose += value.lower()
-    return Hit(path, scope.get("query_string", b""), referer, purpose, user_agent, host, visitor)
+def read_hit(scope: Scope, path: str, visitor: Visitor, incoming: Incoming) -> Hit:
+    return Hit(
+        path,
+        scope.get("query_string", b""),
+        incoming.referer,
+        incoming.purpose,
+        incoming.user_agent,
+        incoming.host,
+        visitor,
+    )
 
 
 Step = Callable[[Hit], Drop | None]
@@ -165,13 +161,13 @@ class Capture:
     def not_a_page(self) -> None:
         self.dropped[Drop.NOT_A_PAGE] += 1
 
-    def admit(self, scope: Scope, path: str, visitor: Visitor) -> Hit | None:
+    def admit(self, scope: Scope, path: str, visitor: Visitor, incoming: Incoming) -> Hit | None:
         """A served HTML page (GET, 200) to be recorded once it has gone out; None when a step objects
         (counted under its reason)."""
         if not visitor.allows("analytics"):  # the consent step, before the hit is read
             self.dropped[Drop.NO_CONSENT] += 1
             return None
-        return self.admit_hit(read_hit(scope, path, visitor))
+        return self.admit_hit(read_hit(scope, path, visitor, incoming))
 
     def admit_hit(self, hit: Hit) -> Hit | None:
         """The steps after consent, for a hit whose visitor allows statistics (``admit``'s, or a beacon's
@@ -208,10 +204,10 @@ class Capture:
             )
         )
 
-    def served(self, scope: Scope, path: str, visitor: Visitor) -> Hit | None:
+    def served(self, scope: Scope, path: str, visitor: Visitor, incoming: Incoming) -> Hit | None:
         """A served page as personalization sees it (no page-view event, nothing counted): None when the
         visitor will not see it (a prefetch) or its path is excluded."""
-        hit = read_hit(scope, path, visitor)
+        hit = read_hit(scope, path, visitor, incoming)
         return None if any(step(hit) is not None for step in self.page_steps) else hit
 
     def topics(self, hit: Hit, scope: Scope) -> tuple[str, ...]:

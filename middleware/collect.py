@@ -29,7 +29,7 @@ from koekje.analytics.web import SECURITY_HEADERS, is_same_origin, media_type, r
 
 from .capture import MAX_REFERER, Capture, clean_path, read_hit
 from .engine import ConsentEngine
-from .visitor import Visitor, read_incoming
+from .visitor import Incoming, Visitor
 from .visits import Visits
 
 MAX_COLLECT_BODY = 8192
@@ -64,7 +64,6 @@ class CollectEndpoint:
         *,
         site: str,
         prefix: str,
-        honor_dnt: bool,
         clock: Clock,
     ) -> None:
         self._engine = engine
@@ -73,7 +72,6 @@ class CollectEndpoint:
         self._engagement = engagement
         self._site = site
         self._prefix = prefix
-        self._honor_dnt = honor_dnt
         self._clock = clock
         self.dropped: Counter[str] = Counter()
 
@@ -93,7 +91,8 @@ class CollectEndpoint:
             return _error(400, f"not a beacon koekje knows: {str(exc)[:200]}")
         beacons = decoded if isinstance(decoded, list) else [decoded]
         response = Response(status_code=204, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
-        cookies = dict(read_incoming(request.scope, self._honor_dnt).cookies)
+        incoming = self._engine.incoming(request.scope)
+        cookies = dict(incoming.cookies)
         renewal = None
         for beacon in beacons:
             where = self._page(beacon.path)
@@ -104,7 +103,10 @@ class CollectEndpoint:
             if not visitor.allows("analytics"):
                 self.dropped[Drop.NO_CONSENT] += 1
             elif isinstance(beacon, PageBeacon):
-                renewal = self._page_view(request, visitor, cookies, path, query, beacon.referrer) or renewal
+                renewal = (
+                    self._page_view(request, visitor, incoming, cookies, path, query, beacon.referrer)
+                    or renewal
+                )
             else:
                 self._engaged(visitor, cookies, path, beacon)
         if renewal is not None:
@@ -126,13 +128,15 @@ class CollectEndpoint:
         self,
         request: Request,
         visitor: Visitor,
+        incoming: Incoming,
         cookies: dict[str, str],
         path: str,
         query: bytes,
         referrer: str,
     ) -> tuple[bytes, bytes] | None:
         """Record a page the banner reports through capture's steps; the visit cookie renewed, or None."""
-        hit = read_hit(request.scope, path, visitor)  # the browser's user agent and host, as for any page
+        # The browser's user agent and host, as for any page.
+        hit = read_hit(request.scope, path, visitor, incoming)
         hit.query, hit.referer = query, referrer.encode("utf-8")  # the page's, not this request's
         admitted = self._capture.admit_hit(hit)
         if admitted is None:

@@ -31,7 +31,7 @@ from .forms import ConsentForms
 from .metrics import KoekjeCollector, exposition
 from .rights import RightsEndpoints
 from .shown import BannerContent
-from .visitor import Visitor, read_incoming
+from .visitor import Visitor
 
 log = logging.getLogger("koekje")
 
@@ -147,7 +147,6 @@ class ConsentEndpoints:
         languages: tuple[str, ...],
         categories: tuple[str, ...],
         prefix: str,
-        honor_dnt: bool,
         consent_mode: ConsentModeDefault | None = None,
         floating_button: bool = False,
     ) -> None:
@@ -160,7 +159,6 @@ class ConsentEndpoints:
         self._languages = languages
         self._categories = frozenset({NECESSARY, *categories})
         self._prefix = prefix
-        self._honor_dnt = honor_dnt
         self._waiters = anyio.CapacityLimiter(_WAITERS)
         self.forms = self._forms = ConsentForms(
             content,
@@ -263,7 +261,7 @@ class ConsentEndpoints:
         if future is not None and not await self._durable(future) and grants_more:
             return Refused(503, "your choice could not be recorded just now; please try again")
 
-        incoming = read_incoming(request.scope, self._honor_dnt)
+        incoming = engine.incoming(request.scope)
         cookies = engine.cookie_headers(consent, visitor, incoming)
         if self._guard.enabled:
             cookies += self._guard.expiries(incoming.cookies, consent, secure=engine.secure(visitor))

@@ -12,7 +12,7 @@ Runs on the request path: a cookie name is classified once and remembered (a bou
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Literal
 
@@ -114,7 +114,7 @@ class CookieGuard:
             headers[:] = kept
         return removed
 
-    def only_own(self, cookies: dict[str, str]) -> bool:
+    def only_own(self, cookies: Mapping[str, str]) -> bool:
         """Whether the browser sent koekje's own cookies only (the common case for a consented visitor)."""
         return cookies.keys() <= self._own
 

@@ -27,7 +27,7 @@ from .declarations import Declarations
 from .ip import Truncator
 from .profiles import Profiles
 from .regions import OPT_OUT
-from .visitor import Incoming, Locator, Visitor, read_incoming
+from .visitor import Incoming, IncomingReader, Locator, Visitor
 
 # What GPC (and DNT, when honoured) refuses.
 GPC_REFUSES = frozenset({"marketing", "personalization"})
@@ -79,12 +79,13 @@ class ConsentEngine:
         self.name = settings.cookie
         self._host_name = HOST_PREFIX + settings.cookie
         self.counts: Counter[str] = Counter()
+        self.incoming = IncomingReader(self.own_cookie_names(), settings.honor_dnt)
 
     # -- per request --------------------------------------------------------------------------------------
 
     def read(self, scope: Scope) -> tuple[Visitor, Incoming]:
         """The visitor as their cookie and signals say, before any implicit decision."""
-        incoming = read_incoming(scope, self._settings.honor_dnt)
+        incoming = self.incoming(scope)
         consent = self.cookie_consent(incoming, scope)
         visitor = Visitor(
             consent, gpc=incoming.gpc, scope=scope, locator=self.locator, profiles=self.profiles

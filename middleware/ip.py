@@ -31,6 +31,9 @@ class Truncator:
             raise ValueError("prefix lengths must be 0-32 (IPv4) and 0-128 (IPv6)")
         self._v4_mask = ((1 << ipv4_prefix) - 1) << (32 - ipv4_prefix)
         self._v6_mask = ((1 << ipv6_prefix) - 1) << (128 - ipv6_prefix)
+        # Whole bytes (the defaults, /24 and /48): kept bytes and zeros, without arithmetic.
+        self._v4_bytes = ipv4_prefix // 8 if ipv4_prefix % 8 == 0 else None
+        self._v6_bytes = ipv6_prefix // 8 if ipv6_prefix % 8 == 0 else None
 
     def __call__(self, address: str) -> str | None:
         """The truncated address, or None when ``address`` is not an IP address."""
@@ -44,6 +47,9 @@ class Truncator:
             if packed.startswith(_6TO4):
                 v4 = socket.inet_pton(socket.AF_INET, self._v4(packed[2:6]))
                 return socket.inet_ntop(socket.AF_INET6, _6TO4 + v4 + bytes(10))
+            if self._v6_bytes is not None:
+                kept = self._v6_bytes
+                return socket.inet_ntop(socket.AF_INET6, packed[:kept] + bytes(16 - kept))
             masked = int.from_bytes(packed, "big") & self._v6_mask
             return socket.inet_ntop(socket.AF_INET6, masked.to_bytes(16, "big"))
         try:
@@ -52,6 +58,9 @@ class Truncator:
             return None
 
     def _v4(self, packed: bytes) -> str:
+        if self._v4_bytes is not None:
+            kept = self._v4_bytes
+            return socket.inet_ntop(socket.AF_INET, packed[:kept] + bytes(4 - kept))
         masked = int.from_bytes(packed, "big") & self._v4_mask
         return socket.inet_ntop(socket.AF_INET, masked.to_bytes(4, "big"))
 

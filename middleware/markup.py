@@ -5,7 +5,6 @@ gets at most the floating "cookie settings" link (``banner.floating_button``).""
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
 from urllib.parse import quote
 
 from starlette.types import Scope
@@ -40,12 +39,11 @@ class PageBanner:
         self,
         consent: Consent | None,
         page_lang: str | None,
-        headers: Iterable[tuple[bytes, bytes]],
+        accept: str | None,
         root_path: str,
         return_to: str,
     ) -> tuple[bytes, ...]:
         """The markup for this visitor's page, in parts (the page joins them in)."""
-        accept = _accept_language(headers)
         lang = self._chosen.get((page_lang, accept))
         if lang is None:
             lang = negotiate(page_lang, accept, self._languages)
@@ -70,13 +68,6 @@ def page_address(scope: Scope) -> str:
     path = raw.decode("latin-1") if raw else quote(scope["path"], safe="/%:@!$&'()*+,;=~-._")
     query = scope.get("query_string", b"")
     return f"{path}?{query.decode('latin-1')}" if query else path
-
-
-def _accept_language(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == b"accept-language":
-            return value.decode("latin-1")
-    return None
 
 
 def _quoted(path: str) -> str:

@@ -24,6 +24,17 @@ from .visits import Visits
 
 log = logging.getLogger("koekje")
 
+# The response headers the page wrapper reads, found with one lookup per header.
+_TYPE, _SET_COOKIE, _ENCODING, _RANGE, _CSP, _CACHE = range(6)
+_RESPONSE_HEADERS = {
+    b"content-type": _TYPE,
+    b"set-cookie": _SET_COOKIE,
+    b"content-encoding": _ENCODING,
+    b"content-range": _RANGE,
+    b"content-security-policy": _CSP,
+    b"cache-control": _CACHE,
+}
+
 # How much of an HTML response is held back while looking for the end of the head, and for how long; past
 # either the page goes out untouched. The time is checked as each part of the page arrives: a page that
 # stops in the middle of its head stays held until its next part (or its end) comes.
@@ -139,20 +150,24 @@ class PageResponse:
 
     async def _start(self, message: Message) -> None:
         message["headers"] = headers = list(message.get("headers", ()))
-        html = encoded = partial = sets_cookies = False
+        html = encoded = partial = sets_cookies = cached = False
         csp = None
         for name, value in headers:
-            name = name.lower()
-            if name == b"content-type":
+            kind = _RESPONSE_HEADERS.get(name.lower())
+            if kind is None:
+                continue
+            if kind == _TYPE:
                 html = value.lstrip()[:9].lower() == b"text/html"
-            elif name == b"set-cookie":
+            elif kind == _SET_COOKIE:
                 sets_cookies = True
-            elif name == b"content-encoding":
+            elif kind == _ENCODING:
                 encoded = True
-            elif name == b"content-range":
+            elif kind == _RANGE:
                 partial = True
-            elif name == b"content-security-policy":
+            elif kind == _CSP:
                 csp = value
+            else:
+                cached = True
         method = self._scope["method"]
         get = method == "GET"
         self._is_page = html and get and message["status"] == 200
@@ -165,9 +180,9 @@ class PageResponse:
             headers, sets_cookies
         ):
             # A response that sets or removes a visitor's cookies must not be kept by shared caches.
-            _cache_control(headers, b"private, no-store")
+            _cache_control(headers, b"private, no-store", cached)
         elif visit:
-            _private(headers)
+            _private(headers, cached)
         pages = self._pages
         whole = message["status"] != 206 and not partial and not encoded
         injects = pages.tags is not None or pages.consent_mode is not None
@@ -204,7 +219,7 @@ class PageResponse:
         """Whether this page will be recorded; if so, it joins the visitor's visit, whose cookie is renewed
         (added to ``headers``)."""
         pages, visitor = self._pages, self._visitor
-        hit = self._hit = pages.capture.admit(self._scope, self._path, visitor)
+        hit = self._hit = pages.capture.admit(self._scope, self._path, visitor, self._incoming)
         if hit is None:
             return False
         assert hit.now is not None
@@ -290,7 +305,7 @@ class PageResponse:
             capture.record(hit, self._scope)
         if visitor.allows("personalization"):
             if hit is None:
-                hit = capture.served(self._scope, self._path, visitor)
+                hit = capture.served(self._scope, self._path, visitor, self._incoming)
             if hit is not None:
                 # The path as the browser asked for it (what the app's links and request.url.path say).
                 path = self._root_path + self._path
@@ -331,7 +346,7 @@ class PageResponse:
         scope = self._scope
         lang = scanner.lang if scanner.body is not None else page_language(data, head_end)
         markup = banner.render(
-            self._visitor.consent, lang, scope["headers"], self._root_path, page_address(scope)
+            self._visitor.consent, lang, self._incoming.accept_language, self._root_path, page_address(scope)
         )
         return markup, lang is None
 
@@ -351,11 +366,15 @@ _PRIVATE: dict[tuple[bytes, ...], bytes] = {}
 _MAX_PRIVATE = 256
 
 
-def _private(headers: list[tuple[bytes, bytes]]) -> None:
+def _private(headers: list[tuple[bytes, bytes]], said_any: bool = True) -> None:
     """A page that renews the visit cookie is this visitor's: no shared cache may keep it. The browser's own
     cache (and its back/forward cache) may, so only ``private`` is added to what the app said (and
     ``public`` and ``s-maxage``, which speak to shared caches, go). Every Cache-Control header the app sent,
-    whatever its case, becomes one: a cache that reads only the first must not miss ours."""
+    whatever its case, becomes one: a cache that reads only the first must not miss ours. (``said_any``:
+    whether the app sent Cache-Control at all; without, ``private`` is all there is to say.)"""
+    if not said_any:
+        headers.append((b"cache-control", b"private"))
+        return
     said = tuple(value for name, value in headers if name.lower() == b"cache-control")
     value = _PRIVATE.get(said)
     if value is None:
@@ -377,9 +396,10 @@ def _private_value(said: tuple[bytes, ...]) -> bytes:
     return b", ".join([b"private", *kept])
 
 
-def _cache_control(headers: list[tuple[bytes, bytes]], value: bytes) -> None:
+def _cache_control(headers: list[tuple[bytes, bytes]], value: bytes, said_any: bool = True) -> None:
     """``value`` as the response's one Cache-Control header (any the app sent, in any case, replaced)."""
-    headers[:] = [(name, v) for name, v in headers if name.lower() != b"cache-control"]
+    if said_any:
+        headers[:] = [(name, v) for name, v in headers if name.lower() != b"cache-control"]
     headers.append((b"cache-control", value))
 
 

@@ -30,7 +30,7 @@ from .engine import ConsentEngine, DecisionRefused
 from .forms import PAGE_HEADERS, field, form_fields, language
 from .markup import safe_return
 from .shown import BannerContent
-from .visitor import Visitor, read_incoming
+from .visitor import Visitor
 
 log = logging.getLogger("koekje")
 
@@ -53,7 +53,6 @@ class RightsEndpoints:
         languages: tuple[str, ...],
         categories: tuple[str, ...],
         prefix: str,
-        honor_dnt: bool,
         undeclared: Callable[[], list[SeenCookie]] | None = None,
     ) -> None:
         self._undeclared = undeclared
@@ -68,7 +67,6 @@ class RightsEndpoints:
         self._engine = engine
         self._guard = guard
         self._flush = flush
-        self._honor_dnt = honor_dnt
         self._limiter = anyio.CapacityLimiter(4)  # exports and erasures at once; more wait their turn
 
     async def my_data(self, request: Request) -> Response:
@@ -302,7 +300,7 @@ class RightsEndpoints:
         secure = self._engine.secure(visitor)
         headers = [delete_cookie(name, secure=secure) for name in sorted(self._engine.own_cookie_names())]
         if self._guard.enabled:
-            incoming = read_incoming(request.scope, self._honor_dnt)
+            incoming = self._engine.incoming(request.scope)
             headers += self._guard.expiries(incoming.cookies, None, secure=secure)
         return headers
 

@@ -159,7 +159,6 @@ class Runtime:
             self.engagement,
             site=site.id,
             prefix=site.prefix,
-            honor_dnt=consent.honor_dnt,
             clock=clock,
         )
         mode = consent.google_consent_mode

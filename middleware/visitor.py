@@ -6,9 +6,10 @@ held here, in memory, for the region lookup; only its truncated prefix ever trav
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
 from uuid import UUID
 
+import msgspec
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
@@ -21,33 +22,94 @@ from .regions import Mode, RegionRules
 # A Cookie header beyond this is not something a browser sends for one site; the rest is not read.
 MAX_COOKIE_HEADER = 16 * 1024
 _UNSET = object()
+# Cookie headers parsed, by their hash: a browser sends the same one on every page of a visit. Only
+# headers up to this long are remembered, and only koekje's own values (the site's are not kept).
+_MAX_PARSED = 4096
+_MAX_REMEMBERED_HEADER = 4096
 
 
-class Incoming(NamedTuple):
-    """The request headers koekje reads, parsed in one pass."""
+class Incoming(msgspec.Struct, frozen=True, gc=False):
+    """The request headers koekje reads, parsed in one pass. Never changed: the cookies may be shared."""
 
-    cookies: dict[str, str]
+    cookies: Mapping[str, str]  # the name of every cookie sent; the values of koekje's own ("" for others)
     gpc: bool  # Sec-GPC: 1 (or DNT: 1 when configured)
     clipped: bool  # the Cookie header was longer than MAX_COOKIE_HEADER
+    referer: bytes = b""
+    user_agent: bytes = b""
+    host: bytes = b""
+    purpose: bytes = b""  # announced speculative loads (Sec-Purpose, Purpose, X-Moz), lower case
+    accept_language: str | None = None
 
 
-_NOTHING = Incoming({}, False, False)  # shared: nobody changes an Incoming
-_SIGNAL = Incoming({}, True, False)
+# Which header is which, in one dictionary lookup per header (a browser sends fifteen or so).
+_COOKIE, _GPC, _DNT, _REFERER, _AGENT, _HOST, _PURPOSE, _LANGUAGE = range(8)
+_WANTED = {
+    b"cookie": _COOKIE,
+    b"sec-gpc": _GPC,
+    b"dnt": _DNT,
+    b"referer": _REFERER,
+    b"user-agent": _AGENT,
+    b"host": _HOST,
+    b"sec-purpose": _PURPOSE,
+    b"purpose": _PURPOSE,
+    b"x-moz": _PURPOSE,
+    b"accept-language": _LANGUAGE,
+}
 
 
-def read_incoming(scope: Scope, honor_dnt: bool) -> Incoming:
-    cookie_headers = []
-    gpc = False
-    for name, value in scope["headers"]:
-        if name == b"cookie":
-            cookie_headers.append(value)
-        elif name == b"sec-gpc" or (honor_dnt and name == b"dnt"):
-            gpc = gpc or value.strip() == b"1"
-    if not cookie_headers:
-        return _SIGNAL if gpc else _NOTHING
-    raw = b"; ".join(cookie_headers)
-    clipped = len(raw) > MAX_COOKIE_HEADER
-    return Incoming(cookie_parser(raw[:MAX_COOKIE_HEADER].decode("latin-1")), gpc, clipped)
+class IncomingReader:
+    """Reads a request's headers into an ``Incoming``; ``own`` names the cookies whose values matter."""
+
+    def __init__(self, own: frozenset[str], honor_dnt: bool) -> None:
+        self._own = own
+        self._honor_dnt = honor_dnt
+        self._parsed: dict[int, Mapping[str, str]] = {}
+
+    def __call__(self, scope: Scope) -> Incoming:
+        cookie_headers: list[bytes] = []
+        gpc = False
+        referer = user_agent = host = purpose = b""
+        language = None
+        wanted = _WANTED
+        for name, value in scope["headers"]:
+            kind = wanted.get(name)
+            if kind is None:
+                continue
+            if kind == _COOKIE:
+                cookie_headers.append(value)
+            elif kind == _REFERER:
+                referer = value
+            elif kind == _AGENT:
+                user_agent = value
+            elif kind == _HOST:
+                host = value
+            elif kind == _LANGUAGE:
+                language = value.decode("latin-1")
+            elif kind == _PURPOSE:
+                purpose += value.lower()
+            elif kind == _GPC or self._honor_dnt:
+                gpc = gpc or value.strip() == b"1"
+        raw = cookie_headers[0] if len(cookie_headers) == 1 else b"; ".join(cookie_headers)
+        cookies = self._cookies(raw) if raw else {}
+        clipped = len(raw) > MAX_COOKIE_HEADER
+        return Incoming(cookies, gpc, clipped, referer, user_agent, host, purpose, language)
+
+    def _cookies(self, raw: bytes) -> Mapping[str, str]:
+        if len(raw) > _MAX_REMEMBERED_HEADER:
+            return self._parse(raw)
+        key = hash(raw)  # (keyed per process: nobody can make their header collide with another's)
+        cookies = self._parsed.get(key)
+        if cookies is None:
+            cookies = self._parse(raw)
+            if len(self._parsed) >= _MAX_PARSED:
+                self._parsed.clear()
+            self._parsed[key] = cookies
+        return cookies
+
+    def _parse(self, raw: bytes) -> dict[str, str]:
+        own = self._own
+        parsed = cookie_parser(raw[:MAX_COOKIE_HEADER].decode("latin-1"))
+        return {name: value if name in own else "" for name, value in parsed.items()}
 
 
 class Locator:

@@ -16,12 +16,15 @@ decision that gave analytics consent is the visitor's first.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from .consent import Consent
 
 Header = tuple[bytes, bytes]
 
+# Renewals made, by visit: a visitor's pages renew the same cookie, byte for byte (bounded: one per visit).
+_MAX_RENEWALS = 4096
 # Longer than this and a visit is cut (a page left open and reloaded all day long is not one visit).
 MAX_VISIT_SECONDS = 24 * 3600
 _CLOCK_SKEW = 60  # a start this far in the future still counts: several machines, several clocks
@@ -42,31 +45,41 @@ class Visits:
         self.timeout = int(timeout.total_seconds())
         self._tail = f"; Max-Age={self.timeout}; Path=/; HttpOnly; SameSite=Lax"
         self.counts: Counter[str] = Counter()
+        self._renewals: dict[tuple[int, bool, bool], Header] = {}
 
     def track(
-        self, consent: Consent | None, cookies: dict[str, str], now: datetime, *, secure: bool
+        self, consent: Consent | None, cookies: Mapping[str, str], now: datetime, *, secure: bool
     ) -> tuple[Visit, Header]:
         """The visit a recorded page of a visitor with this consent belongs to (a new one when the cookie
         is missing, expired or malformed), and the Set-Cookie that renews it."""
         seconds = int(now.timestamp())
-        visit = self.current(cookies, now)
+        visit = self._current(cookies.get(self.cookie), seconds)
         if visit is None:
             decided = consent.given_at.timestamp() if consent is not None else 0
             visit = Visit(seconds, decided < seconds - self.timeout, True)
-        value = f"{self.cookie}={visit.start}.{int(visit.returning)}{self._tail}"
-        return visit, (b"set-cookie", (value + "; Secure" if secure else value).encode("latin-1"))
+        key = (visit.start, visit.returning, secure)
+        renewal = self._renewals.get(key)
+        if renewal is None:
+            value = f"{self.cookie}={visit.start}.{int(visit.returning)}{self._tail}"
+            renewal = (b"set-cookie", (value + "; Secure" if secure else value).encode("latin-1"))
+            if len(self._renewals) >= _MAX_RENEWALS:
+                self._renewals.clear()
+            self._renewals[key] = renewal
+        return visit, renewal
 
-    def current(self, cookies: dict[str, str], now: datetime) -> Visit | None:
+    def current(self, cookies: Mapping[str, str], now: datetime) -> Visit | None:
         """The visit the browser's cookie names (not renewed); None (counted when it is not a visit at all)
         when there is none."""
-        value = cookies.get(self.cookie)
+        return self._current(cookies.get(self.cookie), int(now.timestamp()))
+
+    def _current(self, value: str | None, seconds: int) -> Visit | None:
         if not value:
             return None
         start, dot, flag = value.partition(".")
         if not (dot and start.isascii() and start.isdigit() and len(start) <= 12 and flag in ("0", "1")):
             self.counts["malformed_visit_cookie"] += 1
             return None
-        begun, seconds = int(start), int(now.timestamp())
+        begun = int(start)
         if not seconds - MAX_VISIT_SECONDS <= begun <= seconds + _CLOCK_SKEW:
             self.counts["visit_cut"] += 1
             return None
