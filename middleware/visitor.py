@@ -123,6 +123,12 @@ class Locator:
         self.rules = rules
 
 
+def _connection(scope: Scope) -> Scope:
+    if "type" not in scope:  # (a visitor made from another's: already the connection alone)
+        return scope
+    return {"client": scope.get("client"), "headers": scope["headers"], "scheme": scope.get("scheme")}
+
+
 class Visitor:
     """The visitor's consent (their decision, or what the region and their browser's signals imply), and
     where they are: worked out only when asked for, so a visitor nobody asks about costs nothing."""
@@ -150,7 +156,9 @@ class Visitor:
     ) -> None:
         self.consent = consent
         self.gpc = gpc
-        self._scope = scope
+        # What the address and scheme are worked out from, not the scope itself: the scope holds this
+        # visitor (``scope["koekje"]``), and a cycle would leave every request's garbage to the collector.
+        self._scope = _connection(scope)
         self._locator = locator
         self._profiles = profiles
         self._address: object = _UNSET

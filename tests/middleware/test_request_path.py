@@ -1,0 +1,79 @@
+"""What the request path must not cost: guards of its performance that a test can see (the figures
+themselves are benchmarks, in benchmarks/RESULTS.md)."""
+
+import gc
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from starlette.testclient import TestClient
+from support import CLIENT_IP, consent, runtime_of
+
+MakeClient = Callable[..., TestClient]
+
+
+def _scope(path: str, cookie: str) -> dict[str, Any]:
+    headers = [(b"host", b"shop.test"), (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": (CLIENT_IP, 5000),
+        "server": ("shop.test", 80),
+    }
+
+
+def _garbage(app: Any, cookies: list[str]) -> list[str]:
+    """The kinds of object that requests through ``app`` leave in reference cycles."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    async def requests() -> None:
+        for cookie in cookies:
+            for path in ("/implantologie", "/api", "/missing"):
+                await app(_scope(path, cookie), receive, send)
+
+    anyio.run(requests)  # warm: caches filled, nothing left to set up
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        anyio.run(requests)
+        before = len(gc.garbage)
+        anyio.run(requests)  # what anyio's own run leaves is in both; the difference is the requests'
+        gc.collect()
+        return sorted({type(found).__name__ for found in gc.garbage[before:]})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+def test_a_request_leaves_no_reference_cycles(make_client: MakeClient) -> None:
+    """Garbage in cycles waits for the collector, whose runs then cost every request (a Visitor that held
+    its scope, which holds the visitor, once made the collector run every few requests)."""
+    client = make_client()
+    response = consent(client, "analytics", "personalization")
+    consented = "; ".join(f"{name}={value}" for name, value in response.cookies.items())
+    # Its threads stopped (their store client's garbage is not the requests'); requests still go through
+    # every step of capture, up to the queue that now refuses them.
+    anyio.run(runtime_of(client).stop)
+
+    async def nothing(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    baseline = _garbage(nothing, [""])  # what anyio leaves, if anything
+    assert _garbage(client.app, ["", consented]) == baseline
