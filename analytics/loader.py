@@ -27,6 +27,7 @@ import msgspec
 from .aggregates import Salts
 from .clock import Clock
 from .ledger import Chain, ConsentRecord, insert_rows
+from .publish import Publisher
 from .remote import Ownership
 from .spool import Batch, Spool
 from .store import Store
@@ -40,6 +41,8 @@ RAW_TABLES = ("page_views", "engagement", "cookies_seen", "consent_texts")
 _records = msgspec.json.Decoder(ConsentRecord)
 LOAD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _GROUP = ".group-"  # a manifest's name: not a batch (those end in .jsonl)
+# Seconds of publishing after a pass that left nothing waiting (each grid is one query: it may go over).
+PUBLISH_BUDGET = 0.5
 # One insert takes at most this many batches, or rows: large parts, bounded memory.
 MAX_GROUP_BATCHES = 64
 MAX_GROUP_ROWS = 200_000
@@ -58,9 +61,11 @@ class Loader:
         ownership: Ownership | None = None,
         on_tick: Callable[[], None] | None = None,
         erasures: Subjects | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self._store = store
         self._erasures = erasures  # erased visitors whose late events are erased as they arrive
+        self._publisher = publisher  # the dashboard's cells of finished days, a little after each pass
         # Several processes may share one spool: only the one that holds this loads it.
         self._ownership = ownership
         self._on_tick = on_tick  # something every process does now and then (metrics snapshots)
@@ -110,7 +115,8 @@ class Loader:
             try:  # a full disk or a vanished directory must not end loading for good: try again next tick
                 if self._erasures is not None:
                     self._erasures.refresh()  # every process: the erased visitors it must refuse
-                self.load_pending()
+                if self.load_pending() and self._publisher is not None and not stopping:
+                    self._publisher.step(PUBLISH_BUDGET)
                 if self._on_tick is not None:
                     self._on_tick()
             except Exception:

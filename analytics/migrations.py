@@ -254,6 +254,46 @@ def _erased_days(store: Store) -> list[str]:
     ]
 
 
+def _published_cells(store: Store) -> list[str]:
+    """The cells of finished days, worked out once (``koekje.analytics.publish``): per site, grid (a kind
+    of table), day and version, the segments and metrics of each cell that counts. Only counts of at least
+    ``min_visitors`` people: kept as long as the anonymous statistics (cells made of raw page views go
+    with raw retention, removed by the publisher)."""
+    days = store.settings.aggregate_retention_days
+    return [
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("published_cells")} (
+            site LowCardinality(String),
+            grid LowCardinality(String),
+            day Date,
+            version UInt64,
+            raw UInt8,
+            s1 String, s2 String, s3 String, s4 String, s5 String,
+            views UInt64,
+            visits UInt64,
+            returning UInt64,
+            visitors UInt64
+        ) ENGINE = MergeTree
+        PARTITION BY toYYYYMM(day)
+        ORDER BY (site, grid, day, version)
+        TTL toDateTime(day) + INTERVAL {days} DAY DELETE
+        """,
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("publications")} (
+            site LowCardinality(String),
+            day Date,
+            version UInt64,
+            code String,
+            raw_rows UInt64,
+            stats_views UInt64,
+            published DateTime64(3, 'UTC')
+        ) ENGINE = MergeTree
+        ORDER BY (site, day, version)
+        TTL toDateTime(day) + INTERVAL {days} DAY DELETE
+        """,
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "chained_ledger", _chained_ledger),
@@ -265,6 +305,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "subject_requests", _subject_requests),
     Migration(9, "ended_sessions", _ended_sessions),
     Migration(10, "erased_days", _erased_days),
+    Migration(11, "published_cells", _published_cells),
 )
 
 
@@ -313,6 +354,9 @@ def retention(store: Store) -> dict[str, tuple[str, int]]:
         # for an older day, to count page views stored before the statistics existed, vanished on insert and
         # those days counted no visitors.)
         "aggregate_salts": ("created", aggregates.SALT_TTL_DAYS),
+        # Cells of the dashboard's tables, worked out once per finished day: counts of k or more people.
+        "published_cells": ("day", store.settings.aggregate_retention_days),
+        "publications": ("day", store.settings.aggregate_retention_days),
         # The data-subject requests answered (and who asked, by reference): the site's proof of answering.
         "subject_requests": ("ts", store.settings.request_log_retention_days),
     }

@@ -25,65 +25,36 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .aggregates import ALL_TOPICS, source_expression
+from .cells import (
+    DIMENSIONS,
+    RAW_TOPICS,
+    Cells,
+    Filters,
+    Grid,
+    Selection,
+    _gated,
+    _key,
+    raw_cells,
+    source,
+    stats_cells,
+)
 from .ledger import Method
 from .store import Store
 
+__all__ = ["DIMENSIONS", "Filters", "Selection"]
+
 NO_TOPIC = ""
-DIMENSIONS = ("topic", "country", "device", "source")
 # Filters combine at most this many at a time: each one narrows the cells, and narrow cells are where
 # people could be singled out by comparing a filtered report with an unfiltered one.
 MAX_FILTERS = 2
 MAX_FILTER_LENGTH = 100
 REALTIME_MINUTES = 30
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    topic: str | None = None
-    country: str | None = None
-    device: str | None = None
-    source: str | None = None
-
-    def active(self) -> list[tuple[str, str]]:
-        return [(name, value) for name in DIMENSIONS if (value := getattr(self, name)) is not None]
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """What a report is about: a site, whole days from ``first`` to ``last``, filters, and the threshold."""
-
-    site: str
-    first: date
-    last: date
-    zone: ZoneInfo
-    min_visitors: int
-    filters: Filters = Filters()
-
-    @property
-    def days(self) -> int:
-        return (self.last - self.first).days + 1
-
-    def previous(self) -> Selection:
-        """The period of the same length just before this one (for "change")."""
-        return replace(
-            self, first=self.first - timedelta(days=self.days), last=self.first - timedelta(days=1)
-        )
-
-    def start(self) -> datetime:
-        return datetime.combine(self.first, time(), self.zone)
-
-    def end(self) -> datetime:
-        return datetime.combine(self.last + timedelta(days=1), time(), self.zone)
-
-    def day_list(self) -> list[date]:
-        return [self.first + timedelta(days=n) for n in range(self.days)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +73,6 @@ class Table:
     title: str
     columns: list[Column]
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    hidden: int = 0  # segments none of whose days had enough visitors
     note: str = ""
 
 
@@ -114,120 +84,28 @@ class Series:
     values: list[int]
 
 
-# -- the cell rule ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Cells:
-    """Where a table's cells come from: ``inner`` gives one row per ``segments`` and day, with the metrics,
-    ``visitors`` and ``state`` (a ``merge`` distinct-count state of the visitors). ``segments`` are the
-    table's own (``shown``) followed by the dimensions of its filters: a filter is gated as a segment and
-    applied after the gate (``keep``), so a filtered table is exactly a slice of a bigger table whose every
-    cell passed the rule."""
-
-    inner: str
-    params: dict[str, Any]
-    segments: tuple[str, ...]
-    shown: tuple[str, ...]
-    keep: str
-    merge: str
-
-
-# How many of the smallest counted cells of one parent may be left out to make its remainder big enough,
-# before all of them are. (One is always enough when segments do not overlap; topics do.)
-MAX_LEFT_OUT = 3
-
-
-def _gated(cells: Cells) -> str:
-    """The cells with an ``ok`` column: whether the cell counts.
-
-    A cell counts with ``min_visitors`` (``k``) or more visitors. That alone is not enough: what a table does
-    not show is a remainder (the total one level up minus the rows shown), and a remainder of 1 to k-1
-    visitors would be as good as shown. So for every parent of a cell (its day, and its day with every
-    proper subset of its segments: for topic by country, the day, the day and topic, the day and country),
-    both the parent's visitors who are in no counted cell, and the visitors of its cells that do not count,
-    must number none or at least k. If they do not, the smallest counted cells under that parent are left
-    out too, up to ``MAX_LEFT_OUT`` of them (one is enough unless segments overlap, as topics do); if that is
-    still not enough, nothing under that parent counts. Each parent is worked out from the cells alone, so
-    the query grows with the number of parents, not exponentially."""
-    segments, merge = cells.segments, cells.merge
-    if not segments:  # a total: nothing under it is shown beside it
-        return f"SELECT *, visitors >= {{k:UInt32}} AS ok FROM ({cells.inner})"
-    parents = [
-        ["day", *subset] for size in range(len(segments)) for subset in itertools.combinations(segments, size)
-    ]
-    seg = ", ".join(segments)
-    ranks = ",\n".join(
-        f"row_number() OVER (PARTITION BY {', '.join(parent)}, visitors >= {{k:UInt32}} "
-        f"ORDER BY visitors, {seg}) AS rank_{index}"
-        for index, parent in enumerate(parents)
-    )
-    ranked = f"SELECT *, {ranks} FROM ({cells.inner})"
-    joins, guards = [], []
-    for index, parent in enumerate(parents):
-        by = ", ".join(parent)
-        rank = f"rank_{index}"
-        counted = f"visitors >= {{k:UInt32}} AND {rank} > N"
-        measures = ",\n".join(
-            f"toInt64({merge}Merge(state)) - toInt64({merge}MergeIf(state, {counted.replace(' N', f' {n}')}))"
-            f" AS out_{n}, toInt64({merge}MergeIf(state, NOT ({counted.replace(' N', f' {n}')}))) AS hid_{n}"
-            for n in range(MAX_LEFT_OUT + 1)
-        )
-        joins.append(
-            # (The parent's columns renamed: with the same names, c.* would come out qualified.)
-            f"LEFT JOIN (SELECT {', '.join(f'{column} AS k_{column}' for column in parent)}, {measures} "
-            f"FROM ({ranked}) GROUP BY {by}) AS p{index} "
-            + "ON "
-            + " AND ".join(f"c.{column} = p{index}.k_{column}" for column in parent)
-        )
-
-        def fine(n: int, i: int = index) -> str:
-            return (
-                f"(p{i}.out_{n} = 0 OR p{i}.out_{n} >= {{k:UInt32}}) "
-                f"AND (p{i}.hid_{n} = 0 OR p{i}.hid_{n} >= {{k:UInt32}})"
-            )
-
-        steps = "".join(f"{fine(n)}, c.{rank} > {n}, " for n in range(MAX_LEFT_OUT + 1))
-        guards.append(f"multiIf({steps}0)")
-    return f"""
-        SELECT c.*, c.visitors >= {{k:UInt32}} AND {" AND ".join(guards)} AS ok
-        FROM ({ranked}) AS c
-        {" ".join(joins)}
-    """
-
-
 def _cells(
-    store: Store,
-    cells: Cells,
-    metrics: Sequence[str],
-    k: int,
-    limit: int = 1000,
-    keep: str = "1",
-) -> tuple[list[tuple[Any, ...]], int]:
-    """Sum the cells that count (``_gated``) per shown segment. Returns the segments that have any such
-    cell (segment values, then metric sums, then visitors), biggest first, and how many segments had none.
-    ``keep`` (with the filters') leaves segments out of the table only after the gate, which must see them
-    all: dropping the visitors without a referrer before it would let the total minus the rest give them
-    away."""
+    store: Store, cells: Cells, sel: Selection, metrics: Sequence[str], limit: int = 1000, keep: str = "1"
+) -> list[tuple[Any, ...]]:
+    """Sum the cells that count per shown segment: segment values, then metric sums, then visitors, biggest
+    first. ``keep`` (with the filters') leaves segments out of the table only after the gate, which must see
+    them all: dropping the visitors without a referrer before it would let the total minus the rest give
+    them away."""
+    cells_sql, params = source(store, cells.grid(), sel)
     seg = ", ".join(cells.shown)
-    sums = ", ".join(f"sumIf({m}, ok) AS t_{m}" for m in metrics)
+    sums = ", ".join(f"sum({m}) AS t_{m}" for m in metrics)
     rows = store.query(
         f"""
-        SELECT {seg}, {", ".join(f"t_{m}" for m in metrics)}, t_visitors, countIf(shown = 0) OVER () AS hidden
-        FROM (
-            SELECT {seg}, {sums}, sumIf(visitors, ok) AS t_visitors, countIf(ok) AS shown
-            FROM ({_gated(cells)})
-            WHERE ({cells.keep}) AND ({keep})
-            GROUP BY {seg}
-        )
-        ORDER BY shown = 0, t_{metrics[0]} DESC, {seg}
+        SELECT {seg}, {sums}, sum(visitors) AS t_visitors
+        FROM ({cells_sql})
+        WHERE ({cells.keep}) AND ({keep})
+        GROUP BY {seg}
+        ORDER BY t_{metrics[0]} DESC, {seg}
         LIMIT {int(limit)}
         """,
-        {**cells.params, "k": k},
+        params,
     )
-    hidden = int(rows[0][-1]) if rows else 0
-    shown = [tuple(row[:-1]) for row in rows if row[len(cells.shown) + len(metrics)] > 0]
-    return shown, hidden
+    return [tuple(row) for row in rows]
 
 
 def _series(
@@ -235,10 +113,8 @@ def _series(
 ) -> dict[tuple[Any, ...], dict[str, list[int]]]:
     """Per shown segment, each metric per day of the selection (0 where the cell does not count)."""
     seg = ", ".join(cells.shown) + ", " if cells.shown else ""
-    rows = store.query(
-        f"SELECT {seg}day, {', '.join(metrics)} FROM ({_gated(cells)}) WHERE ok AND ({cells.keep})",
-        {**cells.params, "k": sel.min_visitors},
-    )
+    cells_sql, params = source(store, cells.grid(), sel)
+    rows = store.query(f"SELECT {seg}day, {', '.join(metrics)} FROM ({cells_sql}) WHERE {cells.keep}", params)
     index = {day: n for n, day in enumerate(sel.day_list())}
     out: dict[tuple[Any, ...], dict[str, list[int]]] = {}
     width = len(cells.shown)
@@ -249,95 +125,6 @@ def _series(
             for metric, value in zip(metrics, row[width + 1 :], strict=True):
                 series[metric][index[day]] = int(value)
     return out
-
-
-# -- where the cells come from ---------------------------------------------------------------------------
-
-
-def _keep(sel: Selection, column: dict[str, str]) -> tuple[str, dict[str, Any]]:
-    """The filters as a condition on the gated cells (``column`` names each dimension's column there)."""
-    conditions, params = [], {}
-    for name, value in sel.filters.active():
-        conditions.append(f"{column[name]} = {{f_{name}:String}}")
-        params[f"f_{name}"] = value
-    return " AND ".join(conditions) or "1", params
-
-
-def _stats(store: Store, sel: Selection, by: Sequence[str]) -> Cells:
-    """Cells from the daily statistics: one row per ``by`` (and filter dimension) and day, with views,
-    visits, returning visits and visitors (distinct on that day)."""
-    dims = [*by, *(name for name, _ in sel.filters.active() if name not in by)]
-    params: dict[str, Any] = {"site": sel.site, "first": sel.first, "last": sel.last, "all": ALL_TOPICS}
-    where = ["site = {site:String}", "day >= {first:Date}", "day <= {last:Date}"]
-    where.append("topic != {all:String}" if "topic" in dims else "topic = {all:String}")
-    keep, filter_params = _keep(sel, {name: name for name in DIMENSIONS})
-    seg = "".join(f"{column}, " for column in dims)
-    inner = f"""
-        SELECT {seg}day, sum(page_views) AS views, sum(visits) AS visits,
-               sum(returning_visits) AS returning, uniqMerge(s.visitors) AS visitors,
-               uniqMergeState(s.visitors) AS state
-        FROM {store.table("daily_stats")} AS s
-        WHERE {" AND ".join(where)}
-        GROUP BY {seg}day
-    """
-    return Cells(inner, {**params, **filter_params}, tuple(dims), tuple(by), keep, "uniq")
-
-
-# Topics as raw rows give them: a page without one counts as "" (no topic), as in the daily statistics.
-RAW_TOPICS = "ARRAY JOIN if(empty(v.topics), [''], v.topics) AS topic"
-_RAW_FILTERS = {"country": "v.country", "device": "v.device", "source": source_expression("v")}
-
-
-def _raw(
-    store: Store,
-    sel: Selection,
-    by: dict[str, str],
-    metrics: dict[str, str] | None = None,
-    where: Sequence[str] = (),
-    array_join: str = "",
-) -> Cells:
-    """Cells from raw page views: one row per ``by`` (alias: expression), filter dimension and day. Only
-    days wholly inside raw retention (the oldest day loses rows while it is looked at, and the difference
-    between two looks would be one visitor's), and no day on which an erased visitor had page views."""
-    params: dict[str, Any] = {
-        "site": sel.site,
-        "start": sel.start(),
-        "end": sel.end(),
-        "raw_days": store.settings.raw_retention_days - 1,
-    }
-    day = f"toDate(v.ts, '{sel.zone.key}')"
-    conditions = [
-        "v.site = {site:String}",
-        "v.ts >= {start:DateTime64(3, 'UTC')}",
-        "v.ts < {end:DateTime64(3, 'UTC')}",
-        f"{day} > toDate(now(), '{sel.zone.key}') - {{raw_days:UInt32}}",
-        # Nor the days of an erased visitor: the statistics still count them (see migrations._erased_days).
-        f"{day} NOT IN (SELECT day FROM {store.table('erased_days')} WHERE site = {{site:String}})",
-        *where,
-    ]
-    columns = dict(by)
-    names = {}
-    for name, _ in sel.filters.active():
-        if name == "topic":
-            if "topic" not in columns:
-                array_join = array_join or RAW_TOPICS
-                columns["topic"] = "topic"
-            names[name] = "topic"
-        else:
-            columns[f"f_{name}"] = _RAW_FILTERS[name]
-            names[name] = f"f_{name}"
-    keep, filter_params = _keep(sel, names)
-    metrics = metrics or {"views": "count()", "visits": "countIf(v.entry)"}
-    seg = "".join(f"{expression} AS {alias}, " for alias, expression in columns.items())
-    measured = "".join(f"{expression} AS {alias}, " for alias, expression in metrics.items())
-    inner = f"""
-        SELECT {seg}{day} AS day, {measured}uniqExact(v.visitor_id) AS visitors,
-               uniqExactState(v.visitor_id) AS state
-        FROM {store.table("page_views")} AS v {array_join}
-        WHERE {" AND ".join(conditions)}
-        GROUP BY {", ".join([*columns, "day"])}
-    """
-    return Cells(inner, {**params, **filter_params}, tuple(columns), tuple(by), keep, "uniqExact")
 
 
 # -- the reports -----------------------------------------------------------------------------------------
@@ -386,7 +173,7 @@ def _day_series(store: Store, sel: Selection) -> dict[str, list[int]]:
     visits count people (those who began a visit; those who came back): a day's figure counts only when it
     is k or more itself."""
     metrics = ("views", "visitors", "visits", "returning")
-    series = _series(store, _stats(store, sel, ()), metrics, sel).get(
+    series = _series(store, stats_cells(store, sel, ()), metrics, sel).get(
         (), {m: [0] * sel.days for m in metrics}
     )
     for people in ("visits", "returning"):
@@ -491,9 +278,9 @@ def _table_from_stats(
     limit: int = 100,
     measures: Sequence[Column] = (VIEWS,),
 ) -> Table:
-    cells = _stats(store, sel, [c.key for c in by])
-    rows, hidden = _cells(store, cells, [c.key for c in measures], sel.min_visitors, limit)
-    return Table(name, title, [*by, *measures, VISITORS], rows, hidden)
+    cells = stats_cells(store, sel, [c.key for c in by])
+    rows = _cells(store, cells, sel, [c.key for c in measures], limit)
+    return Table(name, title, [*by, *measures, VISITORS], rows)
 
 
 TOPIC = Column("topic", "Topic", numeric=False, filter="topic")
@@ -536,7 +323,7 @@ def rising(table: Table, count: int = 5) -> list[tuple[str, int, float | None]]:
 
 
 def topic_series(store: Store, sel: Selection, topics: Sequence[str]) -> list[Series]:
-    per = _series(store, _stats(store, sel, ["topic"]), ["views"], sel)
+    per = _series(store, stats_cells(store, sel, ["topic"]), ["views"], sel)
     return [Series(topic, per[(topic,)]["views"] if (topic,) in per else [0] * sel.days) for topic in topics]
 
 
@@ -547,12 +334,12 @@ def topic_by(store: Store, sel: Selection, column: Column) -> Table:
 
 def topic_pages(store: Store, sel: Selection, per_topic: int = 3) -> Table:
     """The most viewed pages of each topic."""
-    cells = _raw(store, sel, {"topic": "topic", "path": "v.path"}, array_join=RAW_TOPICS)
+    cells = _topic_page_cells(store, sel)
     return _per_topic(store, sel, cells, "topic-pages", "Top pages per topic", PAGE, per_topic)
 
 
 def topic_sources(store: Store, sel: Selection, per_topic: int = 3) -> Table:
-    cells = _stats(store, sel, ["topic", "source"])
+    cells = stats_cells(store, sel, ["topic", "source"])
     title = "Top sources per topic"
     return _per_topic(store, sel, cells, "topic-sources", title, SOURCE, per_topic, keep="source != ''")
 
@@ -568,7 +355,7 @@ def _per_topic(
     keep: str = "1",
 ) -> Table:
     """The ``per_topic`` biggest rows of each topic of a topic-by-``column`` table."""
-    rows, hidden = _cells(store, cells, ["views"], sel.min_visitors, 2000, keep=keep)
+    rows = _cells(store, cells, sel, ["views"], 2000, keep=keep)
     counted: dict[Any, int] = defaultdict(int)
     top = []
     for row in rows:  # biggest first already
@@ -576,7 +363,7 @@ def _per_topic(
             counted[row[0]] += 1
             top.append(row)
     top.sort(key=lambda row: (row[0], -row[2]))
-    return Table(name, title, [TOPIC, column, VIEWS, VISITORS], top, hidden)
+    return Table(name, title, [TOPIC, column, VIEWS, VISITORS], top)
 
 
 NOT_FILTERED = "Not split by filters."
@@ -599,14 +386,31 @@ def co_interest(store: Store, sel: Selection, limit: int = 20) -> Table:
     if sel.filters.active():
         table.note = NOT_FILTERED
         return table
-    per_visitor = _raw(
-        store, sel, {"visitor": "v.visitor_id"}, metrics={"topics": "groupUniqArrayArray(v.topics)"}
-    )
-    singles = _raw(store, sel, {"topic": "topic"}, array_join=RAW_TOPICS)
-    counted = f"SELECT day, topic, visitors FROM ({_gated(singles)}) WHERE ok"
+    grid_sql, params = source(store, _co_interest_grid(store, sel), sel)
     rows = store.query(
         f"""
-        SELECT p.a, p.b, sum(p.visitors) AS both, sum(s.visitors) AS of_a
+        SELECT a, b, sum(visitors) AS both, sum(views) AS of_a FROM ({grid_sql})
+        GROUP BY a, b
+        ORDER BY both / of_a DESC, both DESC, a, b
+        LIMIT {int(limit)}
+        """,
+        params,
+    )
+    table.rows = [(a, b, int(both), round(both / of_a, 3) if of_a else None) for a, b, both, of_a in rows]
+    return table
+
+
+def _co_interest_grid(store: Store, sel: Selection) -> Grid:
+    """Per day, each pair of topics with the visitors who read both (``visitors``) and those who read the
+    first (``views``), for the pairs that count that day: both topics' cells count, and those who read one
+    but not the other are none or k or more, either way round."""
+    per_visitor = raw_cells(
+        store, sel, {"visitor": "v.visitor_id"}, metrics={"topics": "groupUniqArrayArray(v.topics)"}
+    )
+    singles = _topic_cells(store, sel)
+    counted = f"SELECT day, topic, visitors FROM ({_gated(singles)}) WHERE ok"
+    live = f"""
+        SELECT p.a AS a, p.b AS b, p.day AS day, s.visitors AS views, p.visitors AS visitors
         FROM (
             SELECT day, a, b, count() AS visitors
             FROM (SELECT day, topics FROM ({per_visitor.inner}))
@@ -620,25 +424,19 @@ def co_interest(store: Store, sel: Selection, limit: int = 20) -> Table:
         WHERE p.visitors >= {{k:UInt32}}
           AND (s.visitors = p.visitors OR s.visitors - p.visitors >= {{k:UInt32}})
           AND (t.visitors = p.visitors OR t.visitors - p.visitors >= {{k:UInt32}})
-        GROUP BY p.a, p.b
-        ORDER BY both / of_a DESC, both DESC, p.a, p.b
-        LIMIT {int(limit)}
-        """,
-        {**per_visitor.params, **singles.params, "k": sel.min_visitors},
-    )
-    table.rows = [(a, b, int(both), round(both / of_a, 3) if of_a else None) for a, b, both, of_a in rows]
-    return table
+    """
+    params = {**per_visitor.params, **singles.params}
+    return Grid(live, params, ("a", "b"), ("views",), True, _key(live))
 
 
 def pages(store: Store, sel: Selection) -> Table:
-    rows, hidden = _cells(store, _raw(store, sel, {"path": "v.path"}), ["views"], sel.min_visitors, 100)
-    return Table("pages", "Top pages", [PAGE, VIEWS, VISITORS], rows, hidden)
+    rows = _cells(store, _page_cells(store, sel), sel, ["views"], 100)
+    return Table("pages", "Top pages", [PAGE, VIEWS, VISITORS], rows)
 
 
 def entry_pages(store: Store, sel: Selection) -> Table:
-    cells = _raw(store, sel, {"path": "v.path"}, {"visits": "count()"}, where=["v.entry"])
-    rows, hidden = _cells(store, cells, ["visits"], sel.min_visitors, 50)
-    return Table("entry-pages", "Entry pages", [PAGE, VISITS, VISITORS], rows, hidden)
+    rows = _cells(store, _entry_cells(store, sel), sel, ["visits"], 50)
+    return Table("entry-pages", "Entry pages", [PAGE, VISITS, VISITORS], rows)
 
 
 def exit_pages(store: Store, sel: Selection) -> Table:
@@ -647,25 +445,13 @@ def exit_pages(store: Store, sel: Selection) -> Table:
     if sel.filters.active():
         table.note = NOT_FILTERED
         return table
-    visits = _raw(
-        store, sel, {"visitor": "v.visitor_id", "visit": "v.visit_start"}, {"path": "argMax(v.path, v.ts)"}
-    )
-    exits = f"""
-        SELECT path, day, count() AS visits, uniqExact(visitor) AS visitors, uniqExactState(visitor) AS state
-        FROM ({visits.inner})
-        GROUP BY path, day
-    """
-    cells = Cells(exits, visits.params, ("path",), ("path",), "1", "uniqExact")
-    table.rows, table.hidden = _cells(store, cells, ["visits"], sel.min_visitors, 50)
+    table.rows = _cells(store, _exit_cells(store, sel), sel, ["visits"], 50)
     return table
 
 
 def campaigns(store: Store, sel: Selection) -> Table:
-    cells = _raw(
-        store, sel, {"source": "v.utm_source", "medium": "v.utm_medium", "campaign": "v.utm_campaign"}
-    )
     keep = "(source != '' OR campaign != '')"
-    rows, hidden = _cells(store, cells, ["views"], sel.min_visitors, 50, keep=keep)
+    rows = _cells(store, _campaign_cells(store, sel), sel, ["views"], 50, keep=keep)
     columns = [
         Column("source", "utm_source", numeric=False),
         Column("medium", "utm_medium", numeric=False),
@@ -673,7 +459,7 @@ def campaigns(store: Store, sel: Selection) -> Table:
         VIEWS,
         VISITORS,
     ]
-    return Table("campaigns", "Campaigns (UTM)", columns, rows, hidden)
+    return Table("campaigns", "Campaigns (UTM)", columns, rows)
 
 
 def realtime(store: Store, site: str, now: datetime, min_visitors: int) -> int | None:
@@ -698,3 +484,75 @@ def sites(store: Store) -> list[str]:
 def topic_report(store: Store, site: str, first: date, last: date, min_visitors: int) -> Table:
     """The topics table for a site and days (a shortcut for scripts and tests)."""
     return topics(store, Selection(site, first, last, ZoneInfo(store.settings.timezone), min_visitors))
+
+
+# -- every kind of table, for publication -----------------------------------------------------------------
+
+
+def _page_cells(store: Store, sel: Selection) -> Cells:
+    return raw_cells(store, sel, {"path": "v.path"})
+
+
+def _entry_cells(store: Store, sel: Selection) -> Cells:
+    return raw_cells(store, sel, {"path": "v.path"}, {"visits": "count()"}, where=["v.entry"])
+
+
+def _campaign_cells(store: Store, sel: Selection) -> Cells:
+    return raw_cells(
+        store, sel, {"source": "v.utm_source", "medium": "v.utm_medium", "campaign": "v.utm_campaign"}
+    )
+
+
+def _topic_page_cells(store: Store, sel: Selection) -> Cells:
+    return raw_cells(store, sel, {"topic": "topic", "path": "v.path"}, array_join=RAW_TOPICS)
+
+
+def _topic_cells(store: Store, sel: Selection) -> Cells:
+    return raw_cells(store, sel, {"topic": "topic"}, array_join=RAW_TOPICS)
+
+
+def _exit_cells(store: Store, sel: Selection) -> Cells:
+    """The last page of each visit (a visit is a visitor id and its start), as cells of visits."""
+    visits = raw_cells(
+        store, sel, {"visitor": "v.visitor_id", "visit": "v.visit_start"}, {"path": "argMax(v.path, v.ts)"}
+    )
+    exits = f"""
+        SELECT path, day, count() AS visits, uniqExact(visitor) AS visitors, uniqExactState(visitor) AS state
+        FROM ({visits.inner})
+        GROUP BY path, day
+    """
+    return Cells(exits, visits.params, ("path",), ("path",), "1", "uniqExact", ("visits",), raw=True)
+
+
+def _stats_of(*by: str) -> Callable[[Store, Selection], Cells]:
+    return lambda store, sel: stats_cells(store, sel, by)
+
+
+# Tables a filter splits (each filter combination is a grid of its own), and tables it does not.
+_FILTERED: tuple[Callable[[Store, Selection], Cells], ...] = (
+    *(_stats_of(*by) for by in [(), *((d,) for d in DIMENSIONS), *(("topic", d) for d in DIMENSIONS[1:])]),
+    _page_cells,
+    _entry_cells,
+    _campaign_cells,
+    _topic_page_cells,
+)
+_UNFILTERED: tuple[Callable[[Store, Selection], Grid], ...] = (
+    lambda store, sel: _exit_cells(store, sel).grid(),
+    _co_interest_grid,
+)
+
+
+def grids(store: Store, sel: Selection) -> list[Grid]:
+    """Every grid a view can ask for, for the selection's days (its filters are not looked at): each table
+    unfiltered and under every combination of at most ``MAX_FILTERS`` filters."""
+    found: dict[str, Grid] = {}
+    for size in range(MAX_FILTERS + 1):
+        for names in itertools.combinations(DIMENSIONS, size):
+            filtered = replace(sel, filters=Filters(**dict.fromkeys(names, "")))
+            for build in _FILTERED:
+                grid = build(store, filtered).grid()
+                found.setdefault(grid.key, grid)
+    for unfiltered in _UNFILTERED:
+        grid = unfiltered(store, replace(sel, filters=Filters()))
+        found.setdefault(grid.key, grid)
+    return list(found.values())

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from . import reports
 from .charts import line_chart
+from .publish import with_published
 from .reports import DIMENSIONS, MAX_FILTER_LENGTH, MAX_FILTERS, Filters, Selection, Series, Table
 from .store import Store
 
@@ -126,7 +127,7 @@ def _parse_date(value: str | None) -> date | None:
 
 
 def overview(store: Store, request: Request, now: datetime) -> dict[str, Any]:
-    sel = request.selection
+    sel = with_published(store, request.selection)
     summary = reports.overview(store, sel)
     topics = reports.topics(store, sel)
     topics.rows = topics.rows[:10]
@@ -154,7 +155,7 @@ def overview(store: Store, request: Request, now: datetime) -> dict[str, Any]:
 
 
 def topics(store: Store, request: Request, now: datetime) -> dict[str, Any]:
-    sel = request.selection
+    sel = with_published(store, request.selection)
     ranking = reports.topics(store, sel)
     top = [row[0] for row in ranking.rows[:5]]
     series = reports.topic_series(store, sel, top)
@@ -180,7 +181,7 @@ def topics(store: Store, request: Request, now: datetime) -> dict[str, Any]:
 
 
 def pages(store: Store, request: Request, now: datetime) -> dict[str, Any]:
-    sel = request.selection
+    sel = with_published(store, request.selection)
     tables = {
         t.name: t
         for t in (

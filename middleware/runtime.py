@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import anyio
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +23,7 @@ from koekje.analytics.events import Engagement, SpoolSink
 from koekje.analytics.ledger import Method
 from koekje.analytics.ledger_writer import LedgerWriter
 from koekje.analytics.loader import Loader
+from koekje.analytics.publish import Publisher
 from koekje.analytics.remote import Ownership
 from koekje.analytics.spool import Spool
 from koekje.analytics.subjects import Subjects
@@ -72,6 +74,10 @@ class Runtime:
             ownership=self.ownership,
             on_tick=self.snapshots.write if config.metrics.enabled else None,
             erasures=self.subjects,
+            # The dashboard's cells of finished days, worked out once by the process that loads.
+            publisher=Publisher(self.store, ZoneInfo(site.timezone), config.dashboard.min_visitors, clock)
+            if config.dashboard.enabled
+            else None,
         )
         wake = self.loader.wake
         topics = TopicRules(config.analytics.topics)

@@ -57,4 +57,6 @@ def test_every_table_with_visitor_data_is_covered(store: Store, clock: FakeClock
         "aggregate_salts",
         "engagement",
         "subject_requests",
+        "published_cells",
+        "publications",
     }

@@ -1,0 +1,178 @@
+"""Published cells: a report read from them is the report worked out from the page views, for any traffic,
+any filter and any range; a day is published again when late page views change it; superseded versions and
+unfinished publications are cleared away."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support import FakeClock
+
+from koekje.analytics import PageView, PageViewSink, Store
+from koekje.analytics import reports as r
+from koekje.analytics.aggregates import draw_salts
+from koekje.analytics.publish import KEEP_SUPERSEDED, Publisher, code, with_published
+from koekje.analytics.reports import Filters, Selection
+
+DAY = date(2026, 11, 2)
+ZONE = ZoneInfo("Europe/Amsterdam")
+K = 3
+TOPICS = ("implants", "prices", "hygiene", "")
+COUNTRIES = ("NL", "BE", "DE")
+DEVICES = ("desktop", "mobile")
+REFERRERS = ("", "www.google.nl", "duckduckgo.com")
+
+
+def put(store: Store, views: list[PageView]) -> None:
+    draw_salts(store, {v.ts.astimezone(ZONE).date() for v in views}, lambda: datetime.now(UTC))
+    PageViewSink(store).write(views)
+
+
+# A visitor's day: which day, which topics they read (one page each), from where, on what, how they came.
+visits = st.tuples(
+    st.integers(0, 3),
+    st.lists(st.sampled_from(TOPICS), min_size=1, max_size=3),
+    st.sampled_from(COUNTRIES),
+    st.sampled_from(DEVICES),
+    st.sampled_from(REFERRERS),
+    st.booleans(),  # came from the newsletter campaign
+)
+
+
+def page_views(plan: list[tuple[int, list[str], str, str, str, bool]]) -> list[PageView]:
+    views = []
+    for n, (day, topics, country, device, referrer, campaign) in enumerate(plan):
+        visitor = uuid.uuid4()
+        # Late in the evening in Amsterdam: the day in the site's zone is not UTC's.
+        start = datetime(DAY.year, DAY.month, DAY.day, 22, 30, tzinfo=UTC) + timedelta(days=day, seconds=n)
+        for page, topic in enumerate(topics):
+            ts = start + timedelta(minutes=page)
+            views.append(
+                PageView(
+                    ts,
+                    "default",
+                    visitor,
+                    f"/{topic or 'home'}/{page % 2}",
+                    (topic,) if topic else (),
+                    referrer if page == 0 else "",
+                    country,
+                    "192.0.2.0",
+                    utm_source="nieuwsbrief" if campaign and page == 0 else "",
+                    utm_medium="email" if campaign and page == 0 else "",
+                    utm_campaign="najaar" if campaign and page == 0 else "",
+                    device=device,
+                    visit_start=int(start.timestamp()),
+                    entry=page == 0,
+                )
+            )
+    return views
+
+
+REPORTS: list[Callable[[Store, Selection], Any]] = [
+    r.overview,
+    r.topics,
+    r.countries,
+    r.devices,
+    r.sources,
+    lambda store, sel: r.topic_by(store, sel, r.COUNTRY),
+    lambda store, sel: r.topic_by(store, sel, r.DEVICE),
+    r.topic_pages,
+    r.topic_sources,
+    r.co_interest,
+    r.pages,
+    r.entry_pages,
+    r.exit_pages,
+    r.campaigns,
+    lambda store, sel: r.topic_series(store, sel, list(TOPICS)),
+]
+FILTERS = [Filters(), Filters(country="NL"), Filters(topic="implants", device="mobile")]
+
+
+def topics(store: Store, sel: Selection) -> list[tuple[Any, ...]]:
+    """The topics table as published cells give it: topic, page views, visitors."""
+    return [row[:3] for row in r.topics(store, with_published(store, sel)).rows]
+
+
+def publish_all(store: Store, clock: FakeClock) -> Publisher:
+    publisher = Publisher(store, ZONE, K, clock)
+    while not publisher.step(60.0):
+        pass
+    return publisher
+
+
+def every_report(store: Store, first: date, last: date, published: bool) -> list[Any]:
+    answers = []
+    for filters in FILTERS:
+        sel = Selection("default", first, last, ZONE, K, filters)
+        if published:
+            sel = with_published(store, sel)
+            # Every day from the first with page views on is published: those cells are what is read.
+            [(since,)] = store.query(f"SELECT min(toDate(ts, '{ZONE.key}')) FROM {store.table('page_views')}")
+            assert set(sel.day_list()) - set(sel.live_days()) == {d for d in sel.day_list() if d >= since}
+        answers += [report(store, sel) for report in REPORTS]
+    return answers
+
+
+@settings(
+    max_examples=5,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.lists(visits, min_size=1, max_size=40), st.integers(0, 3), st.integers(0, 3))
+def test_reports_from_published_cells_are_the_reports_worked_out_from_page_views(
+    store: Store, plan: list[tuple[int, list[str], str, str, str, bool]], a: int, b: int
+) -> None:
+    for table in ("page_views", "daily_stats", "published_cells", "publications"):
+        store.command(f"TRUNCATE TABLE {store.table(table)}")
+    put(store, page_views(plan))
+    first, last = DAY + timedelta(days=min(a, b)), DAY + timedelta(days=max(a, b))
+    live = every_report(store, first, last, published=False)
+    publish_all(store, FakeClock(datetime(2026, 11, 20, tzinfo=UTC)))
+    assert every_report(store, first, last, published=True) == live
+
+
+def test_late_page_views_publish_their_day_again(store: Store) -> None:
+    clock = FakeClock(datetime(2026, 11, 20, tzinfo=UTC))
+    put(store, page_views([(0, ["implants"], "NL", "desktop", "", False)] * 4))
+    publisher = publish_all(store, clock)
+    sel = Selection("default", DAY, DAY, ZONE, K)
+    assert topics(store, sel) == [("implants", 4, 4)]
+    put(store, page_views([(0, ["prices"], "NL", "desktop", "", False)] * 3))  # loaded late
+    assert topics(store, sel) == [("implants", 4, 4)]  # until published
+    publisher.check_now()
+    while not publisher.step(60.0):
+        pass
+    day = f"SELECT count() FROM {store.table('publications')} WHERE day = {{day:Date}}"
+    assert store.query(day, {"day": DAY})[0][0] == 2  # published again, beside the first
+    assert topics(store, sel) == [("implants", 4, 4), ("prices", 3, 3)]
+    # The superseded version stays while a view may still read it, then goes (of that day only).
+    versions = f"SELECT count(DISTINCT version) FROM {store.table('published_cells')}"
+    assert store.query(versions)[0][0] == 2
+    clock.advance(seconds=KEEP_SUPERSEDED.total_seconds() + 1)
+    publisher.check_now()
+    publisher.step(60.0)
+    assert store.query(versions)[0][0] == 1
+    assert store.query(day, {"day": DAY})[0][0] == 1
+    later = f"SELECT count() FROM {store.table('publications')} WHERE day > {{day:Date}}"
+    assert store.query(later, {"day": DAY})[0][0] == 17  # the quiet days after it, published once
+    assert topics(store, sel) == [("implants", 4, 4), ("prices", 3, 3)]
+
+
+def test_a_day_is_published_once_it_is_over_and_another_threshold_is_another_code(store: Store) -> None:
+    put(store, page_views([(0, ["implants"], "NL", "desktop", "", False)] * 4))
+    # 23:05 in Amsterdam on DAY: the day is not over.
+    clock = FakeClock(datetime(2026, 11, 2, 22, 5, tzinfo=UTC))
+    publisher = Publisher(store, ZONE, K, clock)
+    assert publisher.step(60.0) and publisher.published == 0
+    clock.advance(hours=2)  # past midnight and the grace after it
+    publisher.check_now()
+    assert publisher.step(60.0) and publisher.published == 1
+    assert code(store, ZONE, K) != code(store, ZONE, K + 1)
+    other = with_published(store, Selection("default", DAY, DAY, ZONE, K + 1))
+    assert other.published == ()
