@@ -468,8 +468,13 @@ class Config(_Section, frozen=True):
         return self
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate ``koekje.toml``; secrets (and optionally the DSN) come from ``environ``."""
+def load_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, *, validate: bool = True
+) -> Config:
+    """Read and validate ``koekje.toml``; secrets (and optionally the DSN) come from ``environ``. With
+    ``validate=False`` the file is still checked key by key, but not the secrets and the settings built
+    from several sections (:meth:`Config.validate`): for a tool that reads only the declarations, such as
+    ``koekje audit`` run where the site's secrets are not."""
     environ = os.environ if environ is None else environ
     path = Path(path)
     try:
@@ -490,10 +495,11 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         analytics = msgspec.structs.replace(analytics, dsn=environ[DSN_ENV])
     if config.metrics_token:
         raise ConfigError(f"{path}: do not put the metrics token in the file; set {METRICS_TOKEN_ENV}")
-    return msgspec.structs.replace(
+    config = msgspec.structs.replace(
         config,
         secret_keys=keys,
         analytics=analytics,
         metrics_token=environ.get(METRICS_TOKEN_ENV, "").strip(),
         base_dir=str(path.resolve().parent),
-    ).validate()
+    )
+    return config.validate() if validate else config

@@ -70,6 +70,20 @@ def test_missing_secret_says_how_to_make_one(tmp_path: Path) -> None:
         load_config(write(tmp_path, ""), {"KOEKJE_SECRET_KEY": "short"})
 
 
+def test_the_declarations_can_be_read_without_the_secrets(tmp_path: Path) -> None:
+    """For `koekje audit`, run where the site's secrets are not (a CI job, a laptop)."""
+    path = write(
+        tmp_path, "[[consent.cookies]]\nname = '_fbp'\ncategory = 'marketing'\nduration = '3 months'\n"
+    )
+    config = load_config(path, {}, validate=False)
+    assert config.secret_keys == ()
+    assert config.declarations().rule("_fbp") is not None
+    # The file itself is still checked key by key.
+    broken = write(tmp_path, "[[consent.cookies]]\nname = 'x'\ncategory = 'marketing'\nduration = 'x'\n")
+    with pytest.raises(ConfigError, match="duration"):
+        load_config(broken, {}, validate=False)
+
+
 def test_secret_rotation_list_newest_last(tmp_path: Path) -> None:
     newer = "newer-secret-key-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     config = load_config(write(tmp_path, ""), {"KOEKJE_SECRET_KEY": f"{SECRET}, {newer}"})
