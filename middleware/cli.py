@@ -138,7 +138,117 @@ def _parser() -> argparse.ArgumentParser:
     written = commands.add_parser("notice", help="the privacy-policy section about koekje, as Markdown")
     written.add_argument("--lang", choices=NOTICE_LANGUAGES, default="en")
     written.set_defaults(run=_notice)
+    _audit_command(commands)
     return parser
+
+
+def _audit_command(commands: Any) -> None:
+    """``koekje audit``: its code and Playwright are imported only when it runs (an optional extra)."""
+    audit = commands.add_parser(
+        "audit",
+        help="visit the site in Chromium as visitors who chose nothing, rejected and accepted, and report "
+        "what they were given against the declarations (exit 1 on errors, for CI)",
+        description="Visit the site in Chromium (pip install 'koekje[audit]') as a visitor who made no "
+        "choice, one who rejected everything and one who accepted everything, each choosing in the real "
+        "banner, and report cookies, web storage and requests to other hosts against koekje.toml. Exit "
+        "status: 0 no errors, 1 errors found, 2 the audit could not run.",
+    )
+    audit.add_argument("url", help="the site's start page, e.g. https://www.example.nl/")
+    audit.add_argument(
+        "--pages",
+        type=int,
+        default=10,
+        help="pages to visit, the start page included: those it links to, then /sitemap.xml (default 10)",
+    )
+    audit.add_argument("--lang", help="the browser's language (default: the first of banner.languages)")
+    audit.add_argument("--format", choices=["text", "json", "html", "markdown"], default="text")
+    audit.add_argument(
+        "--output", "-o", type=Path, help="write the report to this file (Markdown: screenshots beside it)"
+    )
+    audit.add_argument(
+        "--per-category", action="store_true", help="also one visitor per category, granting only that one"
+    )
+    audit.add_argument(
+        "--update-declaration",
+        action="store_true",
+        help="append the undeclared cookies seen to koekje.toml as a draft, commented out, for you to finish",
+    )
+    audit.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a host (with its subdomains) that is the site's own, e.g. its CDN; repeatable",
+    )
+    audit.add_argument(
+        "--resolve",
+        action="append",
+        default=[],
+        metavar="HOST=ADDRESS",
+        help="send the browser's requests for HOST to ADDRESS (e.g. a staging server under the real name); "
+        "repeatable",
+    )
+    audit.add_argument("--chromium", metavar="PATH", help="the browser to drive (default: the system's)")
+    audit.add_argument(
+        "--dwell",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="stay this much longer on each page, for scripts that wait before they act",
+    )
+    audit.set_defaults(run=_audit)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from .audit import AuditOptions, AuditUnavailable, audit
+    from .audit.draft import append, draft
+    from .audit.report import render, write
+
+    path = _config_path(args)
+    try:
+        config = load_config(path, validate=False)  # the declarations: the site's secrets are not needed
+        resolve = dict(_pair(item) for item in args.resolve)
+        options = AuditOptions(
+            pages=args.pages,
+            lang=args.lang,
+            per_category=args.per_category,
+            allow_hosts=tuple(args.allow_host),
+            resolve=resolve,
+            chromium=args.chromium,
+            dwell_seconds=args.dwell,
+        )
+        report = audit(args.url, config, options, declaration=str(path))
+    except (AuditUnavailable, ValueError) as exc:
+        print(f"koekje audit: {exc}", file=sys.stderr)
+        return 2
+    verdict = (
+        "PASSED: no errors" if report.passed else f"FAILED: {report.errors} error(s)"
+    ) + f", {report.warnings} warning(s)"
+    if args.output:
+        files = write(report, args.format, args.output)
+        print(f"{verdict}; report: {', '.join(map(str, files))}", file=sys.stderr)
+    else:
+        print(render(report, args.format), end="")
+    if args.update_declaration:
+        text, names = draft(report, config.banner.languages, already=path.read_text(encoding="utf-8"))
+        if names:
+            append(path, text)
+            print(
+                f"{path}: {len(names)} undeclared cookie(s) drafted at the end, commented out "
+                f"({', '.join(names)}); fill in each TODO, then remove the '# ' in front of the lines:"
+                f"\n{text}",
+                file=sys.stderr,
+            )
+        else:
+            print(f"{path}: nothing to draft (no undeclared cookies, or drafted already)", file=sys.stderr)
+    return 0 if report.passed else 1
+
+
+def _pair(item: str) -> tuple[str, str]:
+    host, equals, address = item.partition("=")
+    if not equals:
+        raise ValueError(f"--resolve {item!r}: give HOST=ADDRESS, e.g. www.example.nl=10.0.0.5")
+    return host.strip(), address.strip()
 
 
 def _notice(args: argparse.Namespace) -> int:
@@ -312,7 +422,11 @@ def _subject_requests(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(args.config or Path(os.environ.get(CONFIG_ENV, "koekje.toml")))
+    return load_config(_config_path(args))
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config or os.environ.get(CONFIG_ENV, "koekje.toml"))
 
 
 def _open_store(config: Config, ownership: Ownership | None = None) -> Store:

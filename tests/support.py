@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -213,3 +214,85 @@ def html_table(html: str, name: str) -> list[list[str]]:
     parser = _Tables()
     parser.feed(html)
     return parser.tables.get(name, [])
+
+
+def audit_report(**changes: Any) -> Any:
+    """A `koekje audit` report written by hand: the site, a banner and three visitors, one undeclared cookie
+    (``mystery``, set by a script without consent) and a declared one (``_ga``, after accepting)."""
+    from koekje.middleware.audit import BannerCheck, Cookie, Finding, Report, Request, StorageItem, Visitor
+    from koekje.middleware.audit.evidence import PageLoad, Screenshot
+
+    site = "https://www.example.nl/"
+    seen = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    t = seen.timestamp()
+    mystery = Cookie(
+        "mystery",
+        "www.example.nl",
+        "/",
+        t + 86400,
+        False,
+        False,
+        "Lax",
+        site,
+        t,
+        ("script https://cdn.tracker.example/t.js",),
+    )
+    ga = Cookie(
+        "_ga",
+        ".example.nl",
+        "/",
+        t + 395 * 86400,
+        False,
+        True,
+        "Lax",
+        site + "b",
+        t,
+        ("script https://www.example.nl/stats.js",),
+    )
+    pages = (PageLoad(site, 200), PageLoad(site + "b", 200))
+    visitors = (
+        Visitor(
+            "no choice",
+            "none",
+            ("necessary",),
+            pages,
+            (mystery,),
+            (StorageItem("localStorage", "https://www.example.nl", "seen_intro", site),),
+            (Request("cdn.tracker.example", "script", "https://cdn.tracker.example/t.js", site),),
+        ),
+        Visitor("rejected all", "reject", ("necessary",), pages),
+        Visitor("accepted all", "accept", ("necessary", "analytics", "marketing"), pages, (mystery, ga)),
+    )
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+    report = Report(
+        site=site,
+        started=seen,
+        finished=seen + timedelta(seconds=12),
+        koekje_version="0.2.0",
+        browser="Chromium 156.0.7485.3",
+        lang="nl",
+        declaration="/srv/site/koekje.toml",
+        pages=(site, site + "b"),
+        banner=BannerCheck(
+            True,
+            True,
+            (120, 40),
+            (120, 40),
+            (),
+            ("analytics", "marketing"),
+            (Screenshot("First layer", png), Screenshot("Second layer", png)),
+        ),
+        visitors=visitors,
+        findings=(
+            Finding(
+                "error",
+                "undeclared-cookie",
+                "cookie mystery is not declared",
+                page=site,
+                evidence=("set by script https://cdn.tracker.example/t.js",),
+            ),
+            Finding("warning", "storage-without-consent", "localStorage key 'seen_intro'", "no choice", site),
+        ),
+        declared={"mystery": "", "_ga": "analytics, 13 months"},
+    )
+    return dataclasses.replace(report, **changes)

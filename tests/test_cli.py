@@ -285,3 +285,29 @@ def test_notice_describes_what_the_configuration_does(site_dir: Path) -> None:
     assert "/_koekje/your-data?lang=en" in text and "within one month" in text
     dutch = koekje("notice", "--lang", "nl", cwd=site_dir).stdout
     assert "AVG art. 6 lid 1 sub a" in dutch and "400 dagen" in dutch and "Advertenties" in dutch
+
+
+WITHOUT_PLAYWRIGHT = """
+import sys
+sys.modules["playwright"] = None  # as if `koekje[audit]` were not installed: importing it fails
+from koekje.middleware.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_audit_without_playwright_says_how_to_install_it(site_dir: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", WITHOUT_PLAYWRIGHT, *args],
+            cwd=site_dir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert run("--help").returncode == 0  # the other commands never import it
+    assert "audit" in run("--help").stdout
+    missing = run("audit", "http://127.0.0.1:9/")
+    assert missing.returncode == 2
+    assert "pip install 'koekje[audit]'" in missing.stderr and "Traceback" not in missing.stderr

@@ -191,10 +191,13 @@ class Browsing:
         first = "choose" if plan.choice == "category" else plan.choice
         if not page.locator(_button(first)).count():
             return f"the banner has no '{first}' button, so this visitor could not make their choice"
+        box = f"{CATEGORY}[value='{plan.category}']"
+        if plan.choice == "category" and not page.locator(box).count():
+            return f"the banner offers no choice for {plan.category}, so this visitor could not grant it"
         try:
             if plan.choice == "category":
                 page.locator(_button("choose")).first.click()  # unfolds in place, or opens the settings page
-                page.locator(f"{CATEGORY}[value='{plan.category}']").first.check()
+                page.locator(box).first.check()
                 recorder.requests.clear()  # from here on, what happens happens after the choice
                 page.locator(_button("save")).first.click()
             else:
