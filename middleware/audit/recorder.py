@@ -144,7 +144,7 @@ class Recorder:
                 same_site=state["sameSite"],
                 page=first,
                 seen_at=seen_at,
-                set_by=tuple(dict.fromkeys(self._set_by.get(name) or ["script"])),
+                set_by=_sources(self._set_by.get(name) or ["script"]),
             )
             for (name, domain, path), (first, state, seen_at) in self._cookies.items()
         )
@@ -183,6 +183,13 @@ class Recorder:
             except Error:
                 kind = "other"
         self.requests.append(Request(host, kind, without_query(request.url), self.page))
+
+
+def _sources(found: list[str], shown: int = 3) -> tuple[str, ...]:
+    """Who set a cookie, the first few by name: a cookie renewed by every page would list them all."""
+    if len(found) <= shown + 1:
+        return tuple(found)
+    return (*found[:shown], f"and {len(found) - shown} more")
 
 
 def _removes(set_cookie: str) -> bool:

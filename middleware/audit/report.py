@@ -9,7 +9,7 @@ import dataclasses
 import html
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,7 +96,16 @@ def _context(report: Report) -> dict[str, Any]:
 
 
 def _lifetime(cookie: Cookie) -> str:
-    return "session" if cookie.lifetime is None else duration_text(cookie.lifetime)
+    """How long it lives and until when, as seen: "365 days (to 2027-12-06)"."""
+    if cookie.lifetime is None or cookie.expires is None:
+        return "session"
+    until = datetime.fromtimestamp(cookie.expires, UTC)
+    return f"{duration_text(cookie.lifetime)} (to {until:%Y-%m-%d})"
+
+
+def _flags(cookie: Cookie) -> str:
+    on = [flag for flag, set_ in (("HttpOnly", cookie.http_only), ("Secure", cookie.secure)) if set_]
+    return ", ".join([*on, f"SameSite={cookie.same_site}"])
 
 
 def _data_uri(shot: Screenshot) -> str:
@@ -122,4 +131,4 @@ _ENV = Environment(
     lstrip_blocks=True,
     keep_trailing_newline=True,
 )
-_ENV.filters.update(lifetime=_lifetime, data_uri=_data_uri, cell=_cell, when=_when)
+_ENV.filters.update(lifetime=_lifetime, flags=_flags, data_uri=_data_uri, cell=_cell, when=_when)
