@@ -6,6 +6,7 @@ import os
 from functools import partial
 from pathlib import Path
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from koekje.analytics import Clock, Dashboard, utcnow
@@ -75,7 +76,12 @@ class KoekjeMiddleware:
         path = _route_path(scope)
         if path.startswith(self._prefix):
             scope["koekje"] = visitor
-            await self._router(scope, receive, send)
+            try:
+                await self._router(scope, receive, send)
+            except ClientDisconnect:
+                # The visitor went away while sending a choice, a beacon or a form: nothing to answer and
+                # nothing recorded; counted, not logged (a traceback per hang-up is noise, or a flood).
+                runtime.disconnects += 1
             return
         # Only a browser signal or a region's rules can imply a decision: without either, skip the question.
         implied = engine.implied(visitor) if visitor.gpc or self._regional else None

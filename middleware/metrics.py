@@ -146,6 +146,11 @@ class KoekjeCollector(Collector):
             "reason",
             sample.get("pages_without_banner", {}),
         )
+        yield _counter(
+            "koekje_client_disconnects",
+            "requests to koekje's endpoints whose client hung up before sending its whole body",
+            sample.get("disconnects", 0),
+        )
         yield _gauge("koekje_queue_depth", "events waiting in the write buffers", sample["queue_depth"])
         yield _gauge("koekje_spool_bytes", "bytes waiting in the spool", self._spool_bytes())
         yield _gauge("koekje_store_owners", "workers that own the store (1 when healthy)", sample["owner"])

@@ -182,6 +182,7 @@ class Runtime:
             else None,
         )
         self.started = False  # read on every request: the check costs less than a call
+        self.disconnects = 0  # requests to koekje's endpoints whose client hung up mid-body
         self._stopped = False
         self._starting = anyio.Lock()  # anyio, not asyncio: Starlette sites may run on trio
 
@@ -217,6 +218,7 @@ class Runtime:
             "cookies_removed": dict(removed),
             "clipped": dict(self.page_views.clipped),
             "pages_without_banner": dict(self.pages.counts),
+            "disconnects": self.disconnects,
             "queue_depth": self.recorder.depth
             + self.engagement.depth
             + self.sightings.depth

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import os
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from importlib.resources import as_file, files
+from pathlib import Path
 from typing import Any
 
 from httpx2 import Response
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
@@ -84,6 +86,19 @@ async def _cookies(request: Request) -> StarletteResponse:
     return response
 
 
+async def _gzipped(request: Request) -> StarletteResponse:
+    """A page the app compressed itself (koekje cannot put its banner in: it must leave it whole)."""
+    page = b"<!doctype html><html><head><title>z</title></head><body>zipped</body></html>"
+    return StarletteResponse(
+        gzip.compress(page), media_type="text/html", headers={"content-encoding": "gzip"}
+    )
+
+
+async def _file(request: Request) -> StarletteResponse:
+    """An HTML file, served with byte ranges (a 206 for a Range request)."""
+    return FileResponse(Path(__file__).parent / "files" / "page.html")
+
+
 async def _missing(request: Request) -> StarletteResponse:
     return HTMLResponse("<html><head></head><body>gone</body></html>", status_code=404)
 
@@ -96,6 +111,8 @@ def site() -> Starlette:
             Route("/api", _json),
             Route("/missing", _missing),
             Route("/cookies", _cookies),
+            Route("/gzipped", _gzipped),
+            Route("/file.html", _file),
             Route("/{path:path}", _page, methods=["GET", "HEAD", "POST"]),
         ]
     )
@@ -296,3 +313,23 @@ def audit_report(**changes: Any) -> Any:
         declared={"mystery": "", "_ga": "analytics, 13 months"},
     )
     return dataclasses.replace(report, **changes)
+
+
+def declared(**options: object) -> Any:
+    """Services and cookies as a site would declare them (a ConsentSection)."""
+    from koekje.middleware.config import ConsentSection, CookieSection, ServiceSection
+
+    return ConsentSection(
+        services={
+            "youtube": ServiceSection(category="marketing", provider="Google"),
+            "matomo": ServiceSection(category="analytics"),
+        },
+        cookies=(
+            CookieSection(name="_fbp", category="marketing", duration="3 months"),
+            CookieSection(name="_ga_*", category="analytics", duration="13 months"),
+            CookieSection(name="YSC", service="youtube", duration="session", party="third"),
+            CookieSection(name="_pk_id.*", service="matomo", duration="13 months"),
+            CookieSection(name="sessionid", category="necessary", duration="2 weeks"),
+        ),
+        **options,  # type: ignore[arg-type]
+    )

@@ -2,16 +2,21 @@
 the real store. (3: tests/analytics/test_store.py; 6: tests/analytics/test_dashboard.py.)"""
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from datetime import timedelta
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import quote, urlencode
 
+import anyio
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
-from support import CLIENT_IP, SECRET, FakeClock, consent, cookie_from, page_views, runtime_of
+from support import CLIENT_IP, SECRET, FakeClock, consent, cookie_from, declared, page_views, runtime_of
 
 from koekje.analytics import Method
+from koekje.middleware import Config
+from koekje.middleware.config import SiteSection
 from koekje.middleware.consent import ConsentCookies
 
 MakeClient = Callable[..., TestClient]
@@ -138,3 +143,147 @@ def test_invariant_4_withdrawal_removes_the_identifier_and_stops_capture_at_once
     client.get("/implantologie")
     client.get("/cursussen")
     assert len(page_views(client)) == 1
+
+
+# -- leaks, over thousands of generated requests (issue 10) ----------------------------------------------
+
+_NECESSARY = {"koekje_consent", "__Host-koekje_consent", "sessionid"}  # sessionid: declared necessary
+_SITE_COOKIES = ["_fbp=fb.1; Path=/", "_ga_X1=GA1", "sessionid=s; HttpOnly", "cart=1", "YSC=y", "theme=dark"]
+
+
+def _consent_cookie(clock: FakeClock, categories: set[str]) -> tuple[str, uuid.UUID]:
+    jar = ConsentCookies(
+        (SECRET,),
+        categories=("analytics", "personalization", "marketing"),
+        revision=1,
+        max_age=timedelta(days=365),
+        clock=clock,
+    )
+    visitor = uuid.uuid4()
+    decision = jar.new(frozenset(categories), uuid.uuid4(), method=Method.BANNER, visitor_id=visitor)
+    return jar.dumps(decision), visitor
+
+
+_addresses = st.one_of(
+    st.ip_addresses(v=4).filter(lambda ip: ip.packed[-1] != 0),  # (x.y.z.0 is its own truncation)
+    st.ip_addresses(v=6).filter(lambda ip: any(ip.packed[6:])),
+    st.ip_addresses(v=4).filter(lambda ip: ip.packed[-1] != 0).map(lambda ip: f"::ffff:{ip}"),
+).map(str)
+_request = st.fixed_dictionaries(
+    {
+        "address": _addresses,
+        "consent": st.sampled_from(["none", "refused", "marketing", "forged", "analytics", "everything"]),
+        "path": st.sampled_from(["/", "/implantologie", "/cookies", "/api", "/missing", "/stream"]),
+        "method": st.sampled_from(["GET", "GET", "GET", "HEAD", "POST"]),
+        "gpc": st.booleans(),
+        "sets": st.lists(st.sampled_from(_SITE_COOKIES), max_size=3),
+    }
+)
+
+
+def test_leaks_over_thousands_of_generated_requests(
+    make_client: MakeClient, make_config: Callable[..., Config], clock: FakeClock
+) -> None:
+    """Thousands of requests from generated addresses (behind a trusted proxy, so each is a visitor's own),
+    with and without every kind of consent, to pages, assets and pages that set cookies: the page views
+    stored are the consenting visitors' only, no table holds any of the full addresses, and no response to
+    a visitor without a grant sets a cookie beyond the strictly necessary ones (strict enforcement)."""
+    config = make_config(consent=declared(enforce="strict", decisions_per_minute=10_000))
+    config = msgspec.structs.replace(config, site=SiteSection(trusted_proxies=("127.0.0.0/8",)))
+    client = make_client(config)
+    app = client.app
+    cookies = {
+        kind: _consent_cookie(clock, categories)
+        for kind, categories in {
+            "refused": set(),
+            "marketing": {"marketing"},
+            "analytics": {"analytics"},
+            "everything": {"analytics", "marketing", "personalization"},
+        }.items()
+    }
+    forged, _ = _signed(clock, {"analytics"}, key="forged-key-forged-key-forged-key-xx"), None
+    consenting: set[uuid.UUID] = set()
+    addresses: set[str] = set()
+    sent = [0]
+
+    async def one(request: dict[str, Any]) -> None:
+        kind, headers = request["consent"], [(b"host", b"shop.test"), (b"user-agent", b"Mozilla/5.0 Firefox")]
+        if kind in cookies:
+            value, visitor = cookies[kind]
+            headers.append((b"cookie", f"koekje_consent={value}".encode()))
+            if kind in ("analytics", "everything"):
+                consenting.add(visitor)
+        elif kind == "forged":
+            headers.append((b"cookie", f"koekje_consent={forged}".encode()))
+        headers.append((b"x-forwarded-for", request["address"].encode()))
+        if request["gpc"]:
+            headers.append((b"sec-gpc", b"1"))
+        query = urlencode([("set", value) for value in request["sets"]]).encode()
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request["method"],
+            "scheme": "http", "path": request["path"], "raw_path": request["path"].encode(),
+            "query_string": query, "root_path": "", "headers": headers, "client": ("127.0.0.1", 5000),
+            "server": ("shop.test", 80),
+        }  # fmt: skip
+        answer: list[MutableMapping[str, Any]] = []
+        received: list[bool] = []
+
+        async def receive() -> dict[str, Any]:
+            if received:  # the body was all: then the client waits (a streamed page listens for it)
+                await anyio.sleep_forever()
+            received.append(True)
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            answer.append(message)
+
+        await app(scope, receive, send)
+        start = answer[0]
+        assert start["status"] < 500
+        if kind not in ("analytics", "everything"):
+            for name, value in start.get("headers", []):
+                if name.lower() == b"set-cookie" and b"Max-Age=0" not in value:
+                    assert value.split(b"=", 1)[0].decode() in _NECESSARY, value
+        sent[0] += 1
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(_request, min_size=20, max_size=60))
+    def browse(requests: list[dict[str, Any]]) -> None:
+        for request in requests:  # (an IPv4-mapped address holds an IPv4 one: neither may be kept)
+            addresses.update({request["address"], request["address"].removeprefix("::ffff:")})
+
+        async def all_of_them() -> None:
+            for request in requests:
+                await one(request)
+
+        anyio.run(all_of_them)
+
+    browse()
+    assert sent[0] >= 1000
+    runtime = runtime_of(client)
+    assert runtime.flush(timeout=60)
+    store = runtime.store
+    stored = {row[0] for row in store.query(f"SELECT DISTINCT visitor_id FROM {store.table('page_views')}")}
+    assert stored and stored <= consenting
+    tables = [
+        name
+        for (name,) in store.query(
+            "SELECT name FROM system.tables WHERE database = {db:String} AND engine NOT LIKE '%View%'",
+            {"db": store.settings.database},
+        )
+    ]
+    for table in tables:
+        columns = [
+            f"toString(`{name}`)"
+            for (name,) in store.query(
+                "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String} "
+                "AND type NOT LIKE 'AggregateFunction%'",
+                {"db": store.settings.database, "t": table},
+            )
+        ]
+        values = {
+            str(v)
+            for row in store.query(f"SELECT {', '.join(columns)} FROM {store.table(table)}")
+            for v in row
+        }
+        assert not addresses & values, table

@@ -2,12 +2,7 @@
 traffic, the worker that owns the store killed with SIGKILL, and every page view in the store exactly once."""
 
 import os
-import re
 import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,86 +10,18 @@ from typing import Any
 
 import httpx2
 import pytest
-from support import SECRET
+from servers import BROWSER, Site, serve
+from servers import eventually as _eventually
 
-from koekje.analytics import Store, StoreSettings
-from koekje.analytics.remote import Ownership
+from koekje.analytics import Store
 
 WORKERS = 3
-TOML = """
-[analytics]
-data_dir = "store"
-spool_dir = "spool"
-flush_interval_seconds = 0.05
-[dashboard]
-min_visitors = 1
-"""
-
-
-class Site:
-    def __init__(
-        self, directory: Path, process: subprocess.Popen[str], port: int, workers: list[int]
-    ) -> None:
-        self.directory = directory
-        self.process = process
-        self.url = f"http://127.0.0.1:{port}"
-        self.workers = workers
-
-    def remote_store(self) -> Store:
-        """The store as any other process sees it while the site runs: through its owner."""
-        settings = StoreSettings(f"chdb://{self.directory / 'store'}", "koekje")
-        return Store(settings, ownership=Ownership(self.directory / "spool"))
-
-    def owner(self) -> int:
-        """The worker that holds the store's lock, from the kernel's table of locks."""
-        inode = os.stat(self.directory / "spool" / "owner.lock").st_ino
-        for line in Path("/proc/locks").read_text().splitlines():
-            fields = line.split()
-            if "FLOCK" in fields and fields[-3].endswith(f":{inode}"):
-                return int(fields[fields.index("WRITE") + 1])
-        raise AssertionError("nobody holds the store")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Site]:
-    (tmp_path / "koekje.toml").write_text(TOML)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "KOEKJE_SECRET_KEY": SECRET,
-        "KOEKJE_CONFIG": str(tmp_path / "koekje.toml"),
-        "PYTHONPATH": str(Path(__file__).parent),
-    }
-    command = [sys.executable, "-m", "uvicorn", "worker_site:app", "--factory", "--workers", str(WORKERS)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "info"]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
-    assert process.stderr is not None
-    started: list[int] = []
-    for line in process.stderr:  # each worker says when it is up: no guessing with sleeps
-        found = re.search(r"Started server process \[(\d+)\]", line)
-        if found:
-            started.append(int(found[1]))
-        if line.count("Application startup complete") and len(started) == WORKERS:
-            break
-    site = Site(tmp_path, process, port, started)
-    yield site
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
-    process.stderr.close()
-
-
-def _eventually(condition: object, seconds: float = 60) -> None:
-    """Poll a condition that another process makes true, up to a deadline."""
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "not within the deadline"
-        time.sleep(0.05)
+    with serve(tmp_path, workers=WORKERS) as site:
+        yield site
 
 
 def _views(client: httpx2.Client, start: int, n: int) -> None:
@@ -117,9 +44,7 @@ def _count(store: Store) -> tuple[int, int]:
 
 
 def test_every_page_view_arrives_once_when_the_owner_is_killed(workers: Site) -> None:
-    # A browser's user agent: an HTTP library's is a crawler's, and crawlers are not counted.
-    browser = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36"}
-    with httpx2.Client(base_url=workers.url, timeout=30, headers=browser) as client:
+    with httpx2.Client(base_url=workers.url, timeout=30, headers=BROWSER) as client:
         granted = client.post("/_koekje/consent", json={"categories": ["analytics"]})
         assert granted.status_code == 200
         _views(client, 0, 150)
@@ -145,7 +70,7 @@ def test_every_page_view_arrives_once_when_the_owner_is_killed(workers: Site) ->
 def test_an_erasure_reaches_every_worker_and_the_spool(workers: Site) -> None:
     """The visitor's page views are spread over the workers' write buffers and the spool when they ask to be
     forgotten: afterwards no table holds their visitor id, and what was still on its way is erased too."""
-    browser = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36"}
+    browser = BROWSER
     with (
         httpx2.Client(base_url=workers.url, timeout=30, headers=browser) as client,
         httpx2.Client(base_url=workers.url, timeout=30, headers=browser) as other,

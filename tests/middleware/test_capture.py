@@ -1,7 +1,11 @@
 """Capture as ordered, named steps: each step alone, the order, and the event built from a hit."""
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
 
+import anyio
 import msgspec
 import pytest
 from hypothesis import example, given
@@ -9,10 +13,19 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from support import consent, page_views, runtime_of
 
+from koekje.analytics import Method
 from koekje.analytics.devices import classify
 from koekje.analytics.drops import Drop
 from koekje.middleware import Config
-from koekje.middleware.capture import MAX_PATH, Hit, campaign_of, clean_path, excluded, prefetch
+from koekje.middleware.capture import (
+    MAX_PATH,
+    AdmittedPage,
+    Hit,
+    campaign_of,
+    clean_path,
+    excluded,
+    prefetch,
+)
 from koekje.middleware.config import AnalyticsSection
 
 MakeClient = Callable[..., TestClient]
@@ -167,3 +180,67 @@ def test_oversized_values_are_clipped_counted_and_kept(make_client: MakeClient) 
         "user_agent": 1,
         "utm_source": 1,
     }
+
+
+# -- every guard of the capture path, through the middleware --------------------------------------------
+
+
+def _legacy_consent(client: TestClient) -> None:
+    """A cookie granting statistics from before visitor ids travelled in it (koekje 0.1): no visitor id."""
+    runtime = runtime_of(client)
+    decision = runtime.engine.codec.new(
+        frozenset({"analytics"}), uuid.uuid4(), method=Method.BANNER, visitor_id=None
+    )
+    client.cookies.set("koekje_consent", runtime.engine.codec.dumps(decision))
+
+
+def test_a_page_without_a_visitor_id_is_served_and_counted_not_recorded(make_client: MakeClient) -> None:
+    client = make_client()
+    _legacy_consent(client)
+    assert client.get("/implantologie").status_code == 200
+    assert runtime_of(client).capture.dropped[Drop.NO_VISITOR_ID] == 1
+    assert page_views(client) == []
+
+
+def test_a_page_without_a_client_address_is_served_and_counted_not_recorded(make_client: MakeClient) -> None:
+    """A server that gives no peer (a Unix socket) leaves nothing to truncate: nothing is recorded."""
+    client = make_client()
+    consent(client, "analytics")
+    cookies = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": "/implantologie", "raw_path": b"/implantologie", "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"shop.test"), (b"user-agent", PHONE.encode()), (b"cookie", cookies.encode())],
+        "client": None, "server": ("shop.test", 80),
+    }  # fmt: skip
+    answer: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        answer.append(message)
+
+    anyio.run(client.app, scope, receive, send)
+    assert answer[0]["status"] == 200
+    assert runtime_of(client).capture.dropped[Drop.BAD_ADDRESS] == 1
+    assert page_views(client) == []
+
+
+def test_a_page_whose_row_cannot_be_made_is_dropped_alone(make_client: MakeClient) -> None:
+    """One page view the write buffer cannot make a row of is counted; the rest of its batch is stored."""
+    client = make_client()
+    consent(client, "analytics")
+    runtime = runtime_of(client)
+    # (A field of the wrong kind stands for input nothing foresaw: the step must not let it take the
+    # batch down.)
+    broken = msgspec.structs.replace(_admitted("/bad"), referer=None)
+    rows = runtime.page_views([_admitted("/ok"), broken, _admitted("/also-ok")])
+    assert [row.path for row in rows] == ["/ok", "/also-ok"]
+    assert runtime.page_views.dropped[Drop.INVALID_EVENT] == 1
+
+
+def _admitted(path: str) -> AdmittedPage:
+    return AdmittedPage(
+        datetime.now(UTC), uuid.uuid4(), "192.0.2.0", "NL", path, b"", b"", PHONE.encode(), b"shop.test", None
+    )

@@ -5,31 +5,12 @@ from collections.abc import Callable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
-from support import consent, page_views, runtime_of, set_cookie_names
+from support import consent, declared, page_views, runtime_of, set_cookie_names
 
 from koekje.analytics.cookies_seen import undeclared_cookies
 from koekje.middleware import Config
-from koekje.middleware.config import ConsentSection, CookieSection, ServiceSection
 
 MakeClient = Callable[..., TestClient]
-
-
-def declared(**options: object) -> ConsentSection:
-    """Services and cookies as a site would declare them."""
-    return ConsentSection(
-        services={
-            "youtube": ServiceSection(category="marketing", provider="Google"),
-            "matomo": ServiceSection(category="analytics"),
-        },
-        cookies=(
-            CookieSection(name="_fbp", category="marketing", duration="3 months"),
-            CookieSection(name="_ga_*", category="analytics", duration="13 months"),
-            CookieSection(name="YSC", service="youtube", duration="session", party="third"),
-            CookieSection(name="_pk_id.*", service="matomo", duration="13 months"),
-            CookieSection(name="sessionid", category="necessary", duration="2 weeks"),
-        ),
-        **options,  # type: ignore[arg-type]
-    )
 
 
 def client_with(make_client: MakeClient, make_config: Callable[..., Config], **options: object) -> TestClient:
