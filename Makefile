@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SOURCES := pyproject.toml $(shell find middleware banner analytics examples/demo -type f -not -path '*/__pycache__/*' -not -path '*/node_modules/*' 2>/dev/null)
 ESBUILD := banner/node_modules/.bin/esbuild
 
-.PHONY: demo test bench check lint typecheck chromium wrk banner clean
+.PHONY: demo test test-slow bench check lint typecheck chromium wrk banner clean
 .DELETE_ON_ERROR:
 
 demo: $(VENV)/.package
@@ -13,6 +13,10 @@ demo: $(VENV)/.package
 
 test: $(VENV)/.package $(VENV)/.test-deps chromium wrk $(ESBUILD) check
 	$(BIN)/python -m pytest
+
+# The slow ones (a load soak of several minutes with several workers); not part of `make test`.
+test-slow: $(VENV)/.package $(VENV)/.test-deps
+	$(BIN)/python -m pytest -m slow -s
 
 # The request-path benchmarks, full size (minutes; method and figures in benchmarks/RESULTS.md). Their smoke
 # runs are part of `make test`. The dashboard's and the pipeline's are run by hand: see RESULTS.md.
