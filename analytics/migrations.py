@@ -14,6 +14,7 @@ from .clock import Clock, utcnow
 from .store import Store
 
 log = logging.getLogger("koekje.analytics")
+WANT_DAYS = 90  # (koekje.analytics.publish: a kind of filter is published this long after a view asked)
 
 # Tables without a TTL, and why. Every other table must expire its rows (a test enforces this).
 NO_TTL_TABLES = {
@@ -256,9 +257,11 @@ def _erased_days(store: Store) -> list[str]:
 
 def _published_cells(store: Store) -> list[str]:
     """The cells of finished days, worked out once (``koekje.analytics.publish``): per site, grid (a kind
-    of table), day and version, the segments and metrics of each cell that counts. Only counts of at least
+    of table), day and version, the segments and metrics of each cell that counts; which days of which
+    kind of filter are published, and the kinds of filter views asked for. Only counts of at least
     ``min_visitors`` people: kept as long as the anonymous statistics (cells made of raw page views go
-    with raw retention, removed by the publisher)."""
+    with raw retention, removed by the publisher). Not partitioned: a view reads one grid over many days,
+    and a part per month would be a part more to open per month."""
     days = store.settings.aggregate_retention_days
     return [
         f"""
@@ -274,13 +277,13 @@ def _published_cells(store: Store) -> list[str]:
             returning UInt64,
             visitors UInt64
         ) ENGINE = MergeTree
-        PARTITION BY toYYYYMM(day)
         ORDER BY (site, grid, day, version)
         TTL toDateTime(day) + INTERVAL {days} DAY DELETE
         """,
         f"""
         CREATE TABLE IF NOT EXISTS {store.table("publications")} (
             site LowCardinality(String),
+            filters LowCardinality(String),
             day Date,
             version UInt64,
             code String,
@@ -288,8 +291,18 @@ def _published_cells(store: Store) -> list[str]:
             stats_views UInt64,
             published DateTime64(3, 'UTC')
         ) ENGINE = MergeTree
-        ORDER BY (site, day, version)
+        ORDER BY (site, filters, day, version)
         TTL toDateTime(day) + INTERVAL {days} DAY DELETE
+        """,
+        # The kinds of filter the dashboard's views asked for (no values, nobody's data): published too.
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("publication_wants")} (
+            site LowCardinality(String),
+            filters LowCardinality(String),
+            asked DateTime64(3, 'UTC')
+        ) ENGINE = MergeTree
+        ORDER BY (site, filters, asked)
+        TTL toDateTime(asked) + INTERVAL {WANT_DAYS} DAY DELETE
         """,
     ]
 

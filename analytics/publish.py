@@ -1,14 +1,19 @@
-"""Publishing the cells of finished days, so that a dashboard view sums a few thousand stored cells instead of
-working the cell rule out over millions of rows (see ``koekje.analytics.cells``).
+"""Publishing the cells of finished days, so that a dashboard view sums stored cells instead of working the
+cell rule out over millions of rows (see ``koekje.analytics.cells``).
 
 The loader's thread calls ``Publisher.step`` after each pass, with a time budget, so loading never waits
-long: a day's grids (every kind of table, under every filter combination a view allows) are published one
-query at a time, newest day first. A day counts as published only once all its grids are in, under one
-version (``publications``); a view reads the newest complete version of each day and works out the rest
-itself. A day is published again when what it is made of changes (page views loaded late, an erasure, the
+long: a few days of one *group* of grids are published one query per grid, newest days first. A group is
+what the views need under one kind of filter (``reports.filter_group``): the views without a filter
+always, and a kind of filter once a view has asked for it (``publication_wants``, forgotten after
+``WANT_DAYS`` without a view), so a site pays for the filters its marketers use, not for all eleven. A day
+of a group counts as published only once all its grids are in, under one version (``publications``); a
+view reads the newest complete version of each day and works the rest out itself.
+
+A day is published again when what it is made of changes (page views loaded late, an erasure, the
 statistics' page views): each day's raw row count and statistics page views are its fingerprint, checked
 every ``check_every`` seconds. A change of ``min_visitors``, of the time zone or of how a grid is worked
-out (an upgrade) is a new ``code``, and every day is published again.
+out (an upgrade) is a new ``code``, and every day is published again. How many days go into one query
+follows how long the last ones took, so that no query holds the store for long.
 
 Superseded versions are removed a while after their successor (a view may still be reading them), and
 cells of a publication that never finished (a crash) an hour after they were written.
@@ -24,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from . import reports
+from . import migrations, reports
 from .aggregates import ALL_TOPICS
 from .cells import MAX_SEGMENTS, METRICS, Grid, Selection
 from .clock import Clock
@@ -35,8 +40,13 @@ log = logging.getLogger("koekje.analytics")
 # Published days are read for this long after a newer version of them is in: views that began before.
 KEEP_SUPERSEDED = timedelta(minutes=10)
 UNFINISHED_AFTER = timedelta(hours=1)
-# Days published together (one query per grid for all of them): bounds each query's time and memory.
+# A kind of filter nobody has asked for in this many days is no longer published for new days.
+WANT_DAYS = migrations.WANT_DAYS
+# Days published together: one query per grid does them all. Fewer when queries grow slow.
 MAX_DAYS_AT_ONCE = 31
+MAX_QUIET_DAYS_AT_ONCE = 1000  # days without page views (published with no cells) in one go
+SLOW_QUERY = 2.0  # seconds: the next publication takes half as many days
+FAST_QUERY = 0.5  # seconds: twice as many
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,39 +55,47 @@ class Fingerprint:
     stats_views: int
 
 
-def code(store: Store, zone: ZoneInfo, min_visitors: int) -> str:
-    """What the published cells of a store were worked out with: every grid's definition, the zone and the
+def code(store: Store, zone: ZoneInfo, min_visitors: int, group: str = "") -> str:
+    """What a group's published cells were worked out with: each of its grids' definition, the zone and the
     threshold. Published cells of another code are not read."""
-    return _code(store.settings.database, zone.key, min_visitors, lambda: _grid_keys(store, zone))
-
-
-_CODES: dict[tuple[str, str, int], str] = {}
-
-
-def _code(database: str, zone: str, k: int, keys: Callable[[], list[str]]) -> str:
-    found = _CODES.get((database, zone, k))
+    key = (store.settings.database, zone.key, min_visitors, group)
+    found = _CODES.get(key)
     if found is None:
-        found = hashlib.sha256(repr((sorted(keys()), zone, k)).encode()).hexdigest()[:24]
-        _CODES[database, zone, k] = found
+        day = date(2000, 1, 1)  # (keys do not depend on the day)
+        grids = reports.grids(store, Selection("", day, day, zone, 1), group)
+        found = hashlib.sha256(repr((sorted(g.key for g in grids), key)).encode()).hexdigest()[:24]
+        _CODES[key] = found
     return found
 
 
-def _grid_keys(store: Store, zone: ZoneInfo) -> list[str]:
-    today = date(2000, 1, 1)  # (keys do not depend on the day)
-    return [grid.key for grid in reports.grids(store, Selection("", today, today, zone, 1))]
+_CODES: dict[tuple[str, str, int, str], str] = {}
+_WANTED: dict[tuple[str, str, str], float] = {}  # (database, site, group): when this process said so
+_SAY_AGAIN = 3600.0  # seconds
 
 
-def with_published(store: Store, sel: Selection) -> Selection:
-    """``sel`` with the published days of it and of the period before it (for "change")."""
-    published = code(store, sel.zone, sel.min_visitors)
+def with_published(
+    store: Store, sel: Selection, monotonic: Callable[[], float] = time.monotonic
+) -> Selection:
+    """``sel`` with the published days of it and of the period before it (for "change"). A kind of filter
+    not published yet is asked for (``publication_wants``)."""
+    group = reports.filter_group(sel.filters)
+    published = code(store, sel.zone, sel.min_visitors, group)
+    if group:
+        _want(store, sel.site, group, monotonic())
     rows = store.query(
         f"""
         SELECT DISTINCT day FROM {store.table("publications")}
-        WHERE site = {{site:String}} AND code = {{code:String}}
+        WHERE site = {{site:String}} AND filters = {{group:String}} AND code = {{code:String}}
           AND day >= {{first:Date}} AND day <= {{last:Date}}
         ORDER BY day
         """,
-        {"site": sel.site, "code": published, "first": sel.previous().first, "last": sel.last},
+        {
+            "site": sel.site,
+            "group": group,
+            "code": published,
+            "first": sel.previous().first,
+            "last": sel.last,
+        },
     )
     ranges: list[list[date]] = []
     for (day,) in rows:
@@ -86,6 +104,19 @@ def with_published(store: Store, sel: Selection) -> Selection:
         else:
             ranges.append([day, day])
     return replace(sel, published=tuple((a, b) for a, b in ranges), code=published)
+
+
+def _want(store: Store, site: str, group: str, now: float) -> None:
+    key = (store.settings.database, site, group)
+    said = _WANTED.get(key)
+    if said is not None and now - said < _SAY_AGAIN:
+        return
+    store.command(
+        f"INSERT INTO {store.table('publication_wants')} (site, filters, asked) "
+        "VALUES ({site:String}, {group:String}, now64(3))",
+        {"site": site, "group": group},
+    )
+    _WANTED[key] = now
 
 
 class Publisher:
@@ -108,9 +139,10 @@ class Publisher:
         self._check_every = check_every
         self._monotonic = monotonic
         self._checked_at: float | None = None
-        self._todo: list[tuple[str, date, Fingerprint]] = []  # newest first
+        self._todo: list[tuple[str, str, date, Fingerprint]] = []  # site, group, day: in order
         self._current: _Publication | None = None
-        self.published = 0  # days, since start
+        self._days_at_once = 7
+        self.published = 0  # days (of a group), since start
 
     def step(self, budget: float) -> bool:
         """Publish for up to ``budget`` seconds (at least one query); True when nothing is left to do."""
@@ -119,8 +151,8 @@ class Publisher:
             self._check()
         while self._current is not None or self._todo:
             if self._current is None:
-                self._current = self._begin(self._next_days())
-            if self._current.advance(self._store):
+                self._current = self._begin()
+            if self._current.advance(self._store, self._monotonic):
                 self._finish(self._current)
                 self._current = None
             if self._monotonic() >= until:
@@ -135,8 +167,23 @@ class Publisher:
 
     def _check(self) -> None:
         self._checked_at = self._monotonic()
-        store, zone, now = self._store, self._zone.key, self._clock()
-        last = (now - self._grace).astimezone(self._zone).date() - timedelta(days=1)
+        found = self._fingerprints()
+        last = (self._clock() - self._grace).astimezone(self._zone).date() - timedelta(days=1)
+        todo = []
+        for group in self._groups():
+            done = self._published(group)
+            for (site, day), fingerprint in sorted(found.items(), key=lambda item: item[0][1], reverse=True):
+                if day <= last and done.get((site, day)) != fingerprint:
+                    todo.append((site, group, day, fingerprint))
+        self._todo = todo
+        self._sweep()
+
+    def _fingerprints(self) -> dict[tuple[str, date], Fingerprint]:
+        """Per site and day: the raw page views and the statistics' page views. Days without either are there
+        too, with none, from as far back as a view and the period before it reach (or the site's first day,
+        if older): published with no cells, which costs nothing, so that a view of a range with quiet days,
+        or of days before the site began, reads only published cells."""
+        store, zone = self._store, self._zone.key
         raw = store.query(
             f"SELECT site, toDate(ts, '{zone}') AS day, count() FROM {store.table('page_views')} "
             "GROUP BY site, day"
@@ -146,60 +193,70 @@ class Publisher:
             "WHERE topic = {all:String} GROUP BY site, day",
             {"all": ALL_TOPICS},
         )
-        found: dict[tuple[str, date], list[int]] = {}
+        counts: dict[tuple[str, date], list[int]] = {}
         for site, day, rows in raw:
-            found.setdefault((site, day), [0, 0])[0] = int(rows)
+            counts.setdefault((site, day), [0, 0])[0] = int(rows)
         for site, day, views in stats:
-            found.setdefault((site, day), [0, 0])[1] = int(views)
-        done = {
+            counts.setdefault((site, day), [0, 0])[1] = int(views)
+        today = self._clock().astimezone(self._zone).date()
+        reach = today - timedelta(days=2 * reports.MAX_RANGE_DAYS)
+        for site in {site for site, _ in counts}:
+            day = min(reach, *(day for s, day in counts if s == site))
+            while day < today:
+                counts.setdefault((site, day), [0, 0])
+                day += timedelta(days=1)
+        return {key: Fingerprint(*values) for key, values in counts.items()}
+
+    def _groups(self) -> list[str]:
+        """The views without filters first, then the kinds of filter asked for, most recently first."""
+        store = self._store
+        wanted = store.query(
+            f"SELECT filters, max(asked) AS last FROM {store.table('publication_wants')} "
+            f"WHERE asked > {{since:DateTime64(3, 'UTC')}} GROUP BY filters ORDER BY last DESC",
+            {"since": self._clock() - timedelta(days=WANT_DAYS)},
+        )
+        allowed = set(reports.filter_groups())
+        return ["", *(group for group, _ in wanted if group in allowed and group)]
+
+    def _published(self, group: str) -> dict[tuple[str, date], Fingerprint]:
+        store = self._store
+        return {
             (site, day): Fingerprint(int(rows), int(views))
             for site, day, rows, views in store.query(
                 f"""
                 SELECT site, day, argMax(raw_rows, version), argMax(stats_views, version)
-                FROM {store.table("publications")} WHERE code = {{code:String}} GROUP BY site, day
+                FROM {store.table("publications")} WHERE filters = {{group:String}} AND code = {{code:String}}
+                GROUP BY site, day
                 """,
-                {"code": self._code()},
+                {"group": group, "code": self._code(group)},
             )
         }
-        # Days without page views between a site's first and yesterday are published too (with no cells,
-        # which costs nothing): a view of a range with quiet days then reads only published cells.
-        for site in {site for site, _ in found}:
-            day = min(day for s, day in found if s == site)
-            while day <= last:
-                found.setdefault((site, day), [0, 0])
-                day += timedelta(days=1)
-        todo = [
-            (site, day, Fingerprint(*counts))
-            for (site, day), counts in found.items()
-            if day <= last and done.get((site, day)) != Fingerprint(*counts)
-        ]
-        self._todo = sorted(todo, key=lambda item: (item[1], item[0]), reverse=True)
-        self._sweep()
 
-    def _code(self) -> str:
-        return code(self._store, self._zone, self._k)
+    def _code(self, group: str) -> str:
+        return code(self._store, self._zone, self._k, group)
 
     # -- publishing days ----------------------------------------------------------------------------------
 
-    def _next_days(self) -> tuple[str, dict[date, Fingerprint]]:
-        """The next days to publish together: the newest waiting, and the days before it of the same site
-        that wait too, up to ``MAX_DAYS_AT_ONCE`` (one query per grid does them all)."""
-        site, day, fingerprint = self._todo.pop(0)
+    def _begin(self) -> _Publication:
+        """The next days to publish together: the first waiting, and the days before it of the same site
+        and group that wait too, as many as the last queries' times allow."""
+        site, group, day, fingerprint = self._todo.pop(0)
         days = {day: fingerprint}
-        while self._todo and len(days) < MAX_DAYS_AT_ONCE:
-            next_site, next_day, next_fingerprint = self._todo[0]
-            if next_site != site or next_day != day - timedelta(days=len(days)):
+        quiet = Fingerprint(0, 0)
+        busy = int(fingerprint != quiet)  # (days without page views cost nothing: they do not count)
+        while self._todo and len(days) < MAX_QUIET_DAYS_AT_ONCE:
+            next_site, next_group, next_day, next_fingerprint = self._todo[0]
+            if (next_site, next_group, next_day) != (site, group, day - timedelta(days=len(days))):
                 break
+            if next_fingerprint != quiet and busy >= self._days_at_once:
+                break
+            busy += next_fingerprint != quiet
             days[next_day] = next_fingerprint
             self._todo.pop(0)
-        return site, days
-
-    def _begin(self, chunk: tuple[str, dict[date, Fingerprint]]) -> _Publication:
-        site, days = chunk
-        sel = Selection(site, min(days), max(days), self._zone, self._k)
         empty = all(fingerprint == Fingerprint(0, 0) for fingerprint in days.values())
-        grids = [] if empty else reports.grids(self._store, sel)
-        return _Publication(site, days, time.time_ns(), grids, self._k)
+        sel = Selection(site, min(days), max(days), self._zone, self._k)
+        grids = [] if empty else reports.grids(self._store, sel, group)
+        return _Publication(site, group, days, time.time_ns(), grids, self._k)
 
     def _finish(self, publication: _Publication) -> None:
         days = sorted(publication.days)
@@ -208,69 +265,78 @@ class Publisher:
             "publications",
             {
                 "site": [publication.site] * count,
+                "filters": [publication.group] * count,
                 "day": days,
                 "version": [publication.version] * count,
-                "code": [self._code()] * count,
+                "code": [self._code(publication.group)] * count,
                 "raw_rows": [publication.days[day].raw_rows for day in days],
                 "stats_views": [publication.days[day].stats_views for day in days],
                 "published": [self._clock()] * count,
             },
         )
         self.published += count
+        if publication.slowest > SLOW_QUERY:
+            self._days_at_once = max(1, self._days_at_once // 2)
+        elif publication.slowest < FAST_QUERY and publication.grids:
+            self._days_at_once = min(MAX_DAYS_AT_ONCE, self._days_at_once * 2)
 
     def _sweep(self) -> None:
         """Remove versions superseded a while ago (a view may still read one just superseded), those of
         another code, and the cells of publications that never finished."""
         store, now = self._store, self._clock()
         publications, cells = store.table("publications"), store.table("published_cells")
-        params = {"code": self._code(), "kept": now - KEEP_SUPERSEDED}
+        params = {"kept": now - KEEP_SUPERSEDED}
+        rows = store.query(
+            f"""
+            SELECT p.site, p.filters, p.day, p.version, p.code, p.version < s.settled FROM {publications} AS p
+            LEFT JOIN (
+                SELECT site, filters, day, max(version) AS settled FROM {publications}
+                WHERE published < {{kept:DateTime64(3, 'UTC')}}
+                GROUP BY site, filters, day
+            ) AS s ON p.site = s.site AND p.filters = s.filters AND p.day = s.day
+            """,
+            params,
+        )
         gone = [
-            (site, day, int(version))
-            for site, day, version in store.query(
-                f"""
-                SELECT p.site, p.day, p.version FROM {publications} AS p
-                LEFT JOIN (
-                    SELECT site, day, max(version) AS settled FROM {publications}
-                    WHERE code = {{code:String}} AND published < {{kept:DateTime64(3, 'UTC')}}
-                    GROUP BY site, day
-                ) AS s ON p.site = s.site AND p.day = s.day
-                WHERE p.code != {{code:String}} OR p.version < s.settled
-                """,
-                params,
-            )
+            (site, group, day, int(version))
+            for site, group, day, version, code, superseded in rows
+            if superseded or code != self._code(group)
         ]
         if gone:  # (by day: one version covers several days, and only some of them may be superseded)
             which = "(site, day, version) IN {gone:Array(Tuple(String, Date, UInt64))}"
-            store.command(f"DELETE FROM {cells} WHERE {which}", {"gone": gone})
-            store.command(f"DELETE FROM {publications} WHERE {which}", {"gone": gone})
+            versions = {"gone": [(site, day, version) for site, _, day, version in gone]}
+            store.command(f"DELETE FROM {cells} WHERE {which}", versions)
+            store.command(f"DELETE FROM {publications} WHERE {which}", versions)
         unfinished = f"version < {{before:UInt64}} AND version NOT IN (SELECT version FROM {publications})"
         # Cells from raw page views are not read past raw retention: they go with them.
-        expired = (
-            f"raw AND day < toDate({{now:DateTime64(3, 'UTC')}}, '{self._zone.key}') - {{raw_days:UInt32}}"
-        )
-        params = {
+        today = f"toDate({{now:DateTime64(3, 'UTC')}}, '{self._zone.key}')"
+        expired = f"raw AND day < {today} - {{raw_days:UInt32}}"
+        bounds: dict[str, object] = {
             "before": int((now - UNFINISHED_AFTER).timestamp() * 1e9),
             "now": now,
             "raw_days": store.settings.raw_retention_days,
         }
         for condition in (unfinished, expired):
-            if store.query(f"SELECT count() FROM {cells} WHERE {condition}", params)[0][0]:
-                store.command(f"DELETE FROM {cells} WHERE {condition}", params)
+            if store.query(f"SELECT count() FROM {cells} WHERE {condition}", bounds)[0][0]:
+                store.command(f"DELETE FROM {cells} WHERE {condition}", bounds)
 
 
 class _Publication:
-    """Days of one site being published together: their grids, one query each."""
+    """Days of one site and group being published together: its grids, one query each."""
 
     def __init__(
-        self, site: str, days: dict[date, Fingerprint], version: int, grids: list[Grid], k: int
+        self, site: str, group: str, days: dict[date, Fingerprint], version: int, grids: list[Grid], k: int
     ) -> None:
         self.site = site
+        self.group = group
         self.days = days
         self.version = version
+        self.grids = len(grids)
         self._grids = grids
         self._k = k
+        self.slowest = 0.0  # seconds, of one grid's query
 
-    def advance(self, store: Store) -> bool:
+    def advance(self, store: Store, monotonic: Callable[[], float]) -> bool:
         """Publish the next grid; True when every grid is in."""
         if self._grids:
             grid = self._grids.pop()
@@ -278,6 +344,7 @@ class _Publication:
             segments = [f"toString({segment})" for segment in grid.segments]
             segments += ["''"] * (MAX_SEGMENTS - len(grid.segments))
             metrics = [metric if metric in grid.metrics else "0" for metric in METRICS]
+            started = monotonic()
             store.command(
                 f"""
                 INSERT INTO {table} (site, grid, day, version, raw, s1, s2, s3, s4, s5,
@@ -294,4 +361,5 @@ class _Publication:
                     "p_version": self.version,
                 },
             )
+            self.slowest = max(self.slowest, monotonic() - started)
         return not self._grids

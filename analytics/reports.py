@@ -54,6 +54,7 @@ NO_TOPIC = ""
 # people could be singled out by comparing a filtered report with an unfiltered one.
 MAX_FILTERS = 2
 MAX_FILTER_LENGTH = 100
+MAX_RANGE_DAYS = 400  # 13 months and a little
 REALTIME_MINUTES = 30
 
 
@@ -158,12 +159,13 @@ class Overview:
 
 
 def overview(store: Store, sel: Selection) -> Overview:
-    series = _day_series(store, sel)
-    totals = _sum(series)
-    previous = _sum(_day_series(store, sel.previous()))
+    # This period and the one before it in one query each: the days are the same cells either way.
+    both = _with_previous(sel)
+    earlier, series = _split(_day_series(store, both), sel.previous().days)
+    totals, previous = _sum(series), _sum(earlier)
     engaged = previous_engaged = None
     if not sel.filters.active():
-        engaged, previous_engaged = _engagement(store, sel), _engagement(store, sel.previous())
+        previous_engaged, engaged = _engagement(store, both, sel.first)
     rates, decisions = _consent_rates(store, sel)
     return Overview(totals, previous, series, engaged, previous_engaged, rates, decisions)
 
@@ -181,17 +183,29 @@ def _day_series(store: Store, sel: Selection) -> dict[str, list[int]]:
     return series
 
 
+def _with_previous(sel: Selection) -> Selection:
+    """The selection stretched back over the period before it (for "change")."""
+    return replace(sel, first=sel.previous().first)
+
+
+def _split(series: dict[str, list[int]], days: int) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Series over two periods as the first ``days`` and the rest."""
+    return {k: v[:days] for k, v in series.items()}, {k: v[days:] for k, v in series.items()}
+
+
 def _sum(series: dict[str, list[int]]) -> Totals:
     return Totals(
         sum(series["visitors"]), sum(series["visits"]), sum(series["views"]), sum(series["returning"])
     )
 
 
-def _engagement(store: Store, sel: Selection) -> float | None:
-    """Mean seconds a page stayed visible, over the days with enough engaged visitors."""
-    [(visible, pages)] = store.query(
+def _engagement(store: Store, sel: Selection, split: date) -> tuple[float | None, float | None]:
+    """Mean seconds a page stayed visible, over the days with enough engaged visitors: before ``split``, and
+    from it on."""
+    rows = store.query(
         f"""
-        SELECT sumIf(visible, visitors >= {{k:UInt32}}), sumIf(pages, visitors >= {{k:UInt32}})
+        SELECT day >= {{split:Date}} AS later, sumIf(visible, visitors >= {{k:UInt32}}),
+               sumIf(pages, visitors >= {{k:UInt32}})
         FROM (
             SELECT toDate(ts, '{sel.zone.key}') AS day, sum(visible_ms) AS visible, count() AS pages,
                    uniqExact(visitor_id) AS visitors
@@ -200,10 +214,12 @@ def _engagement(store: Store, sel: Selection) -> float | None:
               AND ts < {{end:DateTime64(3, 'UTC')}}
             GROUP BY day
         )
+        GROUP BY later
         """,
-        {"site": sel.site, "start": sel.start(), "end": sel.end(), "k": sel.min_visitors},
+        {"site": sel.site, "start": sel.start(), "end": sel.end(), "k": sel.min_visitors, "split": split},
     )
-    return visible / pages / 1000 if pages else None
+    means = {bool(later): visible / pages / 1000 if pages else None for later, visible, pages in rows}
+    return means.get(False), means.get(True)
 
 
 # The choices a visitor made in the banner (not implied defaults, embeds, objections or erasures).
@@ -302,12 +318,22 @@ def sources(store: Store, sel: Selection) -> Table:
     return _table_from_stats(store, sel, "sources", "Sources (campaign or referring site)", [SOURCE])
 
 
-def topics(store: Store, sel: Selection) -> Table:
-    """Topics ranked by page views, with the change against the previous period."""
-    table = _table_from_stats(store, sel, "topics", "Topics", [TOPIC])
-    before = {row[0]: row[1] for row in _table_from_stats(store, sel.previous(), "", "", [TOPIC], 1000).rows}
-    table.columns.append(Column("change", "Change in page views"))
-    table.rows = [(*row, _change(row[1], before.get(row[0], 0))) for row in table.rows]
+def topics(store: Store, sel: Selection, limit: int = 100) -> Table:
+    """Topics ranked by page views, with the change against the previous period (both in one query)."""
+    both = _with_previous(sel)
+    cells = stats_cells(store, both, ["topic"])
+    cells_sql, params = source(store, cells.grid(), both)
+    rows = store.query(
+        f"""
+        SELECT topic, day >= {{now_first:Date}} AS now, sum(views), sum(visitors) FROM ({cells_sql})
+        WHERE {cells.keep} GROUP BY topic, now
+        """,
+        {**params, "now_first": sel.first},
+    )
+    before = {topic: int(views) for topic, now, views, _ in rows if not now}
+    ranked = sorted(((t, int(v), int(p)) for t, now, v, p in rows if now), key=lambda row: (-row[1], row[0]))
+    table = Table("topics", "Topics", [TOPIC, VIEWS, VISITORS, Column("change", "Change in page views")])
+    table.rows = [(*row, _change(row[1], before.get(row[0], 0))) for row in ranked[:limit]]
     return table
 
 
@@ -476,8 +502,21 @@ def realtime(store: Store, site: str, now: datetime, min_visitors: int) -> int |
 
 
 def sites(store: Store) -> list[str]:
+    """The sites in the store: those with published days (every site with data, once the publisher has
+    been at it), and those with statistics of the last month (one just begun). Not every statistics row:
+    that is millions of rows read on every view."""
     return [
-        row[0] for row in store.query(f"SELECT DISTINCT site FROM {store.table('daily_stats')} ORDER BY site")
+        row[0]
+        for row in store.query(
+            f"""
+            SELECT DISTINCT site FROM (
+                SELECT site FROM {store.table("publications")}
+                UNION ALL
+                SELECT site FROM {store.table("daily_stats")} WHERE day >= today() - 31
+            )
+            ORDER BY site
+            """
+        )
     ]
 
 
@@ -542,17 +581,32 @@ _UNFILTERED: tuple[Callable[[Store, Selection], Grid], ...] = (
 )
 
 
-def grids(store: Store, sel: Selection) -> list[Grid]:
-    """Every grid a view can ask for, for the selection's days (its filters are not looked at): each table
-    unfiltered and under every combination of at most ``MAX_FILTERS`` filters."""
+def filter_group(filters: Filters) -> str:
+    """The kind of filter a selection has (its dimensions, not their values): ``""`` for none,
+    ``"country"``, ``"topic+device"``, ... Each kind of filter needs grids of its own."""
+    return "+".join(name for name, _ in filters.active())
+
+
+def filter_groups() -> list[str]:
+    """Every kind of filter a view allows."""
+    return [
+        "+".join(names)
+        for size in range(MAX_FILTERS + 1)
+        for names in itertools.combinations(DIMENSIONS, size)
+    ]
+
+
+def grids(store: Store, sel: Selection, group: str = "") -> list[Grid]:
+    """The grids the views ask for under filters of kind ``group`` (``filter_group``), for the selection's
+    days: every table that filters split, and without filters also those they do not."""
+    names = [name for name in group.split("+") if name]
+    filtered = replace(sel, filters=Filters(**dict.fromkeys(names, "")))
     found: dict[str, Grid] = {}
-    for size in range(MAX_FILTERS + 1):
-        for names in itertools.combinations(DIMENSIONS, size):
-            filtered = replace(sel, filters=Filters(**dict.fromkeys(names, "")))
-            for build in _FILTERED:
-                grid = build(store, filtered).grid()
-                found.setdefault(grid.key, grid)
-    for unfiltered in _UNFILTERED:
-        grid = unfiltered(store, replace(sel, filters=Filters()))
+    for build in _FILTERED:
+        grid = build(store, filtered).grid()
         found.setdefault(grid.key, grid)
+    if not names:
+        for unfiltered in _UNFILTERED:
+            grid = unfiltered(store, filtered)
+            found.setdefault(grid.key, grid)
     return list(found.values())

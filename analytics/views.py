@@ -15,10 +15,18 @@ from zoneinfo import ZoneInfo
 from . import reports
 from .charts import line_chart
 from .publish import with_published
-from .reports import DIMENSIONS, MAX_FILTER_LENGTH, MAX_FILTERS, Filters, Selection, Series, Table
+from .reports import (
+    DIMENSIONS,
+    MAX_FILTER_LENGTH,
+    MAX_FILTERS,
+    MAX_RANGE_DAYS,
+    Filters,
+    Selection,
+    Series,
+    Table,
+)
 from .store import Store
 
-MAX_RANGE_DAYS = 400  # 13 months and a little
 PRESETS = {
     "7d": "Last 7 days",
     "30d": "Last 30 days",

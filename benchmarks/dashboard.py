@@ -553,8 +553,15 @@ def measure(store: TimedStore, now: datetime, repeat: int, only: Sequence[str] |
 
 
 def publish(store: Store, now: datetime) -> None:
-    """Publish every finished day's cells, as the loader's publisher does in the background."""
-    publisher = Publisher(store, ZoneInfo(ZONE), MIN_VISITORS, lambda: now)
+    """Publish every finished day's cells, as the loader's publisher does in the background: the views
+    without a filter, and (as once a marketer has used them) with a country and with a topic filter."""
+    zone = ZoneInfo(ZONE)
+    today = now.astimezone(zone).date()
+    for filters in ({"country": "NL"}, {"topic": "x"}):
+        with_published(
+            store, views.parse({"preset": "7d", **filters}, today, SITE, zone, MIN_VISITORS).selection
+        )
+    publisher = Publisher(store, zone, MIN_VISITORS, lambda: now)
     started = time.perf_counter()
     while not publisher.step(600.0):
         pass
