@@ -86,12 +86,18 @@ class Series:
 
 
 def _cells(
-    store: Store, cells: Cells, sel: Selection, metrics: Sequence[str], limit: int = 1000, keep: str = "1"
+    store: Store,
+    cells: Cells,
+    sel: Selection,
+    metrics: Sequence[str],
+    limit: int = 1000,
+    keep: str = "1",
+    per_first: int = 0,
 ) -> list[tuple[Any, ...]]:
     """Sum the cells that count per shown segment: segment values, then metric sums, then visitors, biggest
-    first. ``keep`` (with the filters') leaves segments out of the table only after the gate, which must see
-    them all: dropping the visitors without a referrer before it would let the total minus the rest give
-    them away."""
+    first (with ``per_first``, only that many rows per value of the first segment). ``keep`` (with the
+    filters') leaves segments out of the table only after the gate, which must see them all: dropping the
+    visitors without a referrer before it would let the total minus the rest give them away."""
     cells_sql, params = source(store, cells.grid(), sel)
     seg = ", ".join(cells.shown)
     sums = ", ".join(f"sum({m}) AS t_{m}" for m in metrics)
@@ -102,6 +108,7 @@ def _cells(
         WHERE ({cells.keep}) AND ({keep})
         GROUP BY {seg}
         ORDER BY t_{metrics[0]} DESC, {seg}
+        {f"LIMIT {int(per_first)} BY {cells.shown[0]}" if per_first else ""}
         LIMIT {int(limit)}
         """,
         params,
@@ -381,13 +388,7 @@ def _per_topic(
     keep: str = "1",
 ) -> Table:
     """The ``per_topic`` biggest rows of each topic of a topic-by-``column`` table."""
-    rows = _cells(store, cells, sel, ["views"], 2000, keep=keep)
-    counted: dict[Any, int] = defaultdict(int)
-    top = []
-    for row in rows:  # biggest first already
-        if counted[row[0]] < per_topic:
-            counted[row[0]] += 1
-            top.append(row)
+    top = _cells(store, cells, sel, ["views"], 10_000, keep=keep, per_first=per_topic)
     top.sort(key=lambda row: (row[0], -row[2]))
     return Table(name, title, [TOPIC, column, VIEWS, VISITORS], top)
 
