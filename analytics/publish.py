@@ -76,18 +76,17 @@ _SAY_AGAIN = 3600.0  # seconds
 def with_published(
     store: Store, sel: Selection, monotonic: Callable[[], float] = time.monotonic
 ) -> Selection:
-    """``sel`` with the published days of it and of the period before it (for "change"). A kind of filter
-    not published yet is asked for (``publication_wants``)."""
+    """``sel`` with the published days of it and of the period before it (for "change"), and the versions
+    to read them from. A kind of filter not published yet is asked for (``publication_wants``)."""
     group = reports.filter_group(sel.filters)
     published = code(store, sel.zone, sel.min_visitors, group)
     if group:
         _want(store, sel.site, group, monotonic())
     rows = store.query(
         f"""
-        SELECT DISTINCT day FROM {store.table("publications")}
+        SELECT day, version FROM {store.table("publications")}
         WHERE site = {{site:String}} AND filters = {{group:String}} AND code = {{code:String}}
           AND day >= {{first:Date}} AND day <= {{last:Date}}
-        ORDER BY day
         """,
         {
             "site": sel.site,
@@ -97,13 +96,24 @@ def with_published(
             "last": sel.last,
         },
     )
+    newest: dict[date, int] = {}
+    for day, version in rows:
+        newest[day] = max(newest.get(day, 0), int(version))
+    versions = set(newest.values())
+    # A version still read for other days, but no longer for these (published again since, not swept yet).
+    superseded = sorted((day, int(v)) for day, v in rows if int(v) in versions and int(v) != newest[day])
     ranges: list[list[date]] = []
-    for (day,) in rows:
+    for day in sorted(newest):
         if ranges and ranges[-1][1] == day - timedelta(days=1):
             ranges[-1][1] = day
         else:
             ranges.append([day, day])
-    return replace(sel, published=tuple((a, b) for a, b in ranges), code=published)
+    return replace(
+        sel,
+        published=tuple((a, b) for a, b in ranges),
+        versions=tuple(sorted(versions)),
+        superseded=tuple(superseded),
+    )
 
 
 def _want(store: Store, site: str, group: str, now: float) -> None:
