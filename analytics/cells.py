@@ -47,7 +47,8 @@ class Selection:
     """What a report is about: a site, whole days from ``first`` to ``last``, filters, and the threshold;
     and which of its days (and the period before it) have published cells (``published``: ranges of days,
     first and last included), under which ``versions``, less the ``superseded`` days of those versions
-    (see ``koekje.analytics.publish.with_published``)."""
+    (see ``koekje.analytics.publish.with_published``); and the whole months of those days rolled up into one
+    cell per segment (``months``), for reports that sum over days."""
 
     site: str
     first: date
@@ -58,6 +59,9 @@ class Selection:
     published: tuple[tuple[date, date], ...] = ()
     versions: tuple[int, ...] = ()
     superseded: tuple[tuple[date, int], ...] = ()
+    months: tuple[
+        tuple[date, int], ...
+    ] = ()  # whole months rolled up from the days read: (first day, version)
 
     @property
     def days(self) -> int:
@@ -200,11 +204,40 @@ def _gated(cells: Cells) -> str:
     """
 
 
-def source(store: Store, grid: Grid, sel: Selection) -> tuple[str, dict[str, Any]]:
+def source(
+    store: Store, grid: Grid, sel: Selection, spans: Sequence[tuple[date, date]] = ()
+) -> tuple[str, dict[str, Any]]:
     """The cells of ``grid`` that count, for the selection's days: published ones where there are, the rest
-    worked out now. Columns: the grid's segments, ``day``, its metrics, ``visitors``."""
+    worked out now. Columns: the grid's segments, ``day``, its metrics, ``visitors``.
+
+    For a report that sums days within ``spans`` (first and last day), a whole month inside one of them
+    that is rolled up is read as one row per segment dated its first day, instead of a row per day."""
     parts, params = [], {**grid.params, "k": sel.min_visitors}
     published = sel.published_ranges()
+    months = [
+        (month, version)
+        for month, version in sel.months
+        if any(first <= month and month_end(month) <= last for first, last in spans)
+    ]
+    if months:
+        # Cells from raw page views: a month counts only when every day of it would (see ``_raw_days``).
+        raw_months = _raw_months(store, sel, "month") if grid.raw else []
+        usable = " AND ".join(
+            [
+                "toStartOfMonth(day) IN {p_months:Array(Date)}",
+                *(_raw_months(store, sel, "toStartOfMonth(day)") if grid.raw else []),
+            ]
+        )
+        names = [f"s{n + 1} AS {segment}" for n, segment in enumerate(grid.segments)]
+        columns = ", ".join([*names, "month AS day", *grid.metrics, "visitors"])
+        where = [
+            "site = {site:String}",
+            "grid = {p_grid:String}",
+            "(month, version) IN {p_rolled:Array(Tuple(Date, UInt64))}",
+            *raw_months,
+        ]
+        parts.append(f"SELECT {columns} FROM {store.table('published_months')} WHERE {' AND '.join(where)}")
+        params.update({"p_months": [month for month, _ in months], "p_rolled": months})
     if published:
         names = [f"s{n + 1} AS {segment}" for n, segment in enumerate(grid.segments)]
         columns = ", ".join([*names, "day", *grid.metrics, "visitors"])
@@ -224,21 +257,23 @@ def source(store: Store, grid: Grid, sel: Selection) -> tuple[str, dict[str, Any
             where.append("(day, version) NOT IN {p_superseded:Array(Tuple(Date, UInt64))}")
         if grid.raw:
             where += _raw_days(store, sel, "day")
+        if months:  # (the days of the months read rolled up)
+            where.append(f"NOT ({usable})")
         parts.append(f"SELECT {columns} FROM {store.table('published_cells')} WHERE {' AND '.join(where)}")
-        params.update(
-            {
-                "site": sel.site,
-                "p_grid": grid.key,
-                "p_versions": list(sel.versions),
-                "p_superseded": list(sel.superseded),
-                "raw_days": _raw_days_kept(store),
-            }
-        )
+        params.update({"p_versions": list(sel.versions), "p_superseded": list(sel.superseded)})
         for n, (first, last) in enumerate(published):
             params.update({f"p_from_{n}": first, f"p_to_{n}": last})
+    if published or months:
+        params.update({"site": sel.site, "p_grid": grid.key, "raw_days": _raw_days_kept(store)})
     if sel.live_days():
         parts.append(grid.live)
     return "\nUNION ALL\n".join(f"SELECT * FROM ({part})" for part in parts), params
+
+
+def month_end(month: date) -> date:
+    """The last day of the month that begins on ``month``."""
+    following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return following - timedelta(days=1)
 
 
 # -- where the cells come from ---------------------------------------------------------------------------
@@ -300,6 +335,15 @@ def _raw_days(store: Store, sel: Selection, day: str) -> list[str]:
     return [
         f"{day} > toDate(now(), '{sel.zone.key}') - {{raw_days:UInt32}}",
         f"{day} NOT IN (SELECT day FROM {store.table('erased_days')} WHERE site = {{site:String}})",
+    ]
+
+
+def _raw_months(store: Store, sel: Selection, month: str) -> list[str]:
+    """``_raw_days`` for every day of a month."""
+    return [
+        f"{month} > toDate(now(), '{sel.zone.key}') - {{raw_days:UInt32}}",
+        f"{month} NOT IN (SELECT toStartOfMonth(day) FROM {store.table('erased_days')} "
+        "WHERE site = {site:String})",
     ]
 
 

@@ -307,6 +307,45 @@ def _published_cells(store: Store) -> list[str]:
     ]
 
 
+def _published_months(store: Store) -> list[str]:
+    """Whole months of published cells summed per segment, for reports that sum over days: a dozen rows
+    per segment for a year instead of one per day (``koekje.analytics.publish``). Which months are rolled
+    up, from which versions of their days (``made_of``). Sums of counts that passed the cell rule
+    already; kept as long as the days they are made of."""
+    days = store.settings.aggregate_retention_days
+    return [
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("published_months")} (
+            site LowCardinality(String),
+            grid LowCardinality(String),
+            month Date,
+            version UInt64,
+            raw UInt8,
+            s1 String, s2 String, s3 String, s4 String, s5 String,
+            views UInt64,
+            visits UInt64,
+            returning UInt64,
+            visitors UInt64
+        ) ENGINE = MergeTree
+        ORDER BY (site, grid, month, version)
+        TTL toDateTime(month) + INTERVAL {days} DAY DELETE
+        """,
+        f"""
+        CREATE TABLE IF NOT EXISTS {store.table("rollups")} (
+            site LowCardinality(String),
+            filters LowCardinality(String),
+            month Date,
+            version UInt64,
+            code String,
+            made_of UInt64,
+            published DateTime64(3, 'UTC')
+        ) ENGINE = MergeTree
+        ORDER BY (site, filters, month, version)
+        TTL toDateTime(month) + INTERVAL {days} DAY DELETE
+        """,
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "chained_ledger", _chained_ledger),
@@ -319,6 +358,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "ended_sessions", _ended_sessions),
     Migration(10, "erased_days", _erased_days),
     Migration(11, "published_cells", _published_cells),
+    Migration(12, "published_months", _published_months),
 )
 
 
@@ -370,6 +410,8 @@ def retention(store: Store) -> dict[str, tuple[str, int]]:
         # Cells of the dashboard's tables, worked out once per finished day: counts of k or more people.
         "published_cells": ("day", store.settings.aggregate_retention_days),
         "publications": ("day", store.settings.aggregate_retention_days),
+        "published_months": ("month", store.settings.aggregate_retention_days),
+        "rollups": ("month", store.settings.aggregate_retention_days),
         # The data-subject requests answered (and who asked, by reference): the site's proof of answering.
         "subject_requests": ("ts", store.settings.request_log_retention_days),
     }

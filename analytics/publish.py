@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from . import migrations, reports
 from .aggregates import ALL_TOPICS
-from .cells import MAX_SEGMENTS, METRICS, Grid, Selection
+from .cells import MAX_SEGMENTS, METRICS, Grid, Selection, month_end
 from .clock import Clock
 from .store import Store
 
@@ -82,26 +82,31 @@ def with_published(
     published = code(store, sel.zone, sel.min_visitors, group)
     if group:
         _want(store, sel.site, group, monotonic())
+    first, last = sel.previous().first, sel.last
     rows = store.query(
         f"""
-        SELECT day, version FROM {store.table("publications")}
+        SELECT 0 AS rolled, day AS at, version, toUInt64(0) AS made_of FROM {store.table("publications")}
         WHERE site = {{site:String}} AND filters = {{group:String}} AND code = {{code:String}}
           AND day >= {{first:Date}} AND day <= {{last:Date}}
+        UNION ALL
+        SELECT 1, month, version, made_of FROM {store.table("rollups")}
+        WHERE site = {{site:String}} AND filters = {{group:String}} AND code = {{code:String}}
+          AND month >= {{first:Date}} AND month <= {{last:Date}}
         """,
-        {
-            "site": sel.site,
-            "group": group,
-            "code": published,
-            "first": sel.previous().first,
-            "last": sel.last,
-        },
+        {"site": sel.site, "group": group, "code": published, "first": first, "last": last},
     )
+    days = [(day, int(version)) for rolled, day, version, _ in rows if not rolled]
     newest: dict[date, int] = {}
-    for day, version in rows:
-        newest[day] = max(newest.get(day, 0), int(version))
+    for day, version in days:
+        newest[day] = max(newest.get(day, 0), version)
     versions = set(newest.values())
     # A version still read for other days, but no longer for these (published again since, not swept yet).
-    superseded = sorted((day, int(v)) for day, v in rows if int(v) in versions and int(v) != newest[day])
+    superseded = sorted((day, v) for day, v in days if v in versions and v != newest[day])
+    # A month rolled up from the newest version of each of its days (the newest such roll-up).
+    months: dict[date, int] = {}
+    for rolled, month, version, made_of in sorted(rows, key=lambda row: row[2]):
+        if rolled and month_digest(month, newest) == made_of:
+            months[month] = int(version)
     ranges: list[list[date]] = []
     for day in sorted(newest):
         if ranges and ranges[-1][1] == day - timedelta(days=1):
@@ -113,7 +118,17 @@ def with_published(
         published=tuple((a, b) for a, b in ranges),
         versions=tuple(sorted(versions)),
         superseded=tuple(superseded),
+        months=tuple(sorted(months.items())),
     )
+
+
+def month_digest(month: date, versions: dict[date, int]) -> int | None:
+    """What a month's roll-up is made of: the version of each of its days (None while a day is missing)."""
+    days = [month + timedelta(days=n) for n in range((month_end(month) - month).days + 1)]
+    if any(day not in versions for day in days):
+        return None
+    made_of = repr([(day.isoformat(), versions[day]) for day in days]).encode()
+    return int.from_bytes(hashlib.blake2b(made_of, digest_size=8).digest(), "big")
 
 
 def _want(store: Store, site: str, group: str, now: float) -> None:
@@ -151,6 +166,8 @@ class Publisher:
         self._checked_at: float | None = None
         self._todo: list[tuple[str, str, date, Fingerprint]] = []  # site, group, day: in order
         self._current: _Publication | None = None
+        self._months_due = False  # whether to look for months to roll up once the days are done
+        self._rollups: list[tuple[str, str, dict[date, int]]] = []  # site, group, {day: version}
         self._days_at_once = 7
         self.published = 0  # days (of a group), since start
 
@@ -159,15 +176,21 @@ class Publisher:
         until = self._monotonic() + budget
         if self._checked_at is None or self._monotonic() - self._checked_at >= self._check_every:
             self._check()
-        while self._current is not None or self._todo:
-            if self._current is None:
+        while self._current is not None or self._todo or self._rollups or self._months_due:
+            if self._current is None and self._todo:
                 self._current = self._begin()
-            if self._current.advance(self._store, self._monotonic):
-                self._finish(self._current)
-                self._current = None
+            if self._current is not None:
+                if self._current.advance(self._store, self._monotonic):
+                    self._finish(self._current)
+                    self._current = None
+            elif self._months_due:
+                self._months_due = False
+                self._rollups = self._months()
+            else:
+                self._roll_up(*self._rollups.pop(0))
             if self._monotonic() >= until:
                 break
-        return self._current is None and not self._todo
+        return self._current is None and not self._todo and not self._rollups and not self._months_due
 
     def check_now(self) -> None:
         """Look for days to publish at the next step, not only every ``check_every`` seconds."""
@@ -186,6 +209,7 @@ class Publisher:
                 if day <= last and done.get((site, day)) != fingerprint:
                     todo.append((site, group, day, fingerprint))
         self._todo = todo
+        self._months_due = True
         self._sweep()
 
     def _fingerprints(self) -> dict[tuple[str, date], Fingerprint]:
@@ -290,20 +314,99 @@ class Publisher:
         elif publication.slowest < FAST_QUERY and publication.grids:
             self._days_at_once = min(MAX_DAYS_AT_ONCE, self._days_at_once * 2)
 
+    # -- rolling whole months up -------------------------------------------------------------------------
+
+    def _months(self) -> list[tuple[str, str, dict[date, int]]]:
+        """The months whose every day is published but whose roll-up (if any) is of other versions of them,
+        a year of months of a site and group at a time."""
+        store, out = self._store, []
+        for group in self._groups():
+            params = {"group": group, "code": self._code(group)}
+            newest: dict[str, dict[date, int]] = {}
+            for site, day, version in store.query(
+                f"SELECT site, day, max(version) FROM {store.table('publications')} "
+                "WHERE filters = {group:String} AND code = {code:String} GROUP BY site, day",
+                params,
+            ):
+                newest.setdefault(site, {})[day] = int(version)
+            rolled = {
+                (site, month, int(made_of))
+                for site, month, made_of in store.query(
+                    f"SELECT site, month, made_of FROM {store.table('rollups')} "
+                    "WHERE filters = {group:String} AND code = {code:String}",
+                    params,
+                )
+            }
+            for site, versions in newest.items():
+                due: dict[date, int] = {}
+                for month in sorted({day.replace(day=1) for day in versions}):
+                    made_of = month_digest(month, versions)
+                    if made_of is None or (site, month, made_of) in rolled:
+                        continue
+                    due.update({day: v for day, v in versions.items() if day.replace(day=1) == month})
+                    if len(due) >= 366:
+                        out.append((site, group, due))
+                        due = {}
+                if due:
+                    out.append((site, group, due))
+        return out
+
+    def _roll_up(self, site: str, group: str, days: dict[date, int]) -> None:
+        """Sum each grid's cells of these days (whole months, the newest version of each day) per month."""
+        store, version = self._store, time.time_ns()
+        day = min(days)
+        grids = [
+            grid.key for grid in reports.grids(store, Selection(site, day, day, self._zone, self._k), group)
+        ]
+        columns = f"s1, s2, s3, s4, s5, {', '.join(METRICS)}, visitors"
+        store.command(
+            f"""
+            INSERT INTO {store.table("published_months")} (site, grid, month, version, raw, {columns})
+            SELECT site, grid, toStartOfMonth(day) AS month, {{version:UInt64}}, raw, s1, s2, s3, s4, s5,
+                   {", ".join(f"sum({metric})" for metric in METRICS)}, sum(visitors)
+            FROM {store.table("published_cells")}
+            WHERE site = {{site:String}} AND grid IN {{grids:Array(String)}}
+              AND (day, version) IN {{days:Array(Tuple(Date, UInt64))}}
+            GROUP BY site, grid, month, raw, s1, s2, s3, s4, s5
+            """,
+            {"site": site, "grids": grids, "days": sorted(days.items()), "version": version},
+        )
+        months = sorted({day.replace(day=1) for day in days})
+        count = len(months)
+        store.insert_columns(
+            "rollups",
+            {
+                "site": [site] * count,
+                "filters": [group] * count,
+                "month": months,
+                "version": [version] * count,
+                "code": [self._code(group)] * count,
+                "made_of": [month_digest(month, days) for month in months],
+                "published": [self._clock()] * count,
+            },
+        )
+
     def _sweep(self) -> None:
         """Remove versions superseded a while ago (a view may still read one just superseded), those of
-        another code, and the cells of publications that never finished."""
+        another code, and the cells of publications that never finished: of days and of months."""
+        for registry, cells, column in (
+            ("publications", "published_cells", "day"),
+            ("rollups", "published_months", "month"),
+        ):
+            self._sweep_versions(self._store.table(registry), self._store.table(cells), column)
+
+    def _sweep_versions(self, registry: str, cells: str, column: str) -> None:
         store, now = self._store, self._clock()
-        publications, cells = store.table("publications"), store.table("published_cells")
         params = {"kept": now - KEEP_SUPERSEDED}
         rows = store.query(
             f"""
-            SELECT p.site, p.filters, p.day, p.version, p.code, p.version < s.settled FROM {publications} AS p
+            SELECT p.site, p.filters, p.{column}, p.version, p.code, p.version < s.settled
+            FROM {registry} AS p
             LEFT JOIN (
-                SELECT site, filters, day, max(version) AS settled FROM {publications}
+                SELECT site, filters, {column}, max(version) AS settled FROM {registry}
                 WHERE published < {{kept:DateTime64(3, 'UTC')}}
-                GROUP BY site, filters, day
-            ) AS s ON p.site = s.site AND p.filters = s.filters AND p.day = s.day
+                GROUP BY site, filters, {column}
+            ) AS s ON p.site = s.site AND p.filters = s.filters AND p.{column} = s.{column}
             """,
             params,
         )
@@ -313,14 +416,14 @@ class Publisher:
             if superseded or code != self._code(group)
         ]
         if gone:  # (by day: one version covers several days, and only some of them may be superseded)
-            which = "(site, day, version) IN {gone:Array(Tuple(String, Date, UInt64))}"
+            which = f"(site, {column}, version) IN {{gone:Array(Tuple(String, Date, UInt64))}}"
             versions = {"gone": [(site, day, version) for site, _, day, version in gone]}
             store.command(f"DELETE FROM {cells} WHERE {which}", versions)
-            store.command(f"DELETE FROM {publications} WHERE {which}", versions)
-        unfinished = f"version < {{before:UInt64}} AND version NOT IN (SELECT version FROM {publications})"
+            store.command(f"DELETE FROM {registry} WHERE {which}", versions)
+        unfinished = f"version < {{before:UInt64}} AND version NOT IN (SELECT version FROM {registry})"
         # Cells from raw page views are not read past raw retention: they go with them.
         today = f"toDate({{now:DateTime64(3, 'UTC')}}, '{self._zone.key}')"
-        expired = f"raw AND day < {today} - {{raw_days:UInt32}}"
+        expired = f"raw AND {column} < {today} - {{raw_days:UInt32}}"
         bounds: dict[str, object] = {
             "before": int((now - UNFINISHED_AFTER).timestamp() * 1e9),
             "now": now,

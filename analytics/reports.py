@@ -98,7 +98,7 @@ def _cells(
     first (with ``per_first``, only that many rows per value of the first segment). ``keep`` (with the
     filters') leaves segments out of the table only after the gate, which must see them all: dropping the
     visitors without a referrer before it would let the total minus the rest give them away."""
-    cells_sql, params = source(store, cells.grid(), sel)
+    cells_sql, params = source(store, cells.grid(), sel, [(sel.first, sel.last)])
     seg = ", ".join(cells.shown)
     sums = ", ".join(f"sum({m}) AS t_{m}" for m in metrics)
     rows = store.query(
@@ -329,7 +329,10 @@ def topics(store: Store, sel: Selection, limit: int = 100) -> Table:
     """Topics ranked by page views, with the change against the previous period (both in one query)."""
     both = _with_previous(sel)
     cells = stats_cells(store, both, ["topic"])
-    cells_sql, params = source(store, cells.grid(), both)
+    previous = sel.previous()
+    cells_sql, params = source(
+        store, cells.grid(), both, [(sel.first, sel.last), (previous.first, previous.last)]
+    )
     rows = store.query(
         f"""
         SELECT topic, day >= {{now_first:Date}} AS now, sum(views), sum(visitors) FROM ({cells_sql})
@@ -413,7 +416,7 @@ def co_interest(store: Store, sel: Selection, limit: int = 20) -> Table:
     if sel.filters.active():
         table.note = NOT_FILTERED
         return table
-    grid_sql, params = source(store, _co_interest_grid(store, sel), sel)
+    grid_sql, params = source(store, _co_interest_grid(store, sel), sel, [(sel.first, sel.last)])
     rows = store.query(
         f"""
         SELECT a, b, sum(visitors) AS both, sum(views) AS of_a FROM ({grid_sql})

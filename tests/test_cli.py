@@ -47,7 +47,7 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 
 def test_migrate_then_accounts(site_dir: Path) -> None:
     applied = koekje("migrate", cwd=site_dir).stdout.strip()
-    assert applied == "applied migrations [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]"
+    assert applied == "applied migrations [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]"
     assert koekje("migrate", cwd=site_dir).stdout.strip() == "the schema is up to date"
     added = koekje(
         "users",

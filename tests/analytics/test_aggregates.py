@@ -212,7 +212,7 @@ def test_an_upgrade_counts_the_page_views_stored_before(
             },
         )
         try:
-            assert migrate(old, clock) == [6, 7, 8, 9, 10, 11]
+            assert migrate(old, clock) == [6, 7, 8, 9, 10, 11, 12]
             [row] = stats(old, topic="implantologie")
             assert (row["day"], row["page_views"], row["visitors"]) == (day, 6, 6)
             report = topic_report(old, "default", day, day, min_visitors=5)

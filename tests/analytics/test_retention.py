@@ -58,5 +58,7 @@ def test_every_table_with_visitor_data_is_covered(store: Store, clock: FakeClock
         "engagement",
         "subject_requests",
         "published_cells",
+        "published_months",
+        "rollups",
         "publications",
     }
