@@ -59,7 +59,7 @@ $(BIN)/python:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -q && apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); \
 	  else echo "Cannot create a virtualenv: install Debian's python3-venv (sudo apt-get install python3-venv)"; exit 1; fi; }
-	$(BIN)/pip install -q --upgrade "pip>=23" "setuptools>=68"
+	$(BIN)/pip install -q --upgrade "pip>=23" "setuptools>=77"
 
 # Dependencies change only with pyproject.toml; the package itself is reinstalled when a source changes.
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
