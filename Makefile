@@ -5,14 +5,19 @@ BIN    := $(VENV)/bin
 SOURCES := pyproject.toml $(shell find middleware banner analytics examples/demo -type f -not -path '*/__pycache__/*' -not -path '*/node_modules/*' 2>/dev/null)
 ESBUILD := banner/node_modules/.bin/esbuild
 
-.PHONY: demo test test-slow bench check lint typecheck chromium wrk banner clean
+.PHONY: demo test test-slow bench check lint typecheck docs package chromium wrk banner clean
 .DELETE_ON_ERROR:
 
 demo: $(VENV)/.package
 	$(BIN)/koekje demo
 
-test: $(VENV)/.package $(VENV)/.test-deps chromium wrk $(ESBUILD) check
+test: $(VENV)/.package $(VENV)/.test-deps chromium wrk $(ESBUILD) check docs
 	$(BIN)/python -m pytest
+
+# The documentation site, offline and strict: a broken link, a missing page or a missing include fails.
+# The configuration reference is generated from the installed schema (docs/hooks/reference.py).
+docs: $(VENV)/.package $(VENV)/.test-deps
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The slow ones (a load soak of several minutes with several workers); not part of `make test`.
 test-slow: $(VENV)/.package $(VENV)/.test-deps
@@ -40,20 +45,21 @@ $(ESBUILD): banner/package-lock.json
 check: lint typecheck
 
 lint: $(VENV)/.test-deps
-	$(BIN)/ruff check middleware banner analytics examples tests benchmarks
-	$(BIN)/ruff format --check middleware banner analytics examples tests benchmarks
+	$(BIN)/ruff check middleware banner analytics examples tests benchmarks docs/hooks
+	$(BIN)/ruff format --check middleware banner analytics examples tests benchmarks docs/hooks
 
 # mypy checks the installed package: the koekje namespace only exists there (setuptools package-dir).
 typecheck: $(VENV)/.package $(VENV)/.test-deps
 	$(BIN)/mypy -p koekje.middleware -p koekje.analytics -p koekje.banner -p koekje.demo
-	$(BIN)/mypy tests benchmarks
+	$(BIN)/mypy tests benchmarks docs/hooks
+	$(BIN)/mypy examples/fastapi_site examples/plain_asgi examples/litestar_site examples/multi_worker
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -q && apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); \
 	  else echo "Cannot create a virtualenv: install Debian's python3-venv (sudo apt-get install python3-venv)"; exit 1; fi; }
-	$(BIN)/pip install -q --upgrade "pip>=23" "setuptools>=68"
+	$(BIN)/pip install -q --upgrade "pip>=23" "setuptools>=77"
 
 # Dependencies change only with pyproject.toml; the package itself is reinstalled when a source changes.
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
@@ -61,7 +67,7 @@ $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test-deps: pyproject.toml $(VENV)/.deps
-	$(BIN)/pip install -q ".[test]"
+	$(BIN)/pip install -q ".[test,docs]"
 	touch $@
 
 $(VENV)/.package: $(SOURCES) $(VENV)/.deps

@@ -24,6 +24,7 @@ from koekje.analytics.spool import Spool
 from koekje.analytics.subjects import Subjects, as_csv_zip, find_reference
 from koekje.analytics.subjects import reference as subject_reference
 
+from . import init
 from .config import Config, ConfigError, load_config
 from .lint import check as check_config
 from .notice import NOTICE_LANGUAGES, notice
@@ -56,6 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, help="path to koekje.toml")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    start = commands.add_parser(
+        "init",
+        help="write a commented koekje.toml for this site (and uvicorn-logging.json beside it)",
+        description="Write a commented koekje.toml (at --config, $KOEKJE_CONFIG or ./koekje.toml) that the "
+        "site can start with, and uvicorn-logging.json beside it: uvicorn's logging with koekje's filter, "
+        "which shortens visitors' addresses in the access log. Asks nothing unless --interactive.",
+    )
+    start.add_argument("--interactive", "-i", action="store_true", help="ask a few questions about the site")
+    start.add_argument("--force", action="store_true", help="replace an existing koekje.toml")
+    start.set_defaults(run=_init)
 
     demo = commands.add_parser("demo", help="run the demo site with banner, capture and dashboard")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -249,6 +261,15 @@ def _pair(item: str) -> tuple[str, str]:
     if not equals:
         raise ValueError(f"--resolve {item!r}: give HOST=ADDRESS, e.g. www.example.nl=10.0.0.5")
     return host.strip(), address.strip()
+
+
+def _init(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    if path.exists() and not args.force:  # before any question
+        raise ConfigError(f"{path} exists already: koekje init leaves it alone (--force replaces it)")
+    answers = init.ask(input, path.resolve().parent) if args.interactive else init.Answers()
+    print(init.next_steps(init.write(path, answers, force=args.force)), end="")
+    return 0
 
 
 def _notice(args: argparse.Namespace) -> int:

@@ -53,12 +53,19 @@ class ProcessorSection(_Section, frozen=True):
 
 
 class SiteSection(_Section, frozen=True):
+    """The site: its name, where koekje's endpoints live, its time zone, and the proxies in front of it."""
+
+    # Stored with each page view and decision, so one store can hold several sites (1-64 letters, digits,
+    # '.', '_' or '-').
     id: str = "default"
     # The site's or organisation's name, as the privacy notice (`koekje notice`) says it.
     name: str = ""
     # Processors of visitor data (a hosted ClickHouse, a hosting company), listed in the privacy notice.
     processors: tuple[ProcessorSection, ...] = ()
+    # Where koekje's endpoints live (the banner's assets, consent, the dashboard, ...): a path such as
+    # "/_koekje" that the site itself does not use.
     prefix: str = "/_koekje"
+    # The dashboard's days, and those of the anonymous daily statistics (an IANA time zone name).
     timezone: str = "Europe/Amsterdam"
     # Reverse proxies whose X-Forwarded-For header is believed (CIDRs). Empty: use the peer address.
     trusted_proxies: tuple[str, ...] = ()
@@ -81,21 +88,28 @@ class SiteSection(_Section, frozen=True):
 
 
 class ServiceSection(_Section, frozen=True):
-    category: str
-    provider: str = ""
+    """A service visitors may grant on its own (an embedded video, a chat widget), inside its category: the
+    banner lists it, ``<script data-service="...">`` and embeds wait for it."""
+
+    category: str  # the category it belongs to: granting the category grants the service
+    provider: str = ""  # who provides it, e.g. "Google Ireland Limited"
     title: dict[str, str] = {}  # per language; the service id when absent
-    purpose: dict[str, str] = {}  # per language
-    privacy_url: str | None = None
+    purpose: dict[str, str] = {}  # per language: what it does, as the banner says it
+    privacy_url: str | None = None  # the provider's privacy statement, linked from the banner
 
 
 class CookieSection(_Section, frozen=True):
+    """A cookie the site (or a script on it) sets. The banner and the cookie declaration list it; koekje
+    removes it from responses to visitors who did not grant its purpose, and expires it when consent is
+    withdrawn."""
+
     name: str  # exact, or a prefix followed by '*' ("_ga_*")
     duration: str  # "session", or e.g. "13 months", "30 days"
     service: str = ""  # the category follows from the service
     category: str = ""  # for a cookie that belongs to no service
-    provider: str = ""
+    provider: str = ""  # who sets it, e.g. "Google Ireland Limited"
     purpose: dict[str, str] = {}  # per language
-    party: Literal["first", "third"] = "first"
+    party: Literal["first", "third"] = "first"  # set for this site's own host, or by another site
 
     def __post_init__(self) -> None:
         parse_duration(self.duration)
@@ -104,10 +118,17 @@ class CookieSection(_Section, frozen=True):
 
 
 class RegionSection(_Section, frozen=True):
+    """Which rules apply where: opt-in (nothing optional before a choice) or opt-out (what
+    ``opt_out_defaults`` lists is on until the visitor refuses). The region comes from ``geo.database``."""
+
     # For known regions that neither list names. Unknown regions (no GeoIP database, an address it does not
     # know) are always opt-in.
     default: Mode = "opt-in"
+    # Opt-in regions: ISO 3166-1 country codes, or ISO 3166-2 subdivisions ("US-CA") with a City database.
+    # The default: the EU and EEA, the United Kingdom and Switzerland.
     opt_in: tuple[str, ...] = EU_EEA_UK_CH
+    # Opt-out regions. The default: the US states whose privacy laws allow opt-out analytics (the docs'
+    # region table names each law).
     opt_out: tuple[str, ...] = US_OPT_OUT_STATES
     # In opt-out regions, what is on before the visitor chooses (recorded in the ledger as method "default").
     # GPC (and DNT when honoured) takes marketing and personalization off again.
@@ -134,6 +155,9 @@ CONSENT_MODE_TYPES = {
 
 
 class ConsentModeSection(_Section, frozen=True):
+    """Google Consent Mode v2: a default for Google's tags before any script, updated by the banner."""
+
+    # Put gtag('consent', 'default', ...) before any script, and let the banner send 'update' after a choice.
     enabled: bool = False
     # How long tags wait for the banner's update before they act on the default (milliseconds).
     wait_for_update: int = 500
@@ -152,10 +176,17 @@ class ConsentModeSection(_Section, frozen=True):
 
 
 class ConsentSection(_Section, frozen=True):
+    """What visitors are asked, how long their choice lasts, and what koekje does with the site's cookies."""
+
+    # The purposes offered, of "analytics", "personalization" and "marketing" ("necessary" is implied and
+    # cannot be refused); "analytics" must be among them, since it is what koekje records.
     categories: tuple[str, ...] = KNOWN_CATEGORIES
     # Raise this when the cookie policy changes: every visitor is asked again.
     policy_revision: int = 1
+    # How long a decision (and the visitor id in it) lasts, in days: at most 396 (13 months, the CNIL's
+    # maximum).
     max_age_days: int = 365
+    # The consent cookie's name (signed, HttpOnly, strictly necessary).
     cookie: str = "koekje_consent"
     # koekje 0.1 kept the visitor id in a cookie of its own; it now travels in the signed consent cookie,
     # and a cookie of this name is only ever removed.
@@ -170,6 +201,7 @@ class ConsentSection(_Section, frozen=True):
     enforce: Literal["strict", "report", "off"] = "report"
     # Where withdrawn cookies are also expired, besides the host itself (e.g. [".example.nl"]).
     cookie_domains: tuple[str, ...] = ()
+    # The paths where withdrawn cookies are expired.
     cookie_paths: tuple[str, ...] = ("/",)
     # Also treat "DNT: 1" like Global Privacy Control ("Sec-GPC: 1", always honoured).
     honor_dnt: bool = False
@@ -177,7 +209,9 @@ class ConsentSection(_Section, frozen=True):
     decisions_per_minute: int = 30
     regions: RegionSection = msgspec.field(default_factory=RegionSection)
     google_consent_mode: ConsentModeSection = msgspec.field(default_factory=ConsentModeSection)
+    # Services visitors may grant one by one, by id ([consent.services.youtube]).
     services: dict[str, ServiceSection] = {}
+    # Every cookie the site sets ([[consent.cookies]], one table per cookie).
     cookies: tuple[CookieSection, ...] = ()
 
     def __post_init__(self) -> None:
@@ -272,10 +306,13 @@ class ConsentSection(_Section, frozen=True):
 
 
 class BannerSection(_Section, frozen=True):
+    """The banner: its languages, its wording, and how it gets into the site's pages."""
+
     # Languages offered, the first is the default.
     languages: tuple[str, ...] = ("nl", "en")
     # Add the banner's <script> and <link> to every HTML page. Off: put them in your templates yourself.
     inject: bool = True
+    # The site's privacy statement, linked from the banner: a path on this site ("/privacy") or an address.
     privacy_url: str | None = None
     # A small fixed "cookie settings" button once the visitor has chosen, for sites without a link of their
     # own (any element with data-koekje-open reopens the banner too).
@@ -303,21 +340,32 @@ class BannerSection(_Section, frozen=True):
 
 
 class AnalyticsSection(_Section, frozen=True):
+    """Where page views are stored, how long each kind of data is kept, the write buffer and the spool, and
+    the topics pages are about."""
+
     # The embedded store's directory (relative to the config file); ignored when dsn is set.
     data_dir: str = "koekje-data"
     # A ClickHouse server instead of the embedded store, e.g. "https://user@host:8443".
     # The environment variable KOEKJE_CLICKHOUSE_DSN overrides it (keep passwords out of the file).
     dsn: str = ""
+    # The ClickHouse database koekje's tables are in.
     database: str = "koekje"
+    # How long page views and engagement are kept (days): ClickHouse's TTL removes them after this.
     raw_retention_days: int = 730
+    # How long the consent ledger keeps each decision, the proof of consent (days).
     ledger_retention_days: int = 1095
+    # Create or update the tables at startup; off: run `koekje migrate` yourself.
     auto_migrate: bool = True
+    # The write buffer: page views waiting in memory at most; beyond it they are dropped and counted.
     queue_size: int = 100_000
+    # A batch goes to the spool when it has this many rows ...
     batch_size: int = 10_000
+    # ... or after this many seconds: a worker killed with SIGKILL loses at most this interval.
     flush_interval_seconds: float = 0.25
     # Where batches wait for the store (relative to the config file): on disk, so an outage or a crash loses
     # nothing; bounded, so a long outage cannot fill the disk.
     spool_dir: str = "koekje-spool"
+    # The spool's bound: beyond it new batches are dropped and counted, so an outage cannot fill the disk.
     spool_max_mb: int = 1024
     # topic -> path prefixes, e.g. implantologie = ["/implantologie", "/en/implantology"]
     topics: dict[str, tuple[str, ...]] = {}
@@ -347,10 +395,14 @@ class AnalyticsSection(_Section, frozen=True):
 
 
 class GeoSection(_Section, frozen=True):
+    """The visitor's country, for their region's rules, and how much of their address is kept."""
+
     # A GeoLite2-Country / DB-IP country .mmdb file. Without one every visitor's region is unknown,
     # and unknown means the strictest (opt-in) rules.
     database: str = ""
+    # The bits of an IPv4 address kept (at most 24): the rest is zeroed before anything keeps it.
     ipv4_prefix: int = 24
+    # The bits of an IPv6 address kept (at most 48).
     ipv6_prefix: int = 48
 
     def __post_init__(self) -> None:
@@ -361,6 +413,8 @@ class GeoSection(_Section, frozen=True):
 
 
 class MetricsSection(_Section, frozen=True):
+    """Prometheus metrics: queue, spool, page views recorded and dropped by reason, decisions."""
+
     # Prometheus metrics at <prefix>/metrics. Off: the endpoint does not exist.
     enabled: bool = False
     # Who may read them: client networks (CIDRs), and/or the bearer token in KOEKJE_METRICS_TOKEN.
@@ -375,9 +429,13 @@ class MetricsSection(_Section, frozen=True):
 
 
 class DashboardSection(_Section, frozen=True):
+    """The marketers' dashboard at <prefix>/dashboard/."""
+
+    # Serve the dashboard; off: it does not exist.
     enabled: bool = True
     # Segments with fewer distinct visitors are not shown (k-anonymity).
     min_visitors: int = 5
+    # How long a login lasts (hours); logging out ends it on the server at once.
     session_hours: int = 12
     # A page waits this long for the store, then says it is not available (503) instead of holding a thread.
     store_timeout_seconds: float = 10.0

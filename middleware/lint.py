@@ -7,10 +7,14 @@ Each finding says what is wrong and what to change. Errors make the command exit
 from __future__ import annotations
 
 import ipaddress
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from .config import Config
+from .logs import FILTER
 
 # Raw visitor data longer than this needs a reason written down (analytics.retention_justification).
 MAX_RAW_RETENTION_DAYS = 760  # 25 months
@@ -28,8 +32,9 @@ class Finding:
         return f"{self.level}: {self.where}: {self.message}"
 
 
-def check(config: Config) -> list[Finding]:
+def check(config: Config, environ: Mapping[str, str] | None = None) -> list[Finding]:
     findings: list[Finding] = []
+    findings += _server_log(os.environ if environ is None else environ)
     findings += _retention(config)
     findings += _declared(config)
     findings += _regions(config)
@@ -132,3 +137,32 @@ def _proxies(config: Config) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _server_log(environ: Mapping[str, str]) -> list[Finding]:
+    """uvicorn's access log writes full client addresses. How the server is started is mostly out of sight
+    here (its command line), but uvicorn also reads its options from UVICORN_* variables: where those say
+    the access log is on without koekje's filter, say so. (The site itself warns at startup in any case.)"""
+    if environ.get("UVICORN_ACCESS_LOG", "").strip().lower() in ("false", "f", "0", "no", "n", "off"):
+        return []
+    log_config = environ.get("UVICORN_LOG_CONFIG", "").strip()
+    if log_config:
+        try:
+            filtered = FILTER in Path(log_config).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            filtered = False
+        if filtered:
+            return []
+        said = f"UVICORN_LOG_CONFIG ({log_config}) configures no {FILTER}"
+    elif environ.get("UVICORN_ACCESS_LOG", "").strip().lower() in ("true", "t", "1", "yes", "y", "on"):
+        said = "UVICORN_ACCESS_LOG turns uvicorn's access log on"
+    else:
+        return []  # the command line decides: not visible from here
+    return [
+        Finding(
+            "warning",
+            "server log",
+            f"{said}, so it writes every visitor's full IP address: use the log configuration `koekje init` "
+            "writes (uvicorn-logging.json, with koekje's filter that shortens addresses) or --no-access-log",
+        )
+    ]

@@ -38,6 +38,7 @@ from .enforce import CookieGuard
 from .engine import ConsentEngine
 from .geo import GeoLookup
 from .ip import Proxies, Truncator
+from .logs import warn_if_access_log_unfiltered
 from .markup import PageBanner
 from .metrics import Snapshots
 from .notice import banner_content
@@ -247,6 +248,7 @@ class Runtime:
             await run_in_threadpool(self._stop)
 
     def _start(self) -> None:
+        warn_if_access_log_unfiltered()  # the server's log, not koekje's: said where the owner will see it
         self.spool.open()
         self.recorder.start()
         self.sightings.start()

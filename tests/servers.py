@@ -119,3 +119,43 @@ def eventually(condition: Callable[[], object], seconds: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "not within the deadline"
         time.sleep(0.05)
+
+
+@contextmanager
+def uvicorn(
+    args: list[str], cwd: Path, *, workers: int = 1, env: dict[str, str] | None = None, timeout: float = 60
+) -> Iterator[tuple[str, list[str]]]:
+    """``uvicorn ARGS`` in ``cwd`` on a free port, as a site's owner would start it, with everything it writes
+    (its access log included) kept line by line: ``(url, lines)``, once every worker is up."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", *args, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(workers)]
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env={**os.environ, "KOEKJE_SECRET_KEY": SECRET, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read(stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            lines.append(line)
+            up = sum("Application startup complete" in seen for seen in lines) == workers
+            if up and any("Uvicorn running on" in seen for seen in lines):
+                ready.set()
+
+    reader = threading.Thread(target=read, args=(process.stdout,), daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(timeout), "uvicorn did not start:\n" + "".join(lines)
+        yield f"http://127.0.0.1:{port}", lines
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        reader.join(timeout=10)
+        process.stdout.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 
+from koekje.middleware import __version__
 from koekje.middleware.config import Config
 from koekje.middleware.declarations import NECESSARY, CookieRule, Declarations
 
@@ -136,7 +136,4 @@ def declarations_of(config: Config) -> Declarations:
 
 
 def koekje_version() -> str:
-    try:
-        return version("koekje")
-    except PackageNotFoundError:  # run from a source tree
-        return "unknown"
+    return __version__

@@ -1,0 +1,35 @@
+"""koekje check's rule about the web server's log, where the environment lets it see how uvicorn starts."""
+
+import json
+from pathlib import Path
+
+from koekje.middleware import Config
+from koekje.middleware.lint import check
+from koekje.middleware.logs import FILTER, LOG_CONFIG
+
+
+def _server_log(environ: dict[str, str]) -> list[str]:
+    config = Config()
+    return [f.line() for f in check(config, environ) if f.where == "server log"]
+
+
+def test_an_access_log_turned_on_by_the_environment_is_a_warning() -> None:
+    [line] = _server_log({"UVICORN_ACCESS_LOG": "true"})
+    assert line.startswith("warning: server log: UVICORN_ACCESS_LOG turns uvicorn's access log on")
+    assert "full IP address" in line and "uvicorn-logging.json" in line
+    assert _server_log({"UVICORN_ACCESS_LOG": "false"}) == []  # --no-access-log
+
+
+def test_a_log_configuration_without_koekjes_filter_is_a_warning(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"version": 1, "handlers": {}}))
+    [line] = _server_log({"UVICORN_LOG_CONFIG": str(plain)})
+    assert f"UVICORN_LOG_CONFIG ({plain}) configures no {FILTER}" in line
+    assert _server_log({"UVICORN_LOG_CONFIG": str(tmp_path / "missing.json")})  # unreadable: not filtered
+    ready = tmp_path / "uvicorn-logging.json"
+    ready.write_text(json.dumps(LOG_CONFIG))
+    assert _server_log({"UVICORN_LOG_CONFIG": str(ready)}) == []
+
+
+def test_nothing_is_said_where_the_command_line_decides() -> None:
+    assert _server_log({}) == []  # the site warns at startup instead (tests/middleware/test_logs.py)
