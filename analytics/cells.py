@@ -59,9 +59,10 @@ class Selection:
     published: tuple[tuple[date, date], ...] = ()
     versions: tuple[int, ...] = ()
     superseded: tuple[tuple[date, int], ...] = ()
-    months: tuple[
-        tuple[date, int], ...
-    ] = ()  # whole months rolled up from the days read: (first day, version)
+    # Whole months rolled up from the days read: (first day, version). The days of erased visitors
+    # (``_raw_days``), as they were when the publications were read.
+    months: tuple[tuple[date, int], ...] = ()
+    erased: tuple[date, ...] = ()
 
     @property
     def days(self) -> int:
@@ -219,23 +220,22 @@ def source(
         for month, version in sel.months
         if any(first <= month and month_end(month) <= last for first, last in spans)
     ]
+    if grid.raw:  # cells from raw page views: a month counts only when every day of it would (``_raw_days``)
+        erased = {day.replace(day=1) for day in sel.erased}
+        months = [(month, version) for month, version in months if month not in erased]
     if months:
-        # Cells from raw page views: a month counts only when every day of it would (see ``_raw_days``).
-        raw_months = _raw_months(store, sel, "month") if grid.raw else []
-        usable = " AND ".join(
-            [
-                "toStartOfMonth(day) IN {p_months:Array(Date)}",
-                *(_raw_months(store, sel, "toStartOfMonth(day)") if grid.raw else []),
-            ]
-        )
+        retained = f"> toDate(now(), '{sel.zone.key}') - {{raw_days:UInt32}}"
+        usable = "toStartOfMonth(day) IN {p_months:Array(Date)}"
         names = [f"s{n + 1} AS {segment}" for n, segment in enumerate(grid.segments)]
         columns = ", ".join([*names, "month AS day", *grid.metrics, "visitors"])
         where = [
             "site = {site:String}",
             "grid = {p_grid:String}",
             "(month, version) IN {p_rolled:Array(Tuple(Date, UInt64))}",
-            *raw_months,
         ]
+        if grid.raw:
+            usable += f" AND toStartOfMonth(day) {retained}"
+            where.append(f"month {retained}")
         parts.append(f"SELECT {columns} FROM {store.table('published_months')} WHERE {' AND '.join(where)}")
         params.update({"p_months": [month for month, _ in months], "p_rolled": months})
     if published:
@@ -255,12 +255,20 @@ def source(
         ]
         if sel.superseded:
             where.append("(day, version) NOT IN {p_superseded:Array(Tuple(Date, UInt64))}")
-        if grid.raw:
-            where += _raw_days(store, sel, "day")
+        if grid.raw:  # ``_raw_days``, with the erased visitors' days as found with the publications
+            where.append(f"day > toDate(now(), '{sel.zone.key}') - {{raw_days:UInt32}}")
+            if sel.erased:
+                where.append("day NOT IN {p_erased:Array(Date)}")
         if months:  # (the days of the months read rolled up)
             where.append(f"NOT ({usable})")
         parts.append(f"SELECT {columns} FROM {store.table('published_cells')} WHERE {' AND '.join(where)}")
-        params.update({"p_versions": list(sel.versions), "p_superseded": list(sel.superseded)})
+        params.update(
+            {
+                "p_versions": list(sel.versions),
+                "p_superseded": list(sel.superseded),
+                "p_erased": list(sel.erased),
+            }
+        )
         for n, (first, last) in enumerate(published):
             params.update({f"p_from_{n}": first, f"p_to_{n}": last})
     if published or months:
@@ -335,15 +343,6 @@ def _raw_days(store: Store, sel: Selection, day: str) -> list[str]:
     return [
         f"{day} > toDate(now(), '{sel.zone.key}') - {{raw_days:UInt32}}",
         f"{day} NOT IN (SELECT day FROM {store.table('erased_days')} WHERE site = {{site:String}})",
-    ]
-
-
-def _raw_months(store: Store, sel: Selection, month: str) -> list[str]:
-    """``_raw_days`` for every day of a month."""
-    return [
-        f"{month} > toDate(now(), '{sel.zone.key}') - {{raw_days:UInt32}}",
-        f"{month} NOT IN (SELECT toStartOfMonth(day) FROM {store.table('erased_days')} "
-        "WHERE site = {site:String})",
     ]
 
 

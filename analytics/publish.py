@@ -92,10 +92,14 @@ def with_published(
         SELECT 1, month, version, made_of FROM {store.table("rollups")}
         WHERE site = {{site:String}} AND filters = {{group:String}} AND code = {{code:String}}
           AND month >= {{first:Date}} AND month <= {{last:Date}}
+        UNION ALL
+        SELECT 2, day, 0, 0 FROM {store.table("erased_days")}
+        WHERE site = {{site:String}} AND day >= {{first:Date}} AND day <= {{last:Date}}
         """,
         {"site": sel.site, "group": group, "code": published, "first": first, "last": last},
     )
-    days = [(day, int(version)) for rolled, day, version, _ in rows if not rolled]
+    days = [(day, int(version)) for kind, day, version, _ in rows if kind == 0]
+    erased = sorted({day for kind, day, _, _ in rows if kind == 2})
     newest: dict[date, int] = {}
     for day, version in days:
         newest[day] = max(newest.get(day, 0), version)
@@ -104,8 +108,8 @@ def with_published(
     superseded = sorted((day, v) for day, v in days if v in versions and v != newest[day])
     # A month rolled up from the newest version of each of its days (the newest such roll-up).
     months: dict[date, int] = {}
-    for rolled, month, version, made_of in sorted(rows, key=lambda row: row[2]):
-        if rolled and month_digest(month, newest) == made_of:
+    for kind, month, version, made_of in sorted(rows, key=lambda row: row[2]):
+        if kind == 1 and month_digest(month, newest) == made_of:
             months[month] = int(version)
     ranges: list[list[date]] = []
     for day in sorted(newest):
@@ -119,6 +123,7 @@ def with_published(
         versions=tuple(sorted(versions)),
         superseded=tuple(superseded),
         months=tuple(sorted(months.items())),
+        erased=tuple(erased),
     )
 
 
@@ -352,12 +357,12 @@ class Publisher:
         return out
 
     def _roll_up(self, site: str, group: str, days: dict[date, int]) -> None:
-        """Sum each grid's cells of these days (whole months, the newest version of each day) per month."""
+        """Sum the cells of these days (whole months, the newest version of each day) per month, of the grids
+        read rolled up (``reports.ROLLED``)."""
         store, version = self._store, time.time_ns()
         day = min(days)
-        grids = [
-            grid.key for grid in reports.grids(store, Selection(site, day, day, self._zone, self._k), group)
-        ]
+        sel = Selection(site, day, day, self._zone, self._k)
+        grids = [grid.key for grid in reports.grids(store, sel, group, rolled=True)]
         columns = f"s1, s2, s3, s4, s5, {', '.join(METRICS)}, visitors"
         store.command(
             f"""

@@ -93,12 +93,15 @@ def _cells(
     limit: int = 1000,
     keep: str = "1",
     per_first: int = 0,
+    rolled: bool = False,
 ) -> list[tuple[Any, ...]]:
     """Sum the cells that count per shown segment: segment values, then metric sums, then visitors, biggest
     first (with ``per_first``, only that many rows per value of the first segment). ``keep`` (with the
     filters') leaves segments out of the table only after the gate, which must see them all: dropping the
     visitors without a referrer before it would let the total minus the rest give them away."""
-    cells_sql, params = source(store, cells.grid(), sel, [(sel.first, sel.last)])
+    # Whole months rolled up only for the wide tables (``ROLLED``): another part to a query costs more
+    # than reading a month's days of a narrow one (benchmarks/RESULTS.md, "Dashboard").
+    cells_sql, params = source(store, cells.grid(), sel, [(sel.first, sel.last)] if rolled else ())
     seg = ", ".join(cells.shown)
     sums = ", ".join(f"sum({m}) AS t_{m}" for m in metrics)
     rows = store.query(
@@ -329,10 +332,7 @@ def topics(store: Store, sel: Selection, limit: int = 100) -> Table:
     """Topics ranked by page views, with the change against the previous period (both in one query)."""
     both = _with_previous(sel)
     cells = stats_cells(store, both, ["topic"])
-    previous = sel.previous()
-    cells_sql, params = source(
-        store, cells.grid(), both, [(sel.first, sel.last), (previous.first, previous.last)]
-    )
+    cells_sql, params = source(store, cells.grid(), both)
     rows = store.query(
         f"""
         SELECT topic, day >= {{now_first:Date}} AS now, sum(views), sum(visitors) FROM ({cells_sql})
@@ -375,7 +375,7 @@ def topic_pages(store: Store, sel: Selection, per_topic: int = 3) -> Table:
 
 
 def topic_sources(store: Store, sel: Selection, per_topic: int = 3) -> Table:
-    cells = stats_cells(store, sel, ["topic", "source"])
+    cells = _topic_source_cells(store, sel)
     title = "Top sources per topic"
     return _per_topic(store, sel, cells, "topic-sources", title, SOURCE, per_topic, keep="source != ''")
 
@@ -391,7 +391,7 @@ def _per_topic(
     keep: str = "1",
 ) -> Table:
     """The ``per_topic`` biggest rows of each topic of a topic-by-``column`` table."""
-    top = _cells(store, cells, sel, ["views"], 10_000, keep=keep, per_first=per_topic)
+    top = _cells(store, cells, sel, ["views"], 10_000, keep=keep, per_first=per_topic, rolled=True)
     top.sort(key=lambda row: (row[0], -row[2]))
     return Table(name, title, [TOPIC, column, VIEWS, VISITORS], top)
 
@@ -416,7 +416,7 @@ def co_interest(store: Store, sel: Selection, limit: int = 20) -> Table:
     if sel.filters.active():
         table.note = NOT_FILTERED
         return table
-    grid_sql, params = source(store, _co_interest_grid(store, sel), sel, [(sel.first, sel.last)])
+    grid_sql, params = source(store, _co_interest_grid(store, sel), sel)
     rows = store.query(
         f"""
         SELECT a, b, sum(visitors) AS both, sum(views) AS of_a FROM ({grid_sql})
@@ -460,7 +460,7 @@ def _co_interest_grid(store: Store, sel: Selection) -> Grid:
 
 
 def pages(store: Store, sel: Selection) -> Table:
-    rows = _cells(store, _page_cells(store, sel), sel, ["views"], 100)
+    rows = _cells(store, _page_cells(store, sel), sel, ["views"], 100, rolled=True)
     return Table("pages", "Top pages", [PAGE, VIEWS, VISITORS], rows)
 
 
@@ -572,6 +572,14 @@ def _stats_of(*by: str) -> Callable[[Store, Selection], Cells]:
 
 
 # Tables a filter splits (each filter combination is a grid of its own), and tables it does not.
+_topic_source_cells = _stats_of("topic", "source")
+
+# The wide tables (a row per page, or per topic and source, each day): their whole months are rolled up.
+ROLLED: tuple[Callable[[Store, Selection], Cells], ...] = (
+    _page_cells,
+    _topic_page_cells,
+    _topic_source_cells,
+)
 _FILTERED: tuple[Callable[[Store, Selection], Cells], ...] = (
     *(_stats_of(*by) for by in [(), *((d,) for d in DIMENSIONS), *(("topic", d) for d in DIMENSIONS[1:])]),
     _page_cells,
@@ -600,12 +608,15 @@ def filter_groups() -> list[str]:
     ]
 
 
-def grids(store: Store, sel: Selection, group: str = "") -> list[Grid]:
+def grids(store: Store, sel: Selection, group: str = "", rolled: bool = False) -> list[Grid]:
     """The grids the views ask for under filters of kind ``group`` (``filter_group``), for the selection's
-    days: every table that filters split, and without filters also those they do not."""
+    days: every table that filters split, and without filters also those they do not (``rolled``: only
+    those whose whole months are read rolled up)."""
     names = [name for name in group.split("+") if name]
     filtered = replace(sel, filters=Filters(**dict.fromkeys(names, "")))
     found: dict[str, Grid] = {}
+    if rolled:
+        return list({grid.key: grid for grid in (build(store, filtered).grid() for build in ROLLED)}.values())
     for build in _FILTERED:
         grid = build(store, filtered).grid()
         found.setdefault(grid.key, grid)
