@@ -1,7 +1,7 @@
 """Ingest into the embedded store: from ``Recorder.submit`` (what the request path calls) to rows committed
 in chDB, through the spool and the loader, as koekje runs it.
 
-    .venv/bin/python benchmarks/ingest.py [--events 1000000] [--batch 10000]
+    .venv/bin/python benchmarks/ingest.py [--events 1000000] [--batch 10000] [--warmup 100000] [--smoke]
 
 Reported: events per second end to end (submit -> spooled -> loaded -> visible to a count), the CPU time
 per event of the whole process (request-path side and background threads together), and how much the peak
@@ -63,9 +63,10 @@ def main(events: int, batch: int, warmup: int) -> None:
     submit_start = time.perf_counter()
     waited = 0.0
     checkpoints = []
+    every = max(events // 4, 1)
     for index, event in enumerate(made[:events]):
-        if index % 250_000 == 0 and index:
-            checkpoints.append(f"{index // 1000}k: +{rss_mb() - warm:.0f} MB")
+        if index % every == 0 and index:
+            checkpoints.append(f"{index / 1000:g}k: +{rss_mb() - warm:.0f} MB")
         if not recorder.submit(event):  # the queue is full: a real site drops (and counts); here, wait
             pause = time.perf_counter()
             recorder.flush(timeout=600)
@@ -96,5 +97,8 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--warmup", type=int, default=100_000, help="events loaded before measuring")
+    parser.add_argument("--smoke", action="store_true", help="20000 events: that it runs, not figures")
     args = parser.parse_args()
+    if args.smoke:
+        args.events, args.batch, args.warmup = 20_000, 1000, 2000
     main(args.events, args.batch, args.warmup)
