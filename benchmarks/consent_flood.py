@@ -1,6 +1,6 @@
 """A flood of consent decisions and a dashboard query at the same time, in process, on embedded chDB.
 
-    .venv/bin/python benchmarks/consent_flood.py [--decisions 300]
+    .venv/bin/python benchmarks/consent_flood.py [--decisions 300] [--smoke]
 
 Each decision comes from another network (so no per-network budget applies) and grants statistics, so each
 must be durable before it is answered. Measured: the time until all are answered, the ledger inserts they
@@ -102,4 +102,6 @@ async def _record(statuses: list[int], request: Any) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--decisions", type=int, default=300)
-    anyio.run(main, parser.parse_args().decisions)
+    parser.add_argument("--smoke", action="store_true", help="20 decisions: that it runs, not figures")
+    args = parser.parse_args()
+    anyio.run(main, 20 if args.smoke else args.decisions)

@@ -2,7 +2,8 @@
 range and filter, on a generated site of realistic shape, and which report (and which query) the time goes to.
 
     .venv/bin/python benchmarks/dashboard.py [--rows 10000000] [--repeat 7] [--data-dir DIR]
-    .venv/bin/python benchmarks/dashboard.py --smoke       # 20000 rows, one run, 7 days and 13 months only
+    .venv/bin/python benchmarks/dashboard.py --smoke       # 20000 rows over 14 days, one run, 7 days and
+                                                           # 13 months only
 
 The generated store is kept in ``--data-dir`` (one subdirectory per row count and seed) and reused by the next
 run with the same sizes, so generating 10 million page views is paid once. The data: page views over the 13
@@ -63,6 +64,7 @@ MIN_VISITORS = 5  # the dashboard's default
 TIMEOUT_S = 10.0  # the dashboard's default store_timeout_seconds: a view slower than this fails there
 BATCH = 500_000
 SMOKE_ROWS = 20_000
+SMOKE_DAYS = 14  # of page views (the 13-month views still read 13 months): publishing them takes seconds
 SMOKE_RANGES = ("7d", "13m")
 
 TOPICS = (
@@ -179,20 +181,20 @@ class Generated:
             }
 
 
-def generate(rows: int, seed: int, now: datetime, zone: ZoneInfo) -> Generated:
+def generate(rows: int, seed: int, now: datetime, zone: ZoneInfo, days: int = DAYS) -> Generated:
     rng = np.random.default_rng(seed)
     today = now.astimezone(zone).date()
-    first = today - timedelta(days=DAYS - 1)
+    first = today - timedelta(days=days - 1)
     midnight_ms = np.array(
         [int(datetime.combine(first + timedelta(days=d), datetime.min.time(), zone).timestamp()) * 1000
-         for d in range(DAYS)],
+         for d in range(days)],
         dtype=np.int64,
     )  # fmt: skip
     # Days: growing traffic, quieter weekends, noise, a few campaign peaks.
-    trend = np.linspace(0.7, 1.3, DAYS)
-    weekday = np.array([0.65 if (first + timedelta(days=d)).weekday() >= 5 else 1.0 for d in range(DAYS)])
-    day_weights = trend * weekday * rng.lognormal(0, 0.12, DAYS)
-    day_weights[rng.choice(DAYS, 6, replace=False)] *= 2.5
+    trend = np.linspace(0.7, 1.3, days)
+    weekday = np.array([0.65 if (first + timedelta(days=d)).weekday() >= 5 else 1.0 for d in range(days)])
+    day_weights = trend * weekday * rng.lognormal(0, 0.12, days)
+    day_weights[rng.choice(days, 6, replace=False)] *= 2.5
     day_weights /= day_weights.sum()
 
     # Visits of 1-8 pages until there are `rows` page views (the last visit cut short).
@@ -210,11 +212,11 @@ def generate(rows: int, seed: int, now: datetime, zone: ZoneInfo) -> Generated:
     visit_visitor = rng.permutation(np.repeat(np.arange(n_visitors), counts))
     # When: a day (trend and weekday), an hour of the day (the site's profile), a second in it; today's
     # visits only up to now.
-    visit_day = rng.choice(DAYS, size=n_visits, p=day_weights)
+    visit_day = rng.choice(days, size=n_visits, p=day_weights)
     hour_weights = np.array(HOURS) / sum(HOURS)
     seconds = rng.choice(24, size=n_visits, p=hour_weights) * 3600 + rng.integers(0, 3600, n_visits)
     today_s = int((now - datetime.combine(today, datetime.min.time(), zone)).total_seconds())
-    last = visit_day == DAYS - 1
+    last = visit_day == days - 1
     seconds[last] = seconds[last] * max(today_s - 600, 0) // 86400
     start_ms = midnight_ms[visit_day] + seconds * 1000
     visit_start = start_ms // 1000
@@ -348,17 +350,17 @@ def count(store: Store, table: str) -> int:
     return int(n)
 
 
-def fill(store: Store, rows: int, seed: int, now: datetime) -> None:
+def fill(store: Store, rows: int, seed: int, now: datetime, days: int = DAYS) -> None:
     zone = ZoneInfo(ZONE)
     started = time.perf_counter()
-    data = generate(rows, seed, now, zone)
+    data = generate(rows, seed, now, zone, days)
     made = time.perf_counter() - started
     print(
         f"generated {rows:,} page views: {data.visitors:,} visitors, {data.visits:,} visits in {made:.1f} s",
         flush=True,
     )
     today = now.astimezone(zone).date()
-    draw_salts(store, [today - timedelta(days=d) for d in range(-1, DAYS + 1)], lambda: now)
+    draw_salts(store, [today - timedelta(days=d) for d in range(-1, days + 1)], lambda: now)
     started = time.perf_counter()
     converting = inserting = 0.0
     done = 0
@@ -387,13 +389,14 @@ def fill(store: Store, rows: int, seed: int, now: datetime) -> None:
     print(f"merged (OPTIMIZE FINAL) in {time.perf_counter() - started:.1f} s", flush=True)
 
 
-def prepared(directory: Path, rows: int, seed: int) -> tuple[TimedStore, datetime]:
+def prepared(directory: Path, rows: int, seed: int, days: int = DAYS) -> tuple[TimedStore, datetime]:
     """The store with the generated page views, made now or reused; and the moment it was made ("now")."""
     meta_file = directory / "benchmark.json"
     if meta_file.exists():
         meta = json.loads(meta_file.read_text())
         store = open_store(directory / "store")
-        if meta.get("rows") == rows and meta.get("seed") == seed and count(store, "page_views") == rows:
+        same = (meta.get("rows"), meta.get("seed"), meta.get("days", DAYS)) == (rows, seed, days)
+        if same and count(store, "page_views") == rows:
             print(f"reusing {directory} ({rows:,} page views made {meta['now']})", flush=True)
             return store, datetime.fromisoformat(meta["now"])
         store.close()
@@ -404,9 +407,9 @@ def prepared(directory: Path, rows: int, seed: int) -> tuple[TimedStore, datetim
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).replace(microsecond=0)
     store = open_store(directory / "store")
-    fill(store, rows, seed, now)
+    fill(store, rows, seed, now, days)
     assert count(store, "page_views") == rows
-    meta_file.write_text(json.dumps({"rows": rows, "seed": seed, "now": now.isoformat()}))
+    meta_file.write_text(json.dumps({"rows": rows, "seed": seed, "days": days, "now": now.isoformat()}))
     return store, now
 
 
@@ -585,7 +588,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help=f"{SMOKE_ROWS} rows, one run each, ranges {' and '.join(SMOKE_RANGES)}, a temporary store",
+        help=f"{SMOKE_ROWS} rows over the last {SMOKE_DAYS} days, one run each, ranges "
+        f"{' and '.join(SMOKE_RANGES)}, a temporary store",
     )
     parser.add_argument(
         "--live", action="store_true", help="without published cells: every view works its cells out"
@@ -600,10 +604,11 @@ def main(argv: list[str] | None = None) -> None:
         if temporary
         else args.data_dir or Path(tempfile.gettempdir()) / "koekje-dashboard-benchmark"
     )
-    directory = root / f"rows-{rows}-seed-{args.seed}"
+    days = SMOKE_DAYS if args.smoke else DAYS
+    directory = root / (f"rows-{rows}-seed-{args.seed}" + ("" if days == DAYS else f"-days-{days}"))
     started = time.perf_counter()
     try:
-        store, now = prepared(directory, rows, args.seed)
+        store, now = prepared(directory, rows, args.seed, days)
         try:
             stats = count(store, "daily_stats")
             print(f"{rows:,} page views, {stats:,} rows of daily statistics, now = {now.isoformat()}")

@@ -1,6 +1,6 @@
 """Cost of writing page views to the embedded store, per event, in batches as the recorder sends them.
 
-    .venv/bin/python benchmarks/sink.py [--batch 1000] [--batches 20]
+    .venv/bin/python benchmarks/sink.py [--batch 1000] [--batches 20] [--smoke]
 
 CPU time matters as much as wall time: the batch thread shares the interpreter (and its GIL) with the
 request path.
@@ -49,5 +49,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--smoke", action="store_true", help="3 batches of 100: that it runs, not figures")
     args = parser.parse_args()
+    if args.smoke:
+        args.batch, args.batches = 100, 3
     main(args.batch, args.batches)

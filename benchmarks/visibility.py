@@ -2,7 +2,7 @@
 counted in the embedded store, at the default settings (write buffer flushed every 0.25 s, spool loaded
 when woken or every 0.25 s).
 
-    .venv/bin/python benchmarks/visibility.py [--seconds 20] [--rate 1000]
+    .venv/bin/python benchmarks/visibility.py [--seconds 20] [--rate 1000] [--smoke]
 
 Consented page views are sent through the middleware at a steady rate, in process; meanwhile a thread
 counts the stored rows every 10 ms, as a dashboard would query. Rows are loaded in the order they were
@@ -86,5 +86,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--rate", type=int, default=1000, help="page views per second")
+    parser.add_argument("--smoke", action="store_true", help="1 s at 200/s: that it runs, not figures")
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.rate = 1, 200
     asyncio.run(main(args.seconds, args.rate))
