@@ -1,7 +1,7 @@
 """The marketer dashboard's report views on the embedded store: how long each view takes to compute, by date
 range and filter, on a generated site of realistic shape, and which report (and which query) the time goes to.
 
-    .venv/bin/python benchmarks/dashboard.py [--rows 10000000] [--repeat 7] [--data-dir DIR]
+    .venv/bin/python benchmarks/dashboard.py [--rows 10000000] [--repeat 7] [--data-dir DIR] [--unfiltered]
     .venv/bin/python benchmarks/dashboard.py --smoke       # 20000 rows over 14 days, one run, 7 days and
                                                            # 13 months only
 
@@ -489,8 +489,11 @@ def biggest_topic(store: Store) -> str:
     return str(topic)
 
 
-def measure(store: TimedStore, now: datetime, repeat: int, only: Sequence[str] | None = None) -> None:
-    """Time the views for the ranges (``only`` some of them), then each report at 13 months."""
+def measure(
+    store: TimedStore, now: datetime, repeat: int, only: Sequence[str] | None = None, unfiltered: bool = False
+) -> None:
+    """Time the views for the ranges (``only`` some of them; ``unfiltered``: without a filter only), then each
+    report at 13 months."""
     zone = ZoneInfo(ZONE)
     today = now.astimezone(zone).date()
     topic = biggest_topic(store)
@@ -503,6 +506,8 @@ def measure(store: TimedStore, now: datetime, repeat: int, only: Sequence[str] |
         "country=NL": {"country": "NL"},
         f"topic={topic}": {"topic": topic},
     }
+    if unfiltered:
+        filters = {"-": {}}
     print(f"\n{repeat} run(s) per row{', the first discarded' if repeat > 1 else ''}; ms per view")
     print(f"{'view':<9} {'range':<5} {'filter':<22} {'p50':>9} {'p95':>9} {'max':>9} {'cpu p50':>9}")
     for name, view in views.VIEWS.items():
@@ -555,12 +560,15 @@ def measure(store: TimedStore, now: datetime, repeat: int, only: Sequence[str] |
         print(f"{sender:<52} {len(ms):>6} {statistics.median(ms):>9.1f} {sum(ms):>10.0f}")
 
 
-def publish(store: Store, now: datetime) -> None:
+def publish(store: Store, now: datetime, unfiltered: bool = False) -> None:
     """Publish every finished day's cells, as the loader's publisher does in the background: the views
-    without a filter, and (as once a marketer has used them) with a country and with a topic filter."""
+    without a filter, and (as once a marketer has used them) with a country and with a topic filter; with
+    ``unfiltered``, the views without a filter only (no kind of filter asked for)."""
     zone = ZoneInfo(ZONE)
     today = now.astimezone(zone).date()
-    for filters in ({"country": "NL"}, {"topic": "x"}):
+    if unfiltered:
+        store.command(f"TRUNCATE TABLE {store.table('publication_wants')}")
+    for filters in () if unfiltered else ({"country": "NL"}, {"topic": "x"}):
         with_published(
             store, views.parse({"preset": "7d", **filters}, today, SITE, zone, MIN_VISITORS).selection
         )
@@ -592,6 +600,12 @@ def main(argv: list[str] | None = None) -> None:
         f"{' and '.join(SMOKE_RANGES)}, a temporary store",
     )
     parser.add_argument(
+        "--unfiltered",
+        action="store_true",
+        help="publish and measure the views without a filter only (for sizes whose every kind of filter "
+        "would take hours to publish)",
+    )
+    parser.add_argument(
         "--live", action="store_true", help="without published cells: every view works its cells out"
     )
     args = parser.parse_args(argv)
@@ -618,8 +632,8 @@ def main(argv: list[str] | None = None) -> None:
                 for module in (views, sys.modules[__name__]):  # every cell worked out on every view
                     setattr(module, "with_published", lambda store, sel: sel)  # noqa: B010
             else:
-                publish(store, now)
-            measure(store, now, repeat, SMOKE_RANGES if args.smoke else None)
+                publish(store, now, args.unfiltered)
+            measure(store, now, repeat, SMOKE_RANGES if args.smoke else None, args.unfiltered)
         finally:
             store.close()
     finally:
