@@ -55,20 +55,21 @@ class Fingerprint:
     stats_views: int
 
 
-def code(store: Store, zone: ZoneInfo, min_visitors: int, group: str = "") -> str:
+def code(store: Store, zone: ZoneInfo, min_visitors: int, group: str = "", rolled: bool = False) -> str:
     """What a group's published cells were worked out with: each of its grids' definition, the zone and the
-    threshold. Published cells of another code are not read."""
-    key = (store.settings.database, zone.key, min_visitors, group)
+    threshold. Published cells of another code are not read. ``rolled``: the code of its whole months, which
+    also says which grids they hold (a grid read rolled up from a new version is in no older roll-up)."""
+    key = (store.settings.database, zone.key, min_visitors, group, rolled)
     found = _CODES.get(key)
     if found is None:
         day = date(2000, 1, 1)  # (keys do not depend on the day)
-        grids = reports.grids(store, Selection("", day, day, zone, 1), group)
+        grids = reports.grids(store, Selection("", day, day, zone, 1), group, rolled=rolled)
         found = hashlib.sha256(repr((sorted(g.key for g in grids), key)).encode()).hexdigest()[:24]
         _CODES[key] = found
     return found
 
 
-_CODES: dict[tuple[str, str, int, str], str] = {}
+_CODES: dict[tuple[str, str, int, str, bool], str] = {}
 _WANTED: dict[tuple[str, str, str], float] = {}  # (database, site, group): when this process said so
 _SAY_AGAIN = 3600.0  # seconds
 
@@ -90,13 +91,20 @@ def with_published(
           AND day >= {{first:Date}} AND day <= {{last:Date}}
         UNION ALL
         SELECT 1, month, version, made_of FROM {store.table("rollups")}
-        WHERE site = {{site:String}} AND filters = {{group:String}} AND code = {{code:String}}
+        WHERE site = {{site:String}} AND filters = {{group:String}} AND code = {{rolled:String}}
           AND month >= {{first:Date}} AND month <= {{last:Date}}
         UNION ALL
         SELECT 2, day, 0, 0 FROM {store.table("erased_days")}
         WHERE site = {{site:String}} AND day >= {{first:Date}} AND day <= {{last:Date}}
         """,
-        {"site": sel.site, "group": group, "code": published, "first": first, "last": last},
+        {
+            "site": sel.site,
+            "group": group,
+            "code": published,
+            "rolled": code(store, sel.zone, sel.min_visitors, group, rolled=True),
+            "first": first,
+            "last": last,
+        },
     )
     days = [(day, int(version)) for kind, day, version, _ in rows if kind == 0]
     erased = sorted({day for kind, day, _, _ in rows if kind == 2})
@@ -271,8 +279,8 @@ class Publisher:
             )
         }
 
-    def _code(self, group: str) -> str:
-        return code(self._store, self._zone, self._k, group)
+    def _code(self, group: str, rolled: bool = False) -> str:
+        return code(self._store, self._zone, self._k, group, rolled)
 
     # -- publishing days ----------------------------------------------------------------------------------
 
@@ -326,7 +334,7 @@ class Publisher:
         a year of months of a site and group at a time."""
         store, out = self._store, []
         for group in self._groups():
-            params = {"group": group, "code": self._code(group)}
+            params = {"group": group, "code": self._code(group), "rolled": self._code(group, rolled=True)}
             newest: dict[str, dict[date, int]] = {}
             for site, day, version in store.query(
                 f"SELECT site, day, max(version) FROM {store.table('publications')} "
@@ -338,7 +346,7 @@ class Publisher:
                 (site, month, int(made_of))
                 for site, month, made_of in store.query(
                     f"SELECT site, month, made_of FROM {store.table('rollups')} "
-                    "WHERE filters = {group:String} AND code = {code:String}",
+                    "WHERE filters = {group:String} AND code = {rolled:String}",
                     params,
                 )
             }
@@ -385,7 +393,7 @@ class Publisher:
                 "filters": [group] * count,
                 "month": months,
                 "version": [version] * count,
-                "code": [self._code(group)] * count,
+                "code": [self._code(group, rolled=True)] * count,
                 "made_of": [month_digest(month, days) for month in months],
                 "published": [self._clock()] * count,
             },
@@ -398,9 +406,11 @@ class Publisher:
             ("publications", "published_cells", "day"),
             ("rollups", "published_months", "month"),
         ):
-            self._sweep_versions(self._store.table(registry), self._store.table(cells), column)
+            self._sweep_versions(
+                self._store.table(registry), self._store.table(cells), column, column == "month"
+            )
 
-    def _sweep_versions(self, registry: str, cells: str, column: str) -> None:
+    def _sweep_versions(self, registry: str, cells: str, column: str, rolled: bool) -> None:
         store, now = self._store, self._clock()
         params = {"kept": now - KEEP_SUPERSEDED}
         rows = store.query(
@@ -418,7 +428,7 @@ class Publisher:
         gone = [
             (site, group, day, int(version))
             for site, group, day, version, code, superseded in rows
-            if superseded or code != self._code(group)
+            if superseded or code != self._code(group, rolled)
         ]
         if gone:  # (by day: one version covers several days, and only some of them may be superseded)
             which = f"(site, {column}, version) IN {{gone:Array(Tuple(String, Date, UInt64))}}"

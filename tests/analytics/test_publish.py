@@ -281,3 +281,36 @@ def test_a_month_with_a_day_of_an_erased_visitor_is_read_by_day_in_reports_from_
     assert [row[:3] for row in r.topic_pages(store, november).rows] == [("implants", "/implants/0", 4)]
     assert r.topic_pages(store, with_published(store, november)).rows == r.topic_pages(store, november).rows
     assert r.topics(store, with_published(store, november)).rows == r.topics(store, november).rows
+
+
+def test_whole_months_of_another_code_are_not_read_and_are_rolled_up_again(store: Store) -> None:
+    """A roll-up says which grids it holds (its code): one from a version of koekje that rolled up other
+    tables would lack a grid now read rolled up, and is neither read nor kept."""
+    clock = FakeClock(datetime(2026, 12, 20, tzinfo=UTC))
+    put(store, page_views([(n % 2, ["implants"], "NL", "desktop", "", False) for n in range(8)]))
+    publisher = publish_all(store, clock)
+    november = Selection("default", date(2026, 11, 1), date(2026, 11, 30), ZONE, K)
+    assert code(store, ZONE, K, rolled=True) != code(store, ZONE, K)
+    rollups = store.table("rollups")
+    rows = store.query(f"SELECT site, filters, month, version, made_of, published FROM {rollups}")
+    store.command(f"TRUNCATE TABLE {rollups}")
+    store.insert_columns(
+        "rollups",
+        {
+            "site": [row[0] for row in rows],
+            "filters": [row[1] for row in rows],
+            "month": [row[2] for row in rows],
+            "version": [row[3] for row in rows],
+            "code": ["of-an-older-koekje"] * len(rows),
+            "made_of": [row[4] for row in rows],
+            "published": [row[5] for row in rows],
+        },
+    )
+    assert with_published(store, november).months == ()
+    assert pages(store, november) == [row[:3] for row in r.pages(store, november).rows]
+    publisher.check_now()
+    while not publisher.step(60.0):
+        pass
+    assert date(2026, 11, 1) in dict(with_published(store, november).months)
+    assert store.query(f"SELECT count() FROM {rollups} WHERE code = 'of-an-older-koekje'")[0][0] == 0
+    assert pages(store, november) == [row[:3] for row in r.pages(store, november).rows]
