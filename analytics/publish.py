@@ -187,7 +187,8 @@ class Publisher:
     def step(self, budget: float) -> bool:
         """Publish for up to ``budget`` seconds (at least one query); True when nothing is left to do."""
         until = self._monotonic() + budget
-        if self._checked_at is None or self._monotonic() - self._checked_at >= self._check_every:
+        due = self._checked_at is None or self._monotonic() - self._checked_at >= self._check_every
+        if due and self._current is None:  # (never in the middle of one: its days would be queued again)
             self._check()
         while self._current is not None or self._todo or self._rollups or self._months_due:
             if self._current is None and self._todo:
@@ -440,7 +441,8 @@ class Publisher:
         today = f"toDate({{now:DateTime64(3, 'UTC')}}, '{self._zone.key}')"
         expired = f"raw AND {column} < {today} - {{raw_days:UInt32}}"
         bounds: dict[str, object] = {
-            "before": int((now - UNFINISHED_AFTER).timestamp() * 1e9),
+            # (versions are the real time they began at, whatever the publisher's clock says)
+            "before": time.time_ns() - int(UNFINISHED_AFTER.total_seconds() * 1e9),
             "now": now,
             "raw_days": store.settings.raw_retention_days,
         }

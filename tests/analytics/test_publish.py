@@ -4,6 +4,7 @@ unfinished publications are cleared away."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -314,3 +315,38 @@ def test_whole_months_of_another_code_are_not_read_and_are_rolled_up_again(store
     assert date(2026, 11, 1) in dict(with_published(store, november).months)
     assert store.query(f"SELECT count() FROM {rollups} WHERE code = 'of-an-older-koekje'")[0][0] == 0
     assert pages(store, november) == [row[:3] for row in r.pages(store, november).rows]
+
+
+def test_a_check_waits_for_the_publication_in_progress_and_a_crashed_one_is_cleared_away(
+    store: Store,
+) -> None:
+    clock = FakeClock(datetime(2026, 11, 20, tzinfo=UTC))
+    put(store, page_views([(0, ["implants", "prices"], "NL", "desktop", "", False)] * 6))
+    publisher = publish_all(store, clock)
+    sel = Selection("default", DAY, DAY, ZONE, K)
+    put(store, page_views([(0, ["implants", "hygiene"], "NL", "desktop", "", False)] * 4))  # loaded late
+    publisher.check_now()
+    publisher.step(0.0)  # the day's publication begun: its first grid is in
+    clock.advance(hours=2)  # the loader's thread held up (or the clock moved on) past a check
+    publisher.check_now()
+    day = f"SELECT count() FROM {store.table('publications')} WHERE day = {{day:Date}}"
+    while store.query(day, {"day": DAY})[0][0] == 1:
+        publisher.step(0.0)
+    assert [report(store, with_published(store, sel)) for report in REPORTS] == [
+        report(store, sel) for report in REPORTS
+    ]
+    while not publisher.step(60.0):
+        pass
+    assert store.query(day, {"day": DAY})[0][0] == 2  # published once more, not queued again mid-way
+    # Cells of a publication that never finished (the process died) go an hour after they were written.
+    cells = store.table("published_cells")
+    crashed = time.time_ns() - 2 * 3600 * 10**9
+    store.command(
+        f"INSERT INTO {cells} (site, grid, day, version, raw, s1, views, visits, returning, visitors) "
+        "VALUES ('default', 'some-grid', {day:Date}, {v:UInt64}, 0, 'x', 9, 9, 0, 9)",
+        {"day": DAY, "v": crashed},
+    )
+    publisher.check_now()
+    while not publisher.step(60.0):
+        pass
+    assert store.query(f"SELECT count() FROM {cells} WHERE version = {{v:UInt64}}", {"v": crashed})[0][0] == 0
