@@ -350,3 +350,33 @@ def test_a_check_waits_for_the_publication_in_progress_and_a_crashed_one_is_clea
     while not publisher.step(60.0):
         pass
     assert store.query(f"SELECT count() FROM {cells} WHERE version = {{v:UInt64}}", {"v": crashed})[0][0] == 0
+
+
+def test_cells_of_another_code_go_a_while_after_they_were_published_and_unknown_kinds_stay(
+    store: Store,
+) -> None:
+    clock = FakeClock(datetime(2026, 11, 20, tzinfo=UTC))
+    put(store, page_views([(0, ["implants"], "NL", "desktop", "", False)] * 4))
+    publisher = publish_all(store, clock)
+    publications = store.table("publications")
+    rows = {"site": ["default"] * 2, "filters": ["", "a-kind-of-a-later-version"], "day": [DAY] * 2}
+    store.insert_columns(
+        "publications",
+        {
+            **rows,
+            "version": [1, 2],
+            "code": ["of-another-koekje"] * 2,
+            "raw_rows": [0, 0],
+            "stats_views": [0, 0],
+        }
+        | {"published": [clock()] * 2},
+    )
+    count = f"SELECT count() FROM {publications} WHERE version IN (1, 2)"
+    publisher.check_now()
+    assert publisher.step(60.0)
+    assert store.query(count)[0][0] == 2  # just published: a process still on that code may be reading it
+    clock.advance(seconds=KEEP_SUPERSEDED.total_seconds() + 1)
+    publisher.check_now()
+    assert publisher.step(60.0)
+    left = f"SELECT filters FROM {publications} WHERE version IN (1, 2)"
+    assert store.query(left) == [("a-kind-of-a-later-version",)]
