@@ -359,17 +359,18 @@ def test_cells_of_another_code_go_a_while_after_they_were_published_and_unknown_
     put(store, page_views([(0, ["implants"], "NL", "desktop", "", False)] * 4))
     publisher = publish_all(store, clock)
     publications = store.table("publications")
-    rows = {"site": ["default"] * 2, "filters": ["", "a-kind-of-a-later-version"], "day": [DAY] * 2}
     store.insert_columns(
         "publications",
         {
-            **rows,
+            "site": ["default"] * 2,
+            "filters": ["", "a-kind-of-a-later-version"],
+            "day": [DAY] * 2,
             "version": [1, 2],
             "code": ["of-another-koekje"] * 2,
             "raw_rows": [0, 0],
             "stats_views": [0, 0],
-        }
-        | {"published": [clock()] * 2},
+            "published": [clock()] * 2,
+        },
     )
     count = f"SELECT count() FROM {publications} WHERE version IN (1, 2)"
     publisher.check_now()
