@@ -215,6 +215,7 @@ def source(
     that is rolled up is read as one row per segment dated its first day, instead of a row per day."""
     parts, params = [], {**grid.params, "k": sel.min_visitors}
     published = sel.published_ranges()
+    names = [f"s{n + 1} AS {segment}" for n, segment in enumerate(grid.segments)]  # (the stored columns)
     months = [
         (month, version)
         for month, version in sel.months
@@ -226,7 +227,6 @@ def source(
     if months:
         retained = f"> toDate(now(), '{sel.zone.key}') - {{raw_days:UInt32}}"
         usable = "toStartOfMonth(day) IN {p_months:Array(Date)}"
-        names = [f"s{n + 1} AS {segment}" for n, segment in enumerate(grid.segments)]
         columns = ", ".join([*names, "month AS day", *grid.metrics, "visitors"])
         where = [
             "site = {site:String}",
@@ -239,7 +239,6 @@ def source(
         parts.append(f"SELECT {columns} FROM {store.table('published_months')} WHERE {' AND '.join(where)}")
         params.update({"p_months": [month for month, _ in months], "p_rolled": months})
     if published:
-        names = [f"s{n + 1} AS {segment}" for n, segment in enumerate(grid.segments)]
         columns = ", ".join([*names, "day", *grid.metrics, "visitors"])
         days = " OR ".join(
             f"day BETWEEN {{p_from_{n}:Date}} AND {{p_to_{n}:Date}}" for n in range(len(published))

@@ -179,13 +179,18 @@ def _third_parties(visitors: Sequence[Visitor]) -> Iterable[Finding]:
                 "error",
                 "third-party-without-consent",
                 f"{host} was contacted ({kinds}) for a visitor who "
-                + ("made no choice" if visitor.choice == "none" else "rejected everything")
+                + _refusal(visitor)
                 + ": it learns their IP address and the page",
                 visitor=visitor.name,
                 page=requests[0].page,
                 evidence=tuple(f"{r.kind} {r.url} (on {r.page})" for r in requests[:5])
                 + ((f"... and {len(requests) - 5} more",) if len(requests) > 5 else ()),
             )
+
+
+def _refusal(visitor: Visitor) -> str:
+    """How a visitor who granted nothing came to (for a finding's text)."""
+    return "made no choice" if visitor.choice == "none" else "rejected everything"
 
 
 def _storage(visitors: Sequence[Visitor]) -> Iterable[Finding]:
@@ -197,7 +202,7 @@ def _storage(visitors: Sequence[Visitor]) -> Iterable[Finding]:
                 "warning",
                 "storage-without-consent",
                 f"{item.area} key {item.key!r} was written for a visitor who "
-                + ("made no choice" if visitor.choice == "none" else "rejected everything")
+                + _refusal(visitor)
                 + ": fine only if it is strictly necessary",
                 visitor=visitor.name,
                 page=item.page,
