@@ -2,11 +2,11 @@
 
 On the request path (no I/O, no locks) the request is read once into a ``Hit``; an ordered tuple of named
 steps runs, each returning a ``Drop`` reason or nothing (the first that objects names the drop); and an
-admitted page is queued as an ``AdmittedPage``: what the request said, as it said it, with the visitor's
-truncated address and id. Everything that only shapes the stored row (topics, referrer host, UTM campaign,
-the path cleaned and clipped, and telling crawlers and devices apart by user agent) is the write buffer's
-step, ``PageViews``, on its own thread in batches: the request pays for an append to a queue, not for the
-row. (Whoever queues a page has already seen its consent, its visitor id and its truncated address.)
+admitted hit is queued as it is: what the request said, as it said it, with the visitor's truncated address
+and id (never the full address: the hit does not hold the visitor). Everything that only shapes the stored
+row (topics, referrer host, UTM campaign, the path cleaned and clipped, and telling crawlers and devices
+apart by user agent) is the write buffer's step, ``PageViews``, on its own thread in batches: the request
+pays for an append to a queue, not for the row.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Container, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from urllib.parse import parse_qsl, urlsplit
@@ -46,22 +45,28 @@ _UTM = ("utm_source", "utm_medium", "utm_campaign")
 log = logging.getLogger("koekje")
 
 
-@dataclass(slots=True)
-class Hit:
-    """One served page, as read from the request (once)."""
+class Hit(msgspec.Struct, gc=False):
+    """One served page, read from the request once, checked by the steps and, once admitted, queued as it
+    is: the request's own words (path, query, Referer, User-Agent, Host, the app's topic labels), unparsed,
+    and the visitor as may be kept (id, truncated address, country). ``PageViews`` makes the stored row of
+    it. (One msgspec Struct, made in C: a recorded page costs one object on the request path.)"""
 
     path: str
     query: bytes
     referer: bytes
-    purpose: bytes
+    purpose: bytes  # announced speculative loads (the prefetch step's)
     user_agent: bytes
     host: bytes
-    visitor: Visitor
+    visitor_id: UUID | None  # None: the steps drop it
+    ip_prefix: str | None  # the truncated address; None: the steps drop it
+    country: str
     now: datetime | None = None  # when it was admitted: the event's time
     visit: Visit | None = None  # the visit it belongs to, once tracked
+    labels: object = None  # request.state.koekje_topics as the app left it (checked by PageViews)
 
 
 def read_hit(scope: Scope, path: str, visitor: Visitor, incoming: Incoming) -> Hit:
+    """A page as capture sees it (for a visitor who allows statistics: their address is truncated here)."""
     return Hit(
         path,
         scope.get("query_string", b""),
@@ -69,7 +74,9 @@ def read_hit(scope: Scope, path: str, visitor: Visitor, incoming: Incoming) -> H
         incoming.purpose,
         incoming.user_agent,
         incoming.host,
-        visitor,
+        visitor.id,
+        visitor.prefix,
+        visitor.country,
     )
 
 
@@ -81,7 +88,7 @@ def prefetch(hit: Hit) -> Drop | None:
 
 
 def visitor_id(hit: Hit) -> Drop | None:
-    return None if hit.visitor.id is not None else Drop.NO_VISITOR_ID
+    return None if hit.visitor_id is not None else Drop.NO_VISITOR_ID
 
 
 def not_erased(erased: Callable[[], Container[UUID]]) -> Step:
@@ -89,14 +96,15 @@ def not_erased(erased: Callable[[], Container[UUID]]) -> Step:
     erasure, in another tab or another worker, still carries one)."""
 
     def erased_visitor(hit: Hit) -> Drop | None:
-        return Drop.ERASED if hit.visitor.id in erased() else None
+        ids = erased()
+        return Drop.ERASED if ids and hit.visitor_id in ids else None
 
     return erased_visitor
 
 
 def address(hit: Hit) -> Drop | None:
     # Only the truncated prefix travels on; the full address stays in this request's memory.
-    return None if hit.visitor.prefix is not None else Drop.BAD_ADDRESS
+    return None if hit.ip_prefix is not None else Drop.BAD_ADDRESS
 
 
 def excluded(prefixes: Sequence[str]) -> Step:
@@ -113,31 +121,11 @@ def excluded(prefixes: Sequence[str]) -> Step:
     return excluded_path
 
 
-class AdmittedPage(msgspec.Struct, frozen=True, gc=False):
-    """A page view as the request path queues it: the request's own words (path, query, Referer, User-Agent,
-    Host, the app's topic labels), unparsed, and the visitor as may be kept (id, truncated address,
-    country). ``PageViews`` makes the stored row of it. (A msgspec Struct: made on every consented page.)"""
-
-    ts: datetime
-    visitor_id: UUID
-    ip_prefix: str
-    country: str
-    path: str
-    query: bytes
-    referer: bytes
-    user_agent: bytes
-    host: bytes
-    labels: object  # request.state.koekje_topics as the app left it (checked by PageViews)
-    visit_start: int = 0
-    entry: bool = False
-    returning: bool = False
-
-
 class Capture:
     def __init__(
         self,
         *,
-        recorder: Recorder[AdmittedPage],
+        recorder: Recorder[Hit],
         topics: TopicRules,
         clock: Clock,
         exclude_paths: Sequence[str] = (),
@@ -164,7 +152,8 @@ class Capture:
     def admit(self, scope: Scope, path: str, visitor: Visitor, incoming: Incoming) -> Hit | None:
         """A served HTML page (GET, 200) to be recorded once it has gone out; None when a step objects
         (counted under its reason)."""
-        if not visitor.allows("analytics"):  # the consent step, before the hit is read
+        consent = visitor.consent
+        if consent is None or "analytics" not in consent.categories:  # consent, before the hit is read
             self.dropped[Drop.NO_CONSENT] += 1
             return None
         return self.admit_hit(read_hit(scope, path, visitor, incoming))
@@ -182,32 +171,16 @@ class Capture:
 
     def record(self, hit: Hit, scope: Scope) -> None:
         """Queue the page view of an admitted hit (the app may have labelled its topics meanwhile)."""
-        visitor, visit = hit.visitor, hit.visit
-        assert visitor.id is not None and visitor.prefix is not None and hit.now is not None  # the steps
         state = scope.get("state")
-        labels = state.get("koekje_topics") if isinstance(state, dict) else None
-        self._recorder.submit(
-            AdmittedPage(
-                hit.now,
-                visitor.id,
-                visitor.prefix,
-                visitor.country,
-                hit.path,
-                hit.query,
-                hit.referer,
-                hit.user_agent,
-                hit.host,
-                tuple(labels) if isinstance(labels, list) else labels,  # not the app's list, which it owns
-                visit.start if visit is not None else 0,
-                visit is not None and visit.entry,
-                visit is not None and visit.returning,
-            )
-        )
+        if state:
+            labels = state.get("koekje_topics") if isinstance(state, dict) else None
+            hit.labels = tuple(labels) if isinstance(labels, list) else labels  # not the app's list
+        self._recorder.submit(hit)
 
-    def served(self, scope: Scope, path: str, visitor: Visitor, incoming: Incoming) -> Hit | None:
-        """A served page as personalization sees it (no page-view event, nothing counted): None when the
-        visitor will not see it (a prefetch) or its path is excluded."""
-        hit = read_hit(scope, path, visitor, incoming)
+    def served(self, path: str, incoming: Incoming) -> Hit | None:
+        """A served page as personalization sees it (no page-view event, nothing counted, no address read):
+        None when the visitor will not see it (a prefetch) or its path is excluded."""
+        hit = Hit(path, b"", b"", incoming.purpose, b"", b"", None, None, "")
         return None if any(step(hit) is not None for step in self.page_steps) else hit
 
     def topics(self, hit: Hit, scope: Scope) -> tuple[str, ...]:
@@ -237,7 +210,7 @@ class PageViews:
         self.invalid_app_topics = 0
         self.dropped: Counter[str] = Counter()
 
-    def __call__(self, batch: Sequence[AdmittedPage]) -> list[PageView]:
+    def __call__(self, batch: Sequence[Hit]) -> list[PageView]:
         views = []
         for page in batch:
             try:
@@ -247,7 +220,10 @@ class PageViews:
                 log.warning("koekje dropped a page view it could not make a row of: %s", type(exc).__name__)
         return self._classify(views)
 
-    def row(self, page: AdmittedPage) -> PageView:
+    def row(self, page: Hit) -> PageView:
+        if page.now is None or page.visitor_id is None or page.ip_prefix is None:
+            raise ValueError("a hit the steps did not admit")  # (counted by the caller, never stored)
+        visit = page.visit
         labels, invalid = app_topics(page.labels)
         self.invalid_app_topics += invalid
         source, medium, campaign = campaign_of(page.query, self.clipped)
@@ -261,7 +237,7 @@ class PageViews:
         if referrer and _site_name(referrer) == _site_name(own_host(page.host)):
             referrer = ""  # moving around the site is not a source
         return PageView(
-            ts=page.ts,
+            ts=page.now,
             site=self._site,
             visitor_id=page.visitor_id,
             path=clean_path(page.path),
@@ -273,9 +249,9 @@ class PageViews:
             utm_medium=medium,
             utm_campaign=campaign,
             user_agent=page.user_agent[:MAX_USER_AGENT].decode("latin-1"),
-            visit_start=page.visit_start,
-            entry=page.entry,
-            returning=page.returning,
+            visit_start=visit.start if visit is not None else 0,
+            entry=visit is not None and visit.entry,
+            returning=visit is not None and visit.returning,
         )
 
 

@@ -48,6 +48,7 @@ class CookieGuard:
     ) -> None:
         self._declarations = declarations
         self.mode = mode
+        self.enabled = mode != "off"  # (read on every response: an attribute, not a property)
         self._own = frozenset(own)
         # "/" always: most cookies are set there, whatever other paths a site names (found by trying: with
         # only "/shop" listed, a withdrawn cookie of "/" was never expired, and every page tried again).
@@ -57,10 +58,6 @@ class CookieGuard:
         self._rules: dict[str, CookieRule | None] = {}
         self.removed: Counter[tuple[str, Removal]] = Counter()  # (declared name, or cookie name; reason)
         self.counts: Counter[str] = Counter()  # malformed headers, clipped requests, expiries
-
-    @property
-    def enabled(self) -> bool:
-        return self.mode != "off"
 
     def rule(self, name: str) -> CookieRule | None:
         rule = self._rules.get(name, _MISSING)

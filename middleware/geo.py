@@ -23,10 +23,7 @@ class GeoLookup:
         self._reader: maxminddb.Reader | None = None
         self._cache: dict[str, str | None] = {}
         self._cache_size = cache_size
-
-    @property
-    def configured(self) -> bool:
-        return self._path is not None
+        self.configured = database is not None  # (read on every request: an attribute, not a property)
 
     def open(self) -> None:
         """Load the database into memory (blocking: call from a thread at startup)."""

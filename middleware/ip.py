@@ -53,9 +53,14 @@ class Truncator:
             masked = int.from_bytes(packed, "big") & self._v6_mask
             return socket.inet_ntop(socket.AF_INET6, masked.to_bytes(16, "big"))
         try:
-            return self._v4(socket.inet_pton(socket.AF_INET, address))
+            packed = socket.inet_pton(socket.AF_INET, address)
         except (OSError, ValueError):
             return None
+        if self._v4_bytes == 3:
+            # The common case, in text: inet_pton takes only the canonical dotted quad (no leading zeros,
+            # no spaces, no other forms), so its first three parts are the prefix inet_ntop would write.
+            return address[: address.rindex(".")] + ".0"
+        return self._v4(packed)
 
     def _v4(self, packed: bytes) -> str:
         if self._v4_bytes is not None:

@@ -303,9 +303,10 @@ class PageResponse:
         capture, hit, visitor = self._pages.capture, self._hit, self._visitor
         if hit is not None:
             capture.record(hit, self._scope)
-        if visitor.allows("personalization"):
+        consent = visitor.consent
+        if consent is not None and "personalization" in consent.categories:
             if hit is None:
-                hit = capture.served(self._scope, self._path, visitor, self._incoming)
+                hit = capture.served(self._path, self._incoming)
             if hit is not None:
                 # The path as the browser asked for it (what the app's links and request.url.path say).
                 path = self._root_path + self._path

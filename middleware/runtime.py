@@ -29,7 +29,7 @@ from koekje.analytics.spool import Spool
 from koekje.analytics.subjects import Subjects
 from koekje.banner import ASSET_NAMES, asset
 
-from .capture import AdmittedPage, Capture, PageViews, clean_path
+from .capture import Capture, Hit, PageViews, clean_path
 from .collect import CollectEndpoint
 from .config import Config
 from .consent import ConsentCookies, Revocations
@@ -85,7 +85,7 @@ class Runtime:
         self.page_view_rows = PageViewRows()  # crawlers out, devices in
         # The write buffer's step: admitted pages become rows on its thread, not on the request path.
         self.page_views = PageViews(site.id, topics, self.page_view_rows)
-        self.recorder: Recorder[AdmittedPage] = Recorder(
+        self.recorder: Recorder[Hit] = Recorder(
             SpoolSink(self.spool, "page_views", wake, rows=self.page_views), config.recorder_settings()
         )
         self.engagement: Recorder[Engagement] = Recorder(

@@ -143,6 +143,7 @@ class Visitor:
         "_scope",
         "consent",
         "gpc",
+        "id",
     )
 
     def __init__(
@@ -156,6 +157,11 @@ class Visitor:
     ) -> None:
         self.consent = consent
         self.gpc = gpc
+        # The visitor id: exists only with analytics consent, created by the decision that gave it. (Set
+        # here, not a property: the capture steps and the page view each read it.)
+        self.id: UUID | None = (
+            consent.visitor_id if consent is not None and "analytics" in consent.categories else None
+        )
         # What the address and scheme are worked out from, not the scope itself: the scope holds this
         # visitor (``scope["koekje"]``), and a cycle would leave every request's garbage to the collector.
         self._scope = _connection(scope)
@@ -179,12 +185,6 @@ class Visitor:
         if self._scheme is _UNSET:
             self._scheme = self._locator.proxies.scheme(self._scope)
         return self._scheme  # type: ignore[return-value]
-
-    @property
-    def id(self) -> UUID | None:
-        """The visitor id: exists only with analytics consent, created by the decision that gave it."""
-        consent = self.consent
-        return consent.visitor_id if consent is not None and consent.allows("analytics") else None
 
     def allows(self, category: str) -> bool:
         return self.consent is not None and self.consent.allows(category)

@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
+import msgspec
+
 from .consent import Consent
 
 Header = tuple[bytes, bytes]
@@ -30,13 +32,12 @@ MAX_VISIT_SECONDS = 24 * 3600
 _CLOCK_SKEW = 60  # a start this far in the future still counts: several machines, several clocks
 
 
-class Visit:
-    __slots__ = ("entry", "returning", "start")
+class Visit(msgspec.Struct, frozen=True, gc=False):
+    """(A msgspec Struct: one is made for every recorded page, in C.)"""
 
-    def __init__(self, start: int, returning: bool, entry: bool) -> None:
-        self.start = start  # Unix seconds: with the visitor id, the visit's identity
-        self.returning = returning
-        self.entry = entry  # this page began the visit
+    start: int  # Unix seconds: with the visitor id, the visit's identity
+    returning: bool
+    entry: bool  # this page began the visit
 
 
 class Visits:
@@ -46,6 +47,7 @@ class Visits:
         self._tail = f"; Max-Age={self.timeout}; Path=/; HttpOnly; SameSite=Lax"
         self.counts: Counter[str] = Counter()
         self._renewals: dict[tuple[int, bool, bool], Header] = {}
+        self._continuing: dict[tuple[str, bool], tuple[Visit, Header]] = {}  # by cookie value and Secure
 
     def track(
         self, consent: Consent | None, cookies: Mapping[str, str], now: datetime, *, secure: bool
@@ -53,18 +55,28 @@ class Visits:
         """The visit a recorded page of a visitor with this consent belongs to (a new one when the cookie
         is missing, expired or malformed), and the Set-Cookie that renews it."""
         seconds = int(now.timestamp())
-        visit = self._current(cookies.get(self.cookie), seconds)
+        value = cookies.get(self.cookie)
+        if value:
+            # A visit's pages send the same cookie: its visit and renewal are kept, checked against the clock.
+            known = self._continuing.get((value, secure))
+            if known is not None and seconds - MAX_VISIT_SECONDS <= known[0].start <= seconds + _CLOCK_SKEW:
+                return known
+        visit = self._current(value, seconds)
         if visit is None:
             decided = consent.given_at.timestamp() if consent is not None else 0
             visit = Visit(seconds, decided < seconds - self.timeout, True)
         key = (visit.start, visit.returning, secure)
         renewal = self._renewals.get(key)
         if renewal is None:
-            value = f"{self.cookie}={visit.start}.{int(visit.returning)}{self._tail}"
-            renewal = (b"set-cookie", (value + "; Secure" if secure else value).encode("latin-1"))
+            text = f"{self.cookie}={visit.start}.{int(visit.returning)}{self._tail}"
+            renewal = (b"set-cookie", (text + "; Secure" if secure else text).encode("latin-1"))
             if len(self._renewals) >= _MAX_RENEWALS:
                 self._renewals.clear()
             self._renewals[key] = renewal
+        if value and not visit.entry:
+            if len(self._continuing) >= _MAX_RENEWALS:
+                self._continuing.clear()
+            self._continuing[(value, secure)] = (visit, renewal)
         return visit, renewal
 
     def current(self, cookies: Mapping[str, str], now: datetime) -> Visit | None:

@@ -69,6 +69,25 @@ def test_truncation_is_idempotent(address: ipaddress.IPv4Address | ipaddress.IPv
     assert truncate(once) == once
 
 
+# Text that is nearly a dotted quad: leading zeros, spaces, short or long forms, other digits.
+_near_v4 = st.lists(
+    st.text(alphabet="0123456789 x\u0661", min_size=0, max_size=4), min_size=3, max_size=5
+).map(".".join)
+
+
+@given(_near_v4 | st.ip_addresses(v=4).map(str))
+def test_ipv4_text_is_kept_only_in_canonical_form(text: str) -> None:
+    # The /24 prefix is cut from the text itself: only what the address parser takes as canonical passes,
+    # and then the text prefix equals the bits' one; anything else is no address at all.
+    result = truncate(text)
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        assert result is None
+        return
+    assert result is not None and result == str(ipaddress.IPv4Address(int(address) & 0xFFFFFF00))
+
+
 @given(st.text(max_size=60))
 def test_never_raises_on_arbitrary_text(text: str) -> None:
     result = truncate(text)

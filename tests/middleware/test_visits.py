@@ -131,6 +131,23 @@ def test_a_visit_cookie_from_the_future_or_the_distant_past_starts_a_new_visit()
     assert not visit.entry and visit.start == now - 600 and not visit.returning
 
 
+def test_a_visits_pages_reuse_its_renewal_until_the_clock_cuts_it() -> None:
+    # The second page of a visit is answered from what its first continuing page worked out: the same
+    # visit and header, per Secure flag, and still cut when the visit has grown too long.
+    visits = Visits("koekje_visit", timedelta(minutes=30))
+    visitor = decided(NOW - timedelta(days=3))
+    cookie = {"koekje_visit": f"{int(NOW.timestamp()) - 600}.1"}
+    first = visits.track(visitor, cookie, NOW, secure=False)
+    again = visits.track(visitor, cookie, NOW + timedelta(minutes=5), secure=False)
+    secure = visits.track(visitor, cookie, NOW, secure=True)
+    assert again == first and not first[0].entry and first[0].returning
+    assert secure[1][1].endswith(b"; Secure") and not first[1][1].endswith(b"; Secure")
+    late = NOW + timedelta(seconds=MAX_VISIT_SECONDS)
+    cut, header = visits.track(visitor, cookie, late, secure=False)
+    assert cut.entry and cut.start == int(late.timestamp()) and header != first[1]
+    assert visits.counts["visit_cut"] == 1
+
+
 @given(st.text(max_size=40))
 def test_any_cookie_value_gives_a_sound_visit(value: str) -> None:
     visits = Visits("koekje_visit", timedelta(minutes=30))
