@@ -1,6 +1,6 @@
 """The site `benchmarks/http.py` serves under uvicorn: one small Starlette app, bare or behind a middleware.
 
-    KOEKJE_BENCH_KIND=bare|koekje|session|basehttp KOEKJE_BENCH_DIR=/tmp/x \
+    KOEKJE_BENCH_KIND=bare|koekje|koekje-assets|session|basehttp KOEKJE_BENCH_DIR=/tmp/x \
         uvicorn --app-dir benchmarks --factory http_site:create
 
 A demo-like page: a realistic head (meta, stylesheet, title) and about 5 KB of body, served from memory so
@@ -73,21 +73,24 @@ def create() -> Any:
         return Starlette(routes=ROUTES, middleware=[Middleware(NoOp)])
     if kind == "koekje":
         return koekje_site(Path(os.environ["KOEKJE_BENCH_DIR"]))
+    if kind == "koekje-assets":  # the same, with the stylesheet's folder declared as site.asset_paths
+        return koekje_site(Path(os.environ["KOEKJE_BENCH_DIR"]), asset_paths=("/static",))
     raise SystemExit(f"unknown KOEKJE_BENCH_KIND {kind!r}")
 
 
-def koekje_site(directory: Path) -> Any:
+def koekje_site(directory: Path, asset_paths: tuple[str, ...] = ()) -> Any:
     from koekje.middleware import KoekjeMiddleware
 
-    return KoekjeMiddleware(Starlette(routes=ROUTES), koekje_config(directory))
+    return KoekjeMiddleware(Starlette(routes=ROUTES), koekje_config(directory, asset_paths))
 
 
-def koekje_config(directory: Path) -> Any:
+def koekje_config(directory: Path, asset_paths: tuple[str, ...] = ()) -> Any:
     from koekje.middleware import Config
-    from koekje.middleware.config import AnalyticsSection, DashboardSection
+    from koekje.middleware.config import AnalyticsSection, DashboardSection, SiteSection
 
     return Config(
         secret_keys=(SECRET,),
+        site=SiteSection(asset_paths=asset_paths),
         analytics=AnalyticsSection(
             data_dir=str(directory / "data"),
             spool_dir=str(directory / "spool"),

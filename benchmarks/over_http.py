@@ -3,9 +3,10 @@ a second process, on loopback.
 
     .venv/bin/python benchmarks/over_http.py [--rounds 5] [--seconds 5] [--connections 32] [--smoke]
 
-Four servers run side by side, all serving `http_site.py`'s app: bare, behind koekje (embedded store, the
-recorder and loader running in the same process, as on a one-worker site), behind Starlette's
-SessionMiddleware and behind a no-op BaseHTTPMiddleware (the anchors). Each round measures every scenario
+Five servers run side by side, all serving `http_site.py`'s app: bare, behind koekje (embedded store, the
+recorder and loader running in the same process, as on a one-worker site), the same with the stylesheet's
+folder in `site.asset_paths`, behind Starlette's SessionMiddleware and behind a no-op BaseHTTPMiddleware
+(the anchors). Each round measures every scenario
 once, in turn, so the machine's noise falls on all of them alike; a scenario's ratio is its requests/s over
 the bare app's on the same kind of response in the same round, and the median of those ratios is reported.
 
@@ -55,6 +56,7 @@ SCENARIOS = (
     Scenario("bare, JSON", "bare", API, "bare, JSON"),
     Scenario("koekje, no choice yet (banner in page)", "koekje", PAGE, "bare, page"),
     Scenario("koekje, static asset", "koekje", STATIC, "bare, static asset"),
+    Scenario("koekje, static asset in asset_paths", "koekje-assets", STATIC, "bare, static asset"),
     Scenario("koekje, JSON", "koekje", API, "bare, JSON"),
     Scenario("koekje, consented, recorded", "koekje", PAGE, "bare, page", consented=True),
     Scenario("SessionMiddleware, page", "session", PAGE, "bare, page"),
@@ -157,7 +159,7 @@ def main(rounds: int, seconds: int, connections: int) -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: `make bench` installs it (Debian: apt-get install wrk)")
     directory = Path(tempfile.mkdtemp(prefix="koekje-http-bench-"))
-    servers = {kind: start_server(kind, directory) for kind in ("bare", "koekje", "session", "basehttp")}
+    servers = {kind: start_server(kind, directory) for kind in ("bare", "koekje", "koekje-assets", "session", "basehttp")}
     try:
         cookie = consent_cookies(servers["koekje"][1])
         runs: dict[str, list[Run]] = {s.name: [] for s in SCENARIOS}

@@ -35,6 +35,8 @@ class KoekjeMiddleware:
         self.config = config if isinstance(config, Config) else load_config(Path(config))
         self.runtime = runtime = Runtime(self.config, clock)
         self._prefix = self.config.site.prefix + "/"
+        # Asset paths, each with its trailing slash: one startswith for all, at a segment boundary.
+        self._assets = tuple(path.rstrip("/") + "/" for path in self.config.site.asset_paths)
         self._regional = runtime.geo.configured
         consent = _consent_endpoints(runtime)
         self._router = build_router(
@@ -71,9 +73,14 @@ class KoekjeMiddleware:
         runtime = self.runtime
         if not runtime.started:
             await runtime.ensure_started()
+        path = _route_path(scope)
+        if self._assets and path.startswith(self._assets):
+            # Files that are never pages and set no cookies (the site's word, site.asset_paths): untouched.
+            # (Even a wrapper around send would cost such a request a tenth of its time over HTTP.)
+            await self.app(scope, receive, send)
+            return
         engine = runtime.engine
         visitor, incoming = engine.read(scope)
-        path = _route_path(scope)
         if path.startswith(self._prefix):
             scope["koekje"] = visitor
             try:

@@ -74,10 +74,21 @@ class SiteSection(_Section, frozen=True):
     proxy_header: ProxyHeader = "x-forwarded-for"
     # Mark cookies Secure. Unset: Secure exactly when the request came over https.
     secure_cookies: bool | None = None
+    # Paths of files that are never pages and never set cookies, such as a StaticFiles mount ("/static"),
+    # with everything under them: koekje hands their requests to the app untouched, as if it were not there
+    # (no visitor read, no banner, no page views, and no cookie enforcement: list only paths that set
+    # none; `koekje audit` reports any cookie set before consent wherever it came from).
+    asset_paths: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"(/[A-Za-z0-9_.-]+)+", self.prefix) or {".", ".."} & set(self.prefix.split("/")):
             raise ValueError(f"site.prefix must look like '/_koekje', not {self.prefix!r}")
+        for path in self.asset_paths:
+            trimmed = path.rstrip("/")
+            if not re.fullmatch(r"(/[^/\s]+)+", trimmed) or {".", ".."} & set(trimmed.split("/")):
+                raise ValueError(f"site.asset_paths: {path!r} must be a path such as '/static' (not '/')")
+            if _overlaps(trimmed, self.prefix):
+                raise ValueError(f"site.asset_paths: {path!r} overlaps koekje's own site.prefix {self.prefix!r}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.id):
             raise ValueError("site.id must be 1-64 letters, digits, '.', '_' or '-'")
         for network in self.trusted_proxies:
@@ -85,6 +96,11 @@ class SiteSection(_Section, frozen=True):
                 ipaddress.ip_network(network, strict=False)
             except ValueError:
                 raise ValueError(f"site.trusted_proxies: {network!r} is not an IP network") from None
+
+
+def _overlaps(path: str, other: str) -> bool:
+    """Whether one of two paths is the other or lies under it (at a segment boundary)."""
+    return path == other or path.startswith(other + "/") or other.startswith(path + "/")
 
 
 class ServiceSection(_Section, frozen=True):

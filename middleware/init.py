@@ -180,6 +180,9 @@ name = {name}
 # Behind a reverse proxy (nginx, Caddy, a load balancer), list its network, so that koekje believes its
 # X-Forwarded-For and sees the visitor's address (truncated at once) instead of the proxy's.
 {proxies}
+# Files that are never pages and set no cookies (a StaticFiles mount): koekje lets their requests by
+# untouched, which saves them most of what koekje costs a request. Only paths that set no cookies.
+# asset_paths = ["/static"]
 
 [consent]
 # The purposes the banner offers; "necessary" is always on and cannot be refused.
