@@ -366,11 +366,13 @@ def migrate(store: Store, clock: Clock = utcnow) -> list[int]:
     """Apply the migrations not yet recorded, then bring the TTLs in line with the retention settings;
     return the versions applied now."""
     store.command(
-        f"""
-        CREATE TABLE IF NOT EXISTS {store.table("schema_migrations")} (
-            version UInt32, name String, applied_at DateTime64(3, 'UTC')
-        ) ENGINE = MergeTree ORDER BY version
-        """
+        store.schema(
+            f"""
+            CREATE TABLE IF NOT EXISTS {store.table("schema_migrations")} (
+                version UInt32, name String, applied_at DateTime64(3, 'UTC')
+            ) ENGINE = MergeTree ORDER BY version
+            """
+        )
     )
     done = {row[0] for row in store.query(f"SELECT version FROM {store.table('schema_migrations')}")}
     applied = []
@@ -378,7 +380,7 @@ def migrate(store: Store, clock: Clock = utcnow) -> list[int]:
         if migration.version in done:
             continue
         for statement in migration.statements(store):
-            store.command(statement)
+            store.command(store.schema(statement))  # (replicated tables on a cluster)
         if migration.after is not None:
             migration.after(store, clock)
         store.insert_columns(

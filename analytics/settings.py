@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_CLUSTER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 _ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}")  # goes into SQL: nothing else
 
 
@@ -26,8 +27,18 @@ class StoreSettings:
     # The site's time zone: the daily statistics count its days.
     timezone: str = "UTC"
     request_log_retention_days: int = 1095
+    # A ClickHouse cluster whose replicas all hold koekje's data (its name in the servers' remote_servers);
+    # "" for one server or the embedded store. See ``koekje.analytics.store`` (``Store.schema``).
+    cluster: str = ""
 
     def __post_init__(self) -> None:
+        if self.cluster and not _CLUSTER.fullmatch(self.cluster):
+            raise ValueError(f"analytics.cluster {self.cluster[:70]!r} is not a cluster name")
+        if self.cluster and self.embedded:
+            raise ValueError(
+                "analytics.cluster needs a ClickHouse server (analytics.dsn or KOEKJE_CLICKHOUSE_DSN): the "
+                "embedded store is one process on one machine"
+            )
         if not _IDENTIFIER.fullmatch(self.database):
             raise ValueError(
                 f"analytics.database {self.database!r} is not a plain identifier: "

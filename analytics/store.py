@@ -8,6 +8,12 @@ With ``ownership`` (several worker processes on one embedded store), only the pr
 chDB, and serves the others' calls on a local socket; the others' clients are that socket
 (``koekje.analytics.remote``). When the owner dies and this process takes the lock, its next call opens
 the store itself.
+
+On a cluster (``StoreSettings.cluster``) the database is a Replicated one, created ``ON CLUSTER``: its DDL log
+in Keeper runs every CREATE and ALTER on each replica, also on one that was down or joins later (plain
+``ON CLUSTER`` on each statement would leave those behind), and ``schema`` turns every MergeTree-family
+engine into its Replicated counterpart, so each replica holds all the data. One shard: koekje's queries
+read local tables, not Distributed ones.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,6 +35,8 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
 log = logging.getLogger("koekje.analytics")
+# A MergeTree-family engine as koekje's DDL writes it (with or without arguments), not yet Replicated.
+_ENGINE = re.compile(r"\bENGINE\s*=\s*(?!Replicated)(\w*MergeTree)\b")
 
 
 class StoreError(Exception):
@@ -65,6 +74,24 @@ class Store:
         # A call that waits longer than this for another (a slow or hung query) gives up: threads are not
         # piled up behind a store that does not answer.
         self._lock_timeout = lock_timeout
+
+    def schema(self, sql: str) -> str:
+        """DDL as this store runs it: unchanged on one server or the embedded store; on a cluster, each
+        MergeTree-family engine becomes its Replicated counterpart, with the servers' default replica path
+        and name (``default_replica_path``, ``{replica}``) and its own arguments kept."""
+        if not self.settings.cluster:
+            return sql
+        return _ENGINE.sub(r"ENGINE = Replicated\1", sql)
+
+    def database_ddl(self) -> str:
+        """The statement that creates koekje's database (on a cluster: Replicated, on every replica)."""
+        database, cluster = self.settings.database, self.settings.cluster
+        if not cluster:
+            return f"CREATE DATABASE IF NOT EXISTS `{database}`"
+        return (
+            f"CREATE DATABASE IF NOT EXISTS `{database}` ON CLUSTER `{cluster}` "
+            f"ENGINE = Replicated('/clickhouse/databases/{database}', '{{shard}}', '{{replica}}')"
+        )
 
     def table(self, name: str) -> str:
         """The fully qualified, quoted name of one of koekje's tables."""
@@ -185,7 +212,7 @@ class Store:
                 _private_directory(self.settings.dsn)
             client = _new_client(self.settings.dsn)
             self._client = client
-            client.command(f"CREATE DATABASE IF NOT EXISTS `{self.settings.database}`")
+            client.command(self.database_ddl())
             if self._prepare is not None:
                 self._prepare(self)
             if ownership is not None:

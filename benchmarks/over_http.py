@@ -159,7 +159,10 @@ def main(rounds: int, seconds: int, connections: int) -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: `make bench` installs it (Debian: apt-get install wrk)")
     directory = Path(tempfile.mkdtemp(prefix="koekje-http-bench-"))
-    servers = {kind: start_server(kind, directory) for kind in ("bare", "koekje", "koekje-assets", "session", "basehttp")}
+    servers = {
+        kind: start_server(kind, directory)
+        for kind in ("bare", "koekje", "koekje-assets", "session", "basehttp")
+    }
     try:
         cookie = consent_cookies(servers["koekje"][1])
         runs: dict[str, list[Run]] = {s.name: [] for s in SCENARIOS}

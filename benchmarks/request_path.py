@@ -163,7 +163,9 @@ async def main(rounds: int, requests: int, where: bool) -> None:
     for name, values in results.items():
         print(f"  {name:22s} {statistics.median(values):8.1f} us   x{statistics.median(values) / bare:5.2f}")
     # Issue 6's measure: a consented, recorded request against a no-consent one, taken round by round.
-    same_round = [c / n for c, n in zip(results["koekje, consented"], results["koekje, no consent"], strict=True)]
+    same_round = [
+        c / n for c, n in zip(results["koekje, consented"], results["koekje, no consent"], strict=True)
+    ]
     print(f"  consented / no consent, median of the same-round ratios: x{statistics.median(same_round):.2f}")
     recorded = rounds * requests + 1  # (+ the first page of the visit)
     print(f"  page views in the store afterwards: {written} of {recorded} consented requests recorded")

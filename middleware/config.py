@@ -88,7 +88,9 @@ class SiteSection(_Section, frozen=True):
             if not re.fullmatch(r"(/[^/\s]+)+", trimmed) or {".", ".."} & set(trimmed.split("/")):
                 raise ValueError(f"site.asset_paths: {path!r} must be a path such as '/static' (not '/')")
             if _overlaps(trimmed, self.prefix):
-                raise ValueError(f"site.asset_paths: {path!r} overlaps koekje's own site.prefix {self.prefix!r}")
+                raise ValueError(
+                    f"site.asset_paths: {path!r} overlaps koekje's own site.prefix {self.prefix!r}"
+                )
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.id):
             raise ValueError("site.id must be 1-64 letters, digits, '.', '_' or '-'")
         for network in self.trusted_proxies:
@@ -366,6 +368,10 @@ class AnalyticsSection(_Section, frozen=True):
     dsn: str = ""
     # The ClickHouse database koekje's tables are in.
     database: str = "koekje"
+    # A ClickHouse cluster (its name in the servers' remote_servers) whose replicas all keep koekje's data:
+    # the database is created ON CLUSTER as a Replicated database and every table is replicated, so any
+    # replica answers. One shard only. Needs a server dsn; "" for one server or the embedded store.
+    cluster: str = ""
     # How long page views and engagement are kept (days): ClickHouse's TTL removes them after this.
     raw_retention_days: int = 730
     # How long the consent ledger keeps each decision, the proof of consent (days).
@@ -492,6 +498,7 @@ class Config(_Section, frozen=True):
             a.aggregate_retention_days,
             self.site.timezone,
             a.request_log_retention_days,
+            a.cluster,
         )
 
     def recorder_settings(self) -> RecorderSettings:

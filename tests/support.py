@@ -22,6 +22,9 @@ from starlette.testclient import TestClient
 SECRET = "test-secret-key-0123456789abcdefghijklmnop"
 CLIENT_IP = "203.0.113.77"
 SERVER_ENV = "KOEKJE_TEST_CLICKHOUSE_URL"
+# With SERVER_ENV pointing at one of its replicas: the name of a cluster (one shard, replicas, Keeper and the
+# {shard} and {replica} macros configured), so the store tests also run on a replicated database.
+CLUSTER_ENV = "KOEKJE_TEST_CLICKHOUSE_CLUSTER"
 TOPICS = {"implantologie": ("/implantologie",), "cursussen": ("/cursussen",)}
 
 
@@ -53,6 +56,10 @@ class ShiftedClock:
 
 def server_dsn() -> str | None:
     return os.environ.get(SERVER_ENV) or None
+
+
+def cluster_name() -> str | None:
+    return os.environ.get(CLUSTER_ENV) or None
 
 
 async def _page(request: Request) -> StarletteResponse:

@@ -1,5 +1,6 @@
 """The store on real ClickHouse engines: embedded chDB always; a ClickHouse server too when
-KOEKJE_TEST_CLICKHOUSE_URL is set (e.g. http://default:@localhost:8123). Same code, same SQL."""
+KOEKJE_TEST_CLICKHOUSE_URL is set (e.g. http://default:@localhost:8123), and a replicated cluster when
+KOEKJE_TEST_CLICKHOUSE_CLUSTER names one that server belongs to. Same code, same SQL."""
 
 import socket
 import time
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support import SERVER_ENV, server_dsn
+from support import CLUSTER_ENV, SERVER_ENV, cluster_name, server_dsn
 
 from koekje.analytics import PageView, PageViewSink, Store, StoreSettings, StoreUnavailable, migrate
 from koekje.analytics.migrations import MIGRATIONS, NO_TTL_TABLES
@@ -16,18 +17,72 @@ from koekje.analytics.migrations import MIGRATIONS, NO_TTL_TABLES
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["chdb", "server"])
+@pytest.fixture(params=["chdb", "server", "cluster"])
 def any_store(request: pytest.FixtureRequest, chdb_dsn: str, database: str) -> Iterator[Store]:
-    if request.param == "server":
+    cluster = ""
+    if request.param in ("server", "cluster"):
         dsn = server_dsn()
         if dsn is None:
             pytest.skip(f"no ClickHouse server: set {SERVER_ENV} to run the server path")
+        if request.param == "cluster":
+            cluster = cluster_name() or ""
+            if not cluster:
+                pytest.skip(
+                    f"no ClickHouse cluster: set {CLUSTER_ENV} (and {SERVER_ENV}) to run the cluster path"
+                )
     else:
         dsn = chdb_dsn
-    with Store(StoreSettings(dsn, database)) as store:
+    with Store(StoreSettings(dsn, database, cluster=cluster)) as store:
         migrate(store)
         yield store
-        store.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
+        on_cluster = f" ON CLUSTER `{cluster}`" if cluster else ""
+        store.command(f"DROP DATABASE IF EXISTS `{database}`{on_cluster} SYNC")
+
+
+def test_a_cluster_replicates_every_table(any_store: Store) -> None:
+    # On a cluster every table keeps its data on each replica; elsewhere nothing is replicated.
+    engines = any_store.query(
+        "SELECT name, engine FROM system.tables WHERE database = {db:String} AND engine LIKE '%MergeTree'",
+        {"db": any_store.settings.database},
+    )
+    assert len(engines) >= 10
+    replicated = {name for name, engine in engines if engine.startswith("Replicated")}
+    assert replicated == ({name for name, _ in engines} if any_store.settings.cluster else set())
+
+
+def test_every_migration_reads_as_replicated_ddl(store: Store) -> None:
+    # No cluster here to run it on: each statement, as a cluster would get it, must at least be valid
+    # ClickHouse (the engine's own parser, through formatQuery) and name a Replicated engine.
+    clustered = Store(StoreSettings("https://replica-1.example:8443", "koekje", cluster="koekje"))
+    statements = [clustered.database_ddl()]
+    for migration in MIGRATIONS:
+        statements += [clustered.schema(s) for s in migration.statements(clustered)]
+    creates = 0
+    for sql in statements:
+        [(formatted,)] = store.query("SELECT formatQuery({sql:String})", {"sql": sql})
+        if "MergeTree" in formatted:
+            creates += 1
+            engine = formatted.split("ENGINE = ", 1)[1]
+            assert engine.startswith("Replicated"), formatted
+    assert creates >= 15
+    assert "ON CLUSTER koekje" in store.query("SELECT formatQuery({s:String})", {"s": statements[0]})[0][0]
+    # With arguments of their own (a version column), kept after the replica's defaults.
+    assert "ENGINE = ReplicatedReplacingMergeTree(updated, deleted)" in "\n".join(statements)
+    plain = Store(StoreSettings("https://server.example:8443", "koekje"))
+    assert plain.schema(statements[1]) == statements[1] and "ENGINE = MergeTree" in plain.schema(
+        MIGRATIONS[0].statements(plain)[0]
+    )
+
+
+@pytest.mark.parametrize("cluster", ["a b", "x;DROP", "'c'", "-c"])
+def test_a_cluster_name_is_a_name(cluster: str) -> None:
+    with pytest.raises(ValueError, match=r"analytics\.cluster"):
+        StoreSettings("https://server.example:8443", cluster=cluster)
+
+
+def test_a_cluster_needs_a_server(chdb_dsn: str) -> None:
+    with pytest.raises(ValueError, match="needs a ClickHouse server"):
+        StoreSettings(chdb_dsn, cluster="koekje")
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ def test_asset_paths_under_a_root_path(
 
 @pytest.mark.parametrize("path", ["/", "static", "/static/../x", "/_koekje", "/_koekje/banner.js", "/a b"])
 def test_asset_paths_that_would_hide_a_page_or_koekje_are_refused(path: str) -> None:
-    with pytest.raises(ValueError, match="site.asset_paths"):
+    with pytest.raises(ValueError, match=r"site\.asset_paths"):
         SiteSection(asset_paths=(path,))
 
 
