@@ -72,9 +72,16 @@ def free_port() -> int:
 
 @contextmanager
 def serve(
-    directory: Path, *, workers: int = 1, toml: str = TOML, app: str = "worker_site:app", timeout: float = 120
+    directory: Path,
+    *,
+    workers: int = 1,
+    toml: str = TOML,
+    app: str = "worker_site:app",
+    timeout: float = 120,
+    server: str = "uvicorn",
 ) -> Iterator[Site]:
-    """The site under ``uvicorn --workers N`` in ``directory`` (its koekje.toml is ``toml``)."""
+    """The site under ``uvicorn --workers N`` (or ``server="gunicorn"``: gunicorn with uvicorn's worker
+    class) in ``directory`` (its koekje.toml is ``toml``)."""
     (directory / "koekje.toml").write_text(toml)
     port = free_port()
     env = {
@@ -83,8 +90,14 @@ def serve(
         "KOEKJE_CONFIG": str(directory / "koekje.toml"),
         "PYTHONPATH": str(Path(__file__).parent),
     }
-    command = [sys.executable, "-m", "uvicorn", app, "--factory", "--workers", str(workers)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "info"]
+    if server == "gunicorn":
+        command = [sys.executable, "-m", "gunicorn", f"{app}()", "-k", "uvicorn_worker.UvicornWorker"]
+        command += ["--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--log-level", "info"]
+        listening = "Listening at: "
+    else:
+        command = [sys.executable, "-m", "uvicorn", app, "--factory", "--workers", str(workers)]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "info"]
+        listening = "Uvicorn running on"
     process = subprocess.Popen(command, cwd=directory, env=env, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     site = Site(directory, process, port, [])
@@ -97,8 +110,8 @@ def serve(
             if found:
                 site.workers.append(int(found[1]))
             # (One worker binds the socket after its startup; several, a supervisor binds it before.)
-            up = sum("Application startup complete" in seen for seen in site.log) == workers
-            if up and any("Uvicorn running on" in seen for seen in site.log):
+            up = sum("Application startup complete" in seen for seen in site.log) >= workers
+            if up and any(listening in seen for seen in site.log):
                 ready.set()
 
     reader = threading.Thread(target=read, args=(process.stderr,), daemon=True)

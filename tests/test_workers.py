@@ -1,5 +1,6 @@
-"""Several worker processes on one embedded store, for real: uvicorn --workers behind one socket, consented
-traffic, the worker that owns the store killed with SIGKILL, and every page view in the store exactly once."""
+"""Several worker processes on one embedded store, for real: uvicorn --workers (and gunicorn with uvicorn's
+worker class) behind one socket, consented traffic, the worker that owns the store killed with SIGKILL, and
+every page view in the store exactly once."""
 
 import os
 import signal
@@ -44,6 +45,17 @@ def _count(store: Store) -> tuple[int, int]:
 
 
 def test_every_page_view_arrives_once_when_the_owner_is_killed(workers: Site) -> None:
+    _survives_its_owner(workers)
+
+
+def test_under_gunicorn_too(tmp_path: Path) -> None:
+    # gunicorn's arbiter forks the workers and replaces a killed one itself: the same promises hold.
+    with serve(tmp_path, workers=2, server="gunicorn") as site:
+        assert len(site.workers) == 2
+        _survives_its_owner(site)
+
+
+def _survives_its_owner(workers: Site) -> None:
     with httpx2.Client(base_url=workers.url, timeout=30, headers=BROWSER) as client:
         granted = client.post("/_koekje/consent", json={"categories": ["analytics"]})
         assert granted.status_code == 200
