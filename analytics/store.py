@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("koekje.analytics")
 # A MergeTree-family engine as koekje's DDL writes it (with or without arguments), not yet Replicated.
-_ENGINE = re.compile(r"\bENGINE\s*=\s*(?!Replicated)(\w*MergeTree)\b")
+_ENGINE = re.compile(r"\bENGINE\s*=\s*(?!Replicated)(\w*MergeTree)\b", re.IGNORECASE)
+# Insert deduplication (a spooled batch loaded twice counts once): a setting of its own on replicated tables.
+_DEDUPLICATION = re.compile(r"\bnon_replicated_deduplication_window\b")
 
 
 class StoreError(Exception):
@@ -78,20 +80,43 @@ class Store:
     def schema(self, sql: str) -> str:
         """DDL as this store runs it: unchanged on one server or the embedded store; on a cluster, each
         MergeTree-family engine becomes its Replicated counterpart, with the servers' default replica path
-        and name (``default_replica_path``, ``{replica}``) and its own arguments kept."""
+        and name (``default_replica_path``, ``{replica}``) and its own arguments kept, and the insert
+        deduplication window koekje sets is the replicated one."""
         if not self.settings.cluster:
             return sql
-        return _ENGINE.sub(r"ENGINE = Replicated\1", sql)
+        sql = _DEDUPLICATION.sub("replicated_deduplication_window", sql)
+        return _ENGINE.sub(lambda found: f"ENGINE = Replicated{found[1]}", sql)
 
     def database_ddl(self) -> str:
-        """The statement that creates koekje's database (on a cluster: Replicated, on every replica)."""
+        """The statement that creates koekje's database (on a cluster: Replicated, on every replica; its
+        Keeper path names the cluster, so two clusters sharing a Keeper never share a database)."""
         database, cluster = self.settings.database, self.settings.cluster
         if not cluster:
             return f"CREATE DATABASE IF NOT EXISTS `{database}`"
         return (
             f"CREATE DATABASE IF NOT EXISTS `{database}` ON CLUSTER `{cluster}` "
-            f"ENGINE = Replicated('/clickhouse/databases/{database}', '{{shard}}', '{{replica}}')"
+            f"ENGINE = Replicated('/clickhouse/databases/{cluster}/{database}', '{{shard}}', '{{replica}}')"
         )
+
+    def _create_database(self, client: Client) -> None:
+        """koekje's database, made once. On a cluster the ON CLUSTER statement runs only while it is missing
+        (it waits for every replica, and one down for maintenance must not stop a restart), and an existing
+        database must be a Replicated one: tables in any other would never leave this server."""
+        if not self.settings.cluster:
+            client.command(self.database_ddl())
+            return
+        [(engine,)] = client.query(
+            "SELECT any(engine) FROM system.databases WHERE name = {db:String}",
+            parameters={"db": self.settings.database},
+        ).result_rows or [("",)]
+        if not engine:
+            client.command(self.database_ddl())
+        elif engine != "Replicated":
+            raise StoreUnavailable(
+                f"analytics.cluster is set, but the database {self.settings.database!r} on this server is "
+                f"{engine}, not Replicated: its tables would not be replicated. Move the data to a new "
+                "database (analytics.database) or remove analytics.cluster"
+            )
 
     def table(self, name: str) -> str:
         """The fully qualified, quoted name of one of koekje's tables."""
@@ -212,7 +237,7 @@ class Store:
                 _private_directory(self.settings.dsn)
             client = _new_client(self.settings.dsn)
             self._client = client
-            client.command(self.database_ddl())
+            self._create_database(client)
             if self._prepare is not None:
                 self._prepare(self)
             if ownership is not None:

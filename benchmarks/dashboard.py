@@ -2,6 +2,7 @@
 range and filter, on a generated site of realistic shape, and which report (and which query) the time goes to.
 
     .venv/bin/python benchmarks/dashboard.py [--rows 10000000] [--repeat 7] [--data-dir DIR] [--unfiltered]
+                                             [--as-published]
     .venv/bin/python benchmarks/dashboard.py --smoke       # 20000 rows over 14 days, one run, 7 days and
                                                            # 13 months only
 
@@ -612,6 +613,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--live", action="store_true", help="without published cells: every view works its cells out"
     )
+    parser.add_argument(
+        "--as-published",
+        action="store_true",
+        help="publish nothing more: measure the store as far as it is published (days not published yet "
+        "are worked out on each view, as the dashboard does), saying which days are",
+    )
     args = parser.parse_args(argv)
     rows, repeat = (SMOKE_ROWS, 1) if args.smoke else (args.rows, args.repeat)
     if rows < 1000 or repeat < 1:
@@ -635,6 +642,13 @@ def main(argv: list[str] | None = None) -> None:
             if args.live:
                 for module in (views, sys.modules[__name__]):  # every cell worked out on every view
                     setattr(module, "with_published", lambda store, sel: sel)  # noqa: B010
+            elif args.as_published:
+                published = store.query(
+                    f"SELECT filters, uniqExact(day), min(day), max(day) FROM {store.table('publications')} "
+                    "GROUP BY filters ORDER BY filters"
+                )
+                for kind, n, first, last in published:
+                    print(f"published, filter kind {kind or '(none)'!r}: {n} days, {first} .. {last}")
             else:
                 publish(store, now, args.unfiltered)
             measure(store, now, repeat, SMOKE_RANGES if args.smoke else None, args.unfiltered)

@@ -74,9 +74,10 @@ class KoekjeMiddleware:
         if not runtime.started:
             await runtime.ensure_started()
         path = _route_path(scope)
-        if self._assets and path.startswith(self._assets):
+        if self._assets and path.startswith(self._assets) and "/." not in path and "//" not in path:
             # Files that are never pages and set no cookies (the site's word, site.asset_paths): untouched.
-            # (Even a wrapper around send would cost such a request a tenth of its time over HTTP.)
+            # (Even a wrapper around send would cost such a request a tenth of its time over HTTP.) A path
+            # with dot segments or empty ones could lead an app that resolves them elsewhere: handled.
             await self.app(scope, receive, send)
             return
         engine = runtime.engine

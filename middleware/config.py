@@ -85,7 +85,7 @@ class SiteSection(_Section, frozen=True):
             raise ValueError(f"site.prefix must look like '/_koekje', not {self.prefix!r}")
         for path in self.asset_paths:
             trimmed = path.rstrip("/")
-            if not re.fullmatch(r"(/[^/\s]+)+", trimmed) or {".", ".."} & set(trimmed.split("/")):
+            if not re.fullmatch(r"(/[^/\s%?#]+)+", trimmed) or {".", ".."} & set(trimmed.split("/")):
                 raise ValueError(f"site.asset_paths: {path!r} must be a path such as '/static' (not '/')")
             if _overlaps(trimmed, self.prefix):
                 raise ValueError(

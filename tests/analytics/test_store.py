@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from clickhouse_connect.driver.client import Client
 from support import CLUSTER_ENV, SERVER_ENV, cluster_name, server_dsn
 
 from koekje.analytics import PageView, PageViewSink, Store, StoreSettings, StoreUnavailable, migrate
@@ -66,12 +67,31 @@ def test_every_migration_reads_as_replicated_ddl(store: Store) -> None:
             assert engine.startswith("Replicated"), formatted
     assert creates >= 15
     assert "ON CLUSTER koekje" in store.query("SELECT formatQuery({s:String})", {"s": statements[0]})[0][0]
+    assert "/clickhouse/databases/koekje/koekje" in statements[0]  # two clusters, one Keeper: two databases
     # With arguments of their own (a version column), kept after the replica's defaults.
-    assert "ENGINE = ReplicatedReplacingMergeTree(updated, deleted)" in "\n".join(statements)
+    everything = "\n".join(statements)
+    assert "ENGINE = ReplicatedReplacingMergeTree(updated, deleted)" in everything
+    # A batch loaded twice counts once on replicated tables too: their own deduplication window is set.
+    assert "non_replicated_deduplication_window" not in everything
+    assert everything.count("replicated_deduplication_window = 10000") >= 2
+    assert clustered.schema(") engine = AggregatingMergeTree ORDER BY x") == (
+        ") ENGINE = ReplicatedAggregatingMergeTree ORDER BY x"
+    )
     plain = Store(StoreSettings("https://server.example:8443", "koekje"))
     assert plain.schema(statements[1]) == statements[1] and "ENGINE = MergeTree" in plain.schema(
         MIGRATIONS[0].statements(plain)[0]
     )
+
+
+def test_a_cluster_makes_its_database_only_while_missing_and_only_a_replicated_one(store: Store) -> None:
+    client = store._require()  # a real engine without a cluster: what a server would be asked, and answer
+    assert isinstance(client, Client)
+    on_cluster = Store(StoreSettings("https://r.example:8443", store.settings.database, cluster="koekje"))
+    with pytest.raises(StoreUnavailable, match="not Replicated"):  # this one exists, and is Atomic
+        on_cluster._create_database(client)
+    missing = Store(StoreSettings("https://r.example:8443", "koekje_not_there", cluster="koekje"))
+    with pytest.raises(Exception, match="CLUSTER_DOESNT_EXIST"):  # made ON CLUSTER: no such cluster here
+        missing._create_database(client)
 
 
 @pytest.mark.parametrize("cluster", ["a b", "x;DROP", "'c'", "-c"])

@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import msgspec
 import pytest
 from starlette.applications import Starlette
@@ -11,6 +12,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.testclient import TestClient
+from starlette.types import Message
 from support import FakeClock, consent, page_views, runtime_of
 
 from koekje.analytics.drops import Drop
@@ -56,6 +58,39 @@ def test_asset_paths_go_past_koekje_untouched(
     assert [view["path"] for view in page_views(client)] == ["/staticky/embed.html"]
 
 
+@pytest.mark.parametrize("path", ["/static/../account", "/static/./x/../../account", "/static//account"])
+def test_a_path_that_only_starts_under_an_asset_path_is_handled(
+    make_client: MakeClient, make_config: Callable[..., Config], tmp_path: Path, path: str
+) -> None:
+    # An app that resolves dot segments or empty ones itself would serve another page: koekje handles it.
+    # (Sent as a server passes it on, unnormalised: an HTTP client would resolve the dots first.)
+    client = make_client(_with_assets(make_config, "/static"), app=_site(tmp_path))
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"shop.test"), (b"cookie", b"koekje_vid=" + b"A" * 22)],
+        "client": ("203.0.113.7", 1),
+        "scheme": "http",
+        "http_version": "1.1",
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    anyio.run(client.app, scope, receive, send)
+    # Handled by koekje: the retired visitor cookie goes, as on any response it sees (none of an asset's).
+    headers = sent[0]["headers"]
+    assert any(name == b"set-cookie" and value.startswith(b"koekje_vid=") for name, value in headers)
+
+
 def test_a_banner_goes_into_every_page_without_asset_paths(
     make_client: MakeClient, make_config: Callable[..., Config], tmp_path: Path
 ) -> None:
@@ -74,7 +109,9 @@ def test_asset_paths_under_a_root_path(
         assert "banner.js" in client.get("/shop/embed.html").text
 
 
-@pytest.mark.parametrize("path", ["/", "static", "/static/../x", "/_koekje", "/_koekje/banner.js", "/a b"])
+@pytest.mark.parametrize(
+    "path", ["/", "static", "/static/../x", "/_koekje", "/_koekje/banner.js", "/a b", "/a%2Fb", "/a?b"]
+)
 def test_asset_paths_that_would_hide_a_page_or_koekje_are_refused(path: str) -> None:
     with pytest.raises(ValueError, match=r"site\.asset_paths"):
         SiteSection(asset_paths=(path,))
