@@ -30,7 +30,7 @@ def _request_path(out: str) -> None:
 
 def _over_http(out: str) -> None:
     errors = re.findall(r"^(koekje|bare|SessionMiddleware|BaseHTTPMiddleware).*\s(\d+)$", out, re.M)
-    assert len(errors) == 9, out  # every scenario measured
+    assert len(errors) == 10, out  # every scenario measured
     assert all(n == "0" for _, n in errors), out
 
 
@@ -84,6 +84,7 @@ SMOKES = {
             rf"^  koekje, consented\s+{NUMBER} us",
             rf"^    \.\.\. sink writes nothing\s+{NUMBER} us",
             rf"^    \.\.\. nothing queued\s+{NUMBER} us",
+            rf"^  consented / no consent, median of the same-round ratios: x{NUMBER}$",
         ),
         _request_path,
     ),
@@ -91,6 +92,7 @@ SMOKES = {
         ("--smoke",),
         (
             rf"^koekje, consented, recorded\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+0$",
+            rf"^koekje, static asset in asset_paths\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+0$",
             r"^page views in koekje's store: \d+; consented pages wrk counted: \d+ \(ok\)$",
         ),
         _over_http,
