@@ -50,6 +50,17 @@ FAST_QUERY = 0.5  # seconds: twice as many
 
 
 @dataclass(frozen=True, slots=True)
+class GroupStatus:
+    """A kind of filter's published days: finished days published as they are now, and days waiting (not
+    yet, changed since, or published by reports of another definition); its views work those out live."""
+
+    filters: str
+    published: int
+    waiting: int
+    oldest_waiting: date | None
+
+
+@dataclass(frozen=True, slots=True)
 class Fingerprint:
     raw_rows: int
     stats_views: int
@@ -214,17 +225,37 @@ class Publisher:
 
     def _check(self) -> None:
         self._checked_at = self._monotonic()
-        found = self._fingerprints()
-        last = (self._clock() - self._grace).astimezone(self._zone).date() - timedelta(days=1)
-        todo = []
-        for group in self._groups():
-            done = self._published(group)
-            for (site, day), fingerprint in sorted(found.items(), key=lambda item: item[0][1], reverse=True):
-                if day <= last and done.get((site, day)) != fingerprint:
-                    todo.append((site, group, day, fingerprint))
-        self._todo = todo
+        self._todo = [item for _, _, waiting in self._waiting() for item in waiting]
         self._months_due = True
         self._sweep()
+
+    def _waiting(self) -> list[tuple[str, int, list[tuple[str, str, date, Fingerprint]]]]:
+        """Per kind of filter (the views without one first): the group, how many finished days are published
+        as they are now, and the (site, group, day, fingerprint) of those waiting, newest first."""
+        found = self._fingerprints()
+        last = (self._clock() - self._grace).astimezone(self._zone).date() - timedelta(days=1)
+        groups = []
+        for group in self._groups():
+            done = self._published(group)
+            waiting, current = [], 0
+            for (site, day), fingerprint in sorted(found.items(), key=lambda item: item[0][1], reverse=True):
+                if day > last:
+                    continue
+                if done.get((site, day)) != fingerprint:
+                    waiting.append((site, group, day, fingerprint))
+                else:
+                    current += 1
+            groups.append((group, current, waiting))
+        return groups
+
+    def status(self) -> list[GroupStatus]:
+        """What is published, per kind of filter the views asked for (read only: publishes nothing)."""
+        return [
+            GroupStatus(
+                group or "(none)", current, len(waiting), min((d for *_, d, _ in waiting), default=None)
+            )
+            for group, current, waiting in self._waiting()
+        ]
 
     def _fingerprints(self) -> dict[tuple[str, date], Fingerprint]:
         """Per site and day: the raw page views and the statistics' page views. Days without either are there

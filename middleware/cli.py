@@ -12,12 +12,14 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from koekje.analytics import Accounts, Role, Store, StoreError, migrate, retention, utcnow
 from koekje.analytics.accounts import MIN_PASSWORD_LENGTH
 from koekje.analytics.cookies_seen import undeclared_cookies
 from koekje.analytics.ledger import Break, Head, history, shown_texts, verify
 from koekje.analytics.loader import Loader
+from koekje.analytics.publish import Publisher
 from koekje.analytics.remote import Ownership
 from koekje.analytics.requests_log import KINDS, RequestLog
 from koekje.analytics.spool import Spool
@@ -140,6 +142,13 @@ def _parser() -> argparse.ArgumentParser:
     keep.add_parser(
         "apply", help="remove every row past its retention now (ClickHouse's TTL does it eventually)"
     ).set_defaults(run=_retention_apply)
+
+    publish = commands.add_parser(
+        "publish", help="the dashboard's cells of finished days, worked out once"
+    ).add_subparsers(title="publish commands", metavar="ACTION")
+    publish.add_parser(
+        "status", help="per kind of filter: finished days published, and days waiting (read only)"
+    ).set_defaults(run=_publish_status)
 
     cookies = commands.add_parser("cookies", help="the declared cookies, and cookies seen but not declared")
     cookies.set_defaults(run=_cookies)
@@ -651,6 +660,22 @@ def _retention_status(args: argparse.Namespace) -> int:
         oldest = f"{t.oldest:%Y-%m-%d %H:%M}" if t.oldest else "-"
         last = f"{t.last_applied:%Y-%m-%d %H:%M} ({t.last_removed} rows)" if t.last_applied else "by TTL only"
         print(f"{t.table:<16} {t.days:>6} days {t.rows:>10}  {oldest:<20} {t.past_due:>9}  {last}")
+    return 0
+
+
+def _publish_status(args: argparse.Namespace) -> int:
+    """Read only: the site's loader publishes, in the background; this says how far it is (after an upgrade
+    that changes a report, every day waits once, and views over waiting days are worked out live)."""
+    config = _config(args)
+    with _open_store(config) as store:
+        zone = ZoneInfo(config.site.timezone)
+        groups = Publisher(store, zone, config.dashboard.min_visitors, utcnow).status()
+    print(f"{'kind of filter':<24} {'published':>9} {'waiting':>8}  oldest waiting")
+    for group in groups:
+        oldest = f"{group.oldest_waiting:%Y-%m-%d}" if group.oldest_waiting else "-"
+        print(f"{group.filters:<24} {group.published:>9} {group.waiting:>8}  {oldest}")
+    if any(group.waiting for group in groups):
+        print("waiting days are worked out on each view until the site's loader has published them")
     return 0
 
 

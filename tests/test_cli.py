@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -183,6 +184,14 @@ def test_retention_status_and_apply(site_dir: Path) -> None:
     applied = koekje("retention", "apply", cwd=site_dir)
     assert "page_views: 0 rows past their retention removed" in applied.stdout
     assert "(0 rows)" in koekje("retention", "status", cwd=site_dir).stdout
+
+
+def test_publish_status(site_dir: Path) -> None:
+    assert koekje("migrate", cwd=site_dir).returncode == 0
+    status = koekje("publish", "status", cwd=site_dir)
+    assert status.returncode == 0, status.stderr
+    # A site without page views has nothing to publish (the numbers themselves: tests/analytics).
+    assert re.search(r"^\(none\) +0 +0  -$", status.stdout, re.M), status.stdout
 
 
 def test_spool_replay_leaves_a_running_site_to_load_its_own_spool(site_dir: Path) -> None:

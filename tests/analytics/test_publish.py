@@ -201,6 +201,22 @@ def test_late_page_views_publish_their_day_again(store: Store) -> None:
     assert topics(store, sel) == [("implants", 4, 4), ("prices", 3, 3)]
 
 
+def test_status_says_what_is_published_and_what_waits_without_publishing(store: Store) -> None:
+    clock = FakeClock(datetime(2026, 11, 20, tzinfo=UTC))
+    put(store, page_views([(0, ["implants"], "NL", "desktop", "", False)] * 4))
+    publisher = Publisher(store, ZONE, K, clock)
+    [before] = publisher.status()
+    # Every finished day as far back as a view and the period before it reach, quiet ones too.
+    assert (before.filters, before.published, before.waiting) == ("(none)", 0, 2 * r.MAX_RANGE_DAYS)
+    assert publisher.status() == [before]  # read only: nothing was published by asking
+    publish_all(store, clock)
+    [after] = publisher.status()
+    assert (after.published, after.waiting, after.oldest_waiting) == (before.waiting, 0, None)
+    put(store, page_views([(0, ["prices"], "NL", "desktop", "", False)] * 3))  # a late day waits again
+    [late] = publisher.status()
+    assert (late.published, late.waiting, late.oldest_waiting) == (before.waiting - 1, 1, DAY)
+
+
 def test_a_day_is_published_once_it_is_over_and_another_threshold_is_another_code(store: Store) -> None:
     put(store, page_views([(0, ["implants"], "NL", "desktop", "", False)] * 4))
     # 23:05 in Amsterdam on DAY: the day is not over.
