@@ -93,6 +93,8 @@ def serve(
     if server == "gunicorn":
         command = [sys.executable, "-m", "gunicorn", f"{app}()", "-k", "uvicorn_worker.UvicornWorker"]
         command += ["--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--log-level", "info"]
+        # (Its control socket in the test's directory, not the user's home: runs side by side stay apart.)
+        command += ["--control-socket", str(directory / "gunicorn.ctl")]
         listening = "Listening at: "
     else:
         command = [sys.executable, "-m", "uvicorn", app, "--factory", "--workers", str(workers)]

@@ -1,5 +1,6 @@
 """site.asset_paths: files the site says are never pages and set no cookies go past koekje untouched."""
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,8 +64,31 @@ def test_a_path_that_only_starts_under_an_asset_path_is_handled(
     make_client: MakeClient, make_config: Callable[..., Config], tmp_path: Path, path: str
 ) -> None:
     # An app that resolves dot segments or empty ones itself would serve another page: koekje handles it.
-    # (Sent as a server passes it on, unnormalised: an HTTP client would resolve the dots first.)
     client = make_client(_with_assets(make_config, "/static"), app=_site(tmp_path))
+    assert _handled(client, path)
+
+
+def test_only_what_stays_under_an_asset_path_goes_by(
+    make_client: MakeClient, make_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    # Every path of up to four segments from names, dots and nothing, as a server may pass it on (all of
+    # them, 1,554: cheaper here than drawing some). Bypassed only when it is under /static and every segment
+    # is a plain name (the last may be empty: the folder itself): nothing to resolve out of the asset path.
+    client = make_client(_with_assets(make_config, "/static"), app=_site(tmp_path))
+    names = ["static", "a.css", ".", "..", "", ".well-known"]
+    for length in range(1, 5):
+        for segments in itertools.product(names, repeat=length):
+            path = "/" + "/".join(segments)
+            *inner, last = segments
+            plain = all(s and not s.startswith(".") for s in inner) and not last.startswith(".")
+            stays = length >= 2 and segments[0] == "static" and plain
+            assert _handled(client, path) is not stays, path
+
+
+def _handled(client: TestClient, path: str) -> bool:
+    """Whether koekje handled a request for ``path`` (sent as a server passes it on, unnormalised: an HTTP
+    client would resolve the dots first): it removes the retired visitor cookie on every response it sees,
+    and on none of an asset path's."""
     scope = {
         "type": "http",
         "method": "GET",
@@ -86,9 +110,8 @@ def test_a_path_that_only_starts_under_an_asset_path_is_handled(
         sent.append(message)
 
     anyio.run(client.app, scope, receive, send)
-    # Handled by koekje: the retired visitor cookie goes, as on any response it sees (none of an asset's).
     headers = sent[0]["headers"]
-    assert any(name == b"set-cookie" and value.startswith(b"koekje_vid=") for name, value in headers)
+    return any(name == b"set-cookie" and value.startswith(b"koekje_vid=") for name, value in headers)
 
 
 def test_a_banner_goes_into_every_page_without_asset_paths(
