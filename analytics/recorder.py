@@ -32,26 +32,20 @@ class Recorder(BatchThread[E]):
         self._settings = settings = settings or RecorderSettings()
         super().__init__("koekje-recorder", interval=settings.flush_interval, batch_size=settings.batch_size)
         self._sink = sink
-        self._queue_size = settings.queue_size
         self.written = 0
         self.dropped: Counter[str] = Counter()
 
     def submit(self, event: E) -> bool:
         """Queue an event (the request path); False, and counted, when the queue is full or the recorder is
         stopped."""
-        # (``running`` and ``_enqueue`` written out: this is called for every recorded page.)
-        if self._thread is None or self._stopping:
+        if not self.running:
             self.dropped[Drop.RECORDER_STOPPED] += 1
             return False
-        queue = self._queue
-        depth = len(queue)
-        if depth >= self._queue_size:
+        depth = len(self._queue)
+        if depth >= self._settings.queue_size:
             self.dropped[Drop.QUEUE_FULL] += 1
             return False
-        queue.append(event)
-        self._submitted += 1
-        if depth + 1 >= self._batch_size and not self._wake.is_set():
-            self._wake.set()
+        self._enqueue(event, wake=depth + 1 >= self._settings.batch_size)
         return True
 
     def _handle(self, batch: list[E]) -> None:

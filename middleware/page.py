@@ -310,7 +310,7 @@ class PageResponse:
             if hit is not None:
                 # The path as the browser asked for it (what the app's links and request.url.path say).
                 path = self._root_path + self._path
-                self._pages.engine.profiles.feed(visitor.consent, path, capture.topics(hit, self._scope))
+                self._pages.engine.profiles.feed(consent, path, capture.topics(hit, self._scope))
 
     def _insert(self, data: bytes, body: int | None) -> tuple[bytes, int, bool]:
         """The page with Consent Mode's default before its first script, the banner tags at the end of its
