@@ -24,6 +24,10 @@ from pathlib import Path
 
 SUFFIX = ".jsonl"
 _TMP = ".tmp"
+# A temporary file this old is a crashed writer's leftover. Younger ones may be a live process's batch being
+# written right now (several workers share the directory, and a new one starts whenever one is replaced):
+# removing those lost that writer's batch (found under gunicorn). A write takes seconds at most.
+LEFTOVER_SECONDS = 3600
 
 
 class SpoolFull(Exception):
@@ -63,8 +67,8 @@ class Spool:
         self._counted_at = 0.0
 
     def open(self) -> None:
-        """Create the directory (0700: spooled rows are visitor data) and remove half-written leftovers.
-        A directory that is a symbolic link, or belongs to another user, is refused."""
+        """Create the directory (0700: spooled rows are visitor data) and remove crashed writers' half-written
+        leftovers. A directory that is a symbolic link, or belongs to another user, is refused."""
         check_path(self.root)
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = os.lstat(self.root)
@@ -74,8 +78,11 @@ class Spool:
                 "point analytics.spool_dir at a directory of the site's own"
             )
         os.chmod(self.root, 0o700)
+        stale = time.time() - LEFTOVER_SECONDS
         for leftover in self.root.glob(f"*/*{_TMP}"):
-            leftover.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # renamed or removed by its writer meanwhile
+                if leftover.stat().st_mtime < stale:
+                    leftover.unlink()
 
     # -- writing ------------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -60,23 +61,22 @@ def _survives_its_owner(workers: Site) -> None:
         granted = client.post("/_koekje/consent", json={"categories": ["analytics"]})
         assert granted.status_code == 200
         _views(client, 0, 150)
-        store = workers.remote_store()
-        _eventually(lambda: _count(store) == (150, 150))
+        with closing(workers.remote_store()) as store:
+            _eventually(lambda: _count(store) == (150, 150))
 
-        owner = workers.owner()
-        assert owner in workers.workers
-        os.kill(owner, signal.SIGKILL)
+            owner = workers.owner()
+            assert owner in workers.workers
+            os.kill(owner, signal.SIGKILL)
 
-        _views(client, 150, 150)
-        _eventually(lambda: _count(store) == (300, 300))
-        assert workers.owner() != owner  # another worker took the store over
+            _views(client, 150, 150)
+            _eventually(lambda: _count(store) == (300, 300))
+            assert workers.owner() != owner  # another worker took the store over
 
-        # Whichever worker answers, the visitor's consent and the dashboard work.
-        for _ in range(6):
-            body = client.get("/_koekje/config.json", headers={"connection": "close"}).json()
-            assert body["consent"]["categories"] == ["necessary", "analytics"]
-        assert store.query(f"SELECT count() FROM {store.table('consent_ledger')}") == [(1,)]
-        store.close()
+            # Whichever worker answers, the visitor's consent and the dashboard work.
+            for _ in range(6):
+                body = client.get("/_koekje/config.json", headers={"connection": "close"}).json()
+                assert body["consent"]["categories"] == ["necessary", "analytics"]
+            assert store.query(f"SELECT count() FROM {store.table('consent_ledger')}") == [(1,)]
 
 
 def test_an_erasure_reaches_every_worker_and_the_spool(workers: Site) -> None:
@@ -109,28 +109,28 @@ def test_an_erasure_reaches_every_worker_and_the_spool(workers: Site) -> None:
             _views(late, 100, 30)
         _views(other, 1000, 30)  # someone else's pages, after: once they are in, everything before is too
 
-        store = workers.remote_store()
+        with closing(workers.remote_store()) as store:
 
-        def held() -> tuple[int, int, int]:
-            try:
-                [(mine, theirs)] = store.query(
-                    f"SELECT countIf(visitor_id = {{v:UUID}}), countIf(visitor_id != {{v:UUID}}) "
-                    f"FROM {store.table('page_views')}",
-                    {"v": visitor_id},
-                )
-                [(ledger,)] = store.query(
-                    f"SELECT count() FROM {store.table('consent_ledger')} WHERE visitor_id = {{v:UUID}}",
-                    {"v": visitor_id},
-                )
-            except Exception:
-                return (-1, -1, -1)
-            return int(mine), int(theirs), int(ledger)
+            def held() -> tuple[int, int, int]:
+                try:
+                    [(mine, theirs)] = store.query(
+                        f"SELECT countIf(visitor_id = {{v:UUID}}), countIf(visitor_id != {{v:UUID}}) "
+                        f"FROM {store.table('page_views')}",
+                        {"v": visitor_id},
+                    )
+                    [(ledger,)] = store.query(
+                        f"SELECT count() FROM {store.table('consent_ledger')} WHERE visitor_id = {{v:UUID}}",
+                        {"v": visitor_id},
+                    )
+                except Exception:
+                    return (-1, -1, -1)
+                return int(mine), int(theirs), int(ledger)
 
-        # The loader removes a batch's file once it is in, and erases late events after the pass: wait for
-        # the end of that, not just for the files to be gone (found flaky on a busy machine).
-        _eventually(
-            lambda: (
-                held() == (0, 30, 0) and not any((workers.directory / "spool" / "page_views").glob("*.jsonl"))
+            # The loader removes a batch's file once it is in, and erases late events after the pass: wait
+            # for the end of that, not just for the files to be gone (found flaky on a busy machine).
+            _eventually(
+                lambda: (
+                    held() == (0, 30, 0)
+                    and not any((workers.directory / "spool" / "page_views").glob("*.jsonl"))
+                )
             )
-        )
-        store.close()

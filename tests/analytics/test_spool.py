@@ -18,7 +18,7 @@ from support import FakeClock
 from koekje.analytics import Store
 from koekje.analytics.loader import Loader
 from koekje.analytics.remote import Ownership
-from koekje.analytics.spool import Spool, SpoolFull
+from koekje.analytics.spool import LEFTOVER_SECONDS, Spool, SpoolFull
 
 
 @pytest.fixture
@@ -59,11 +59,18 @@ def test_a_full_spool_refuses_and_a_removed_batch_frees_room(tmp_path: Path) -> 
     spool.write("page_views", views(1), rows=1)
 
 
-def test_half_written_batches_are_cleaned_up(spool: Spool) -> None:
+def test_a_crashed_writers_half_written_batch_is_cleaned_up_and_a_live_ones_is_not(spool: Spool) -> None:
+    """Another process starting on the same spool (a replaced worker) must not pull a batch from under a
+    writer that is between writing and renaming it; a leftover an hour old is nobody's."""
     (spool.root / "page_views").mkdir()
-    (spool.root / "page_views" / "1-x-0.jsonl.tmp").write_bytes(b"{")
-    spool.open()
-    assert list((spool.root / "page_views").iterdir()) == []
+    crashed = spool.root / "page_views" / "1-x-0-1.jsonl.tmp"
+    crashed.write_bytes(b"{")
+    an_hour_ago = time.time() - LEFTOVER_SECONDS - 1
+    os.utime(crashed, (an_hour_ago, an_hour_ago))
+    being_written = spool.root / "page_views" / "2-y-0-1.jsonl.tmp"
+    being_written.write_bytes(b"{")
+    Spool(spool.root).open()  # e.g. a worker gunicorn started in place of a killed one
+    assert list((spool.root / "page_views").iterdir()) == [being_written]
 
 
 def test_batches_wait_for_an_outage_and_load_in_order(store: Store, spool: Spool, clock: FakeClock) -> None:
