@@ -15,6 +15,12 @@ from .store import Store
 
 log = logging.getLogger("koekje.analytics")
 WANT_DAYS = 90  # (koekje.analytics.publish: a kind of filter is published this long after a view asked)
+# The embedded engine runs inside the site's process. When a table has this many outdated parts to remove at
+# once (the loader's small inserts, merged), ClickHouse removes them in parallel on threads it then keeps:
+# ~115 more threads in the web process, each with its allocator's cache, which was most of the memory the
+# site grew by (benchmarks/RESULTS.md, "Memory"). Removing them one by one, on the background thread, is
+# plenty for a site's tables. A server's tables are left to the server's configuration.
+EMBEDDED_ENGINE_SETTINGS = {"concurrent_part_removal_threshold": 1_000_000}
 
 # Tables without a TTL, and why. Every other table must expire its rows (a test enforces this).
 NO_TTL_TABLES = {
@@ -391,6 +397,7 @@ def migrate(store: Store, clock: Clock = utcnow) -> list[int]:
         applied.append(migration.version)
     sync_retention(store)
     aggregates.sync_timezone(store)
+    sync_engine_settings(store)
     return applied
 
 
@@ -417,6 +424,24 @@ def retention(store: Store) -> dict[str, tuple[str, int]]:
         # The data-subject requests answered (and who asked, by reference): the site's proof of answering.
         "subject_requests": ("ts", store.settings.request_log_retention_days),
     }
+
+
+def sync_engine_settings(store: Store) -> list[str]:
+    """On the embedded store, give every MergeTree table of koekje's the settings in
+    ``EMBEDDED_ENGINE_SETTINGS`` (a change of metadata only); the tables changed."""
+    if not store.settings.embedded:
+        return []
+    wanted = ", ".join(f"{name} = {value}" for name, value in EMBEDDED_ENGINE_SETTINGS.items())
+    changed = []
+    for table, engine in store.query(
+        "SELECT name, engine_full FROM system.tables "
+        "WHERE database = {db:String} AND engine LIKE '%MergeTree'",
+        {"db": store.settings.database},
+    ):
+        if wanted not in engine:
+            store.command(f"ALTER TABLE {store.table(table)} MODIFY SETTING {wanted}")
+            changed.append(table)
+    return changed
 
 
 def sync_retention(store: Store) -> list[str]:

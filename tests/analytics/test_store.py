@@ -13,7 +13,7 @@ from clickhouse_connect.driver.client import Client
 from support import CLUSTER_ENV, SERVER_ENV, cluster_name, server_dsn
 
 from koekje.analytics import PageView, PageViewSink, Store, StoreSettings, StoreUnavailable, migrate
-from koekje.analytics.migrations import MIGRATIONS, NO_TTL_TABLES
+from koekje.analytics.migrations import MIGRATIONS, NO_TTL_TABLES, sync_engine_settings
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -121,6 +121,25 @@ def test_migrations_are_recorded_and_idempotent(any_store: Store) -> None:
     assert migrate(any_store) == []
     versions = any_store.query(f"SELECT version FROM {any_store.table('schema_migrations')} ORDER BY version")
     assert [v for (v,) in versions] == [m.version for m in MIGRATIONS]
+
+
+def test_the_embedded_engine_removes_old_parts_without_a_burst_of_threads(any_store: Store) -> None:
+    """On the embedded store every MergeTree table removes its outdated parts one by one (in parallel,
+    ClickHouse kept ~115 more threads in the site's process); a server's tables keep the server's setting.
+    Set again by each migrate, so tables made later and stores made before get it."""
+    engines = any_store.query(
+        "SELECT name, engine_full FROM system.tables "
+        "WHERE database = {db:String} AND engine LIKE '%MergeTree'",
+        {"db": any_store.settings.database},
+    )
+    assert len(engines) >= 15
+    sequential = {name for name, engine in engines if "concurrent_part_removal_threshold = 1000000" in engine}
+    assert sequential == ({name for name, _ in engines} if any_store.settings.embedded else set())
+    assert sync_engine_settings(any_store) == []  # nothing left to change
+    if any_store.settings.embedded:
+        table = any_store.table("page_views")
+        any_store.command(f"ALTER TABLE {table} MODIFY SETTING concurrent_part_removal_threshold = 100")
+        assert sync_engine_settings(any_store) == ["page_views"]
 
 
 def test_invariant_3_every_table_with_visitor_data_expires(any_store: Store) -> None:
