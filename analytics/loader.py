@@ -29,7 +29,7 @@ from .clock import Clock
 from .ledger import Chain, ConsentRecord, insert_rows
 from .publish import Publisher
 from .remote import Ownership
-from .spool import Batch, Spool
+from .spool import LEFTOVER_SECONDS, Batch, Spool
 from .store import Store
 from .subjects import ERASABLE, Subjects
 
@@ -83,6 +83,7 @@ class Loader:
         self.rejected: Counter[str] = Counter()  # batches moved aside, per table
         self.latency = Histogram(LOAD_BUCKETS)  # seconds per insert
         self.passes = 0  # rounds of the thread, failed ones included
+        self._swept: float | None = None  # when crashed writers' leftovers were last removed (monotonic)
 
     def start(self) -> None:
         if self._thread is None:
@@ -131,6 +132,10 @@ class Loader:
         if self._ownership is not None and not self._ownership.try_acquire():
             return False
         with self._pass_lock:
+            if self._swept is None or time.monotonic() - self._swept > LEFTOVER_SECONDS:
+                self._swept = time.monotonic()
+                with contextlib.suppress(OSError):  # (the next hour's sweep tries again)
+                    self._spool.sweep()  # a worker killed mid-write left its batch half-written
             done = self._load_table(LEDGER)
             salted = self._salt(self._salts.draw)
             before = sum(self.loaded[table] for table in ERASABLE)

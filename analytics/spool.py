@@ -78,11 +78,19 @@ class Spool:
                 "point analytics.spool_dir at a directory of the site's own"
             )
         os.chmod(self.root, 0o700)
+        self.sweep()
+
+    def sweep(self) -> int:
+        """Remove crashed writers' half-written batches (visitor data too: they must not outlive their
+        retention in a process that runs for months); how many were removed."""
         stale = time.time() - LEFTOVER_SECONDS
+        removed = 0
         for leftover in self.root.glob(f"*/*{_TMP}"):
             with contextlib.suppress(FileNotFoundError):  # renamed or removed by its writer meanwhile
                 if leftover.stat().st_mtime < stale:
                     leftover.unlink()
+                    removed += 1
+        return removed
 
     # -- writing ------------------------------------------------------------------------------------------
 

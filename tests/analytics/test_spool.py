@@ -73,6 +73,21 @@ def test_a_crashed_writers_half_written_batch_is_cleaned_up_and_a_live_ones_is_n
     assert list((spool.root / "page_views").iterdir()) == [being_written]
 
 
+def test_the_loader_sweeps_leftovers_of_workers_that_died_while_the_site_runs(
+    store: Store, spool: Spool, clock: FakeClock
+) -> None:
+    """A half-written batch holds visitor data: in a site that runs for months without a restart it is
+    removed by the loader (hourly), not only by the next start."""
+    loader = Loader(store, spool, "s", clock)
+    (spool.root / "page_views").mkdir()
+    leftover = spool.root / "page_views" / "1-x-0-1.jsonl.tmp"
+    leftover.write_bytes(b"{")
+    an_hour_ago = time.time() - LEFTOVER_SECONDS - 1
+    os.utime(leftover, (an_hour_ago, an_hour_ago))
+    assert loader.load_pending()
+    assert not leftover.exists()
+
+
 def test_batches_wait_for_an_outage_and_load_in_order(store: Store, spool: Spool, clock: FakeClock) -> None:
     loader = Loader(store, spool, "s", clock)
     store.close()
