@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
@@ -46,6 +47,9 @@ PUBLISH_BUDGET = 0.5
 # One insert takes at most this many batches, or rows: large parts, bounded memory.
 MAX_GROUP_BATCHES = 64
 MAX_GROUP_ROWS = 200_000
+# Crashed writers' half-written batches (visitor data) are looked for this often, so none outlives its hour
+# by much in a site that runs for months without a restart.
+SWEEP_EVERY = timedelta(seconds=LEFTOVER_SECONDS / 4)
 
 
 class Loader:
@@ -83,7 +87,7 @@ class Loader:
         self.rejected: Counter[str] = Counter()  # batches moved aside, per table
         self.latency = Histogram(LOAD_BUCKETS)  # seconds per insert
         self.passes = 0  # rounds of the thread, failed ones included
-        self._swept: float | None = None  # when crashed writers' leftovers were last removed (monotonic)
+        self._swept: datetime | None = None  # when crashed writers' leftovers were last looked for
 
     def start(self) -> None:
         if self._thread is None:
@@ -132,8 +136,9 @@ class Loader:
         if self._ownership is not None and not self._ownership.try_acquire():
             return False
         with self._pass_lock:
-            if self._swept is None or time.monotonic() - self._swept > LEFTOVER_SECONDS:
-                self._swept = time.monotonic()
+            now = self._clock()
+            if self._swept is None or now - self._swept > SWEEP_EVERY:
+                self._swept = now
                 with contextlib.suppress(OSError):  # (the next hour's sweep tries again)
                     self._spool.sweep()  # a worker killed mid-write left its batch half-written
             done = self._load_table(LEDGER)

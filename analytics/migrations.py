@@ -6,6 +6,7 @@ Retention is part of the schema: every table holding visitor data carries a TTL 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -431,15 +432,19 @@ def sync_engine_settings(store: Store) -> list[str]:
     ``EMBEDDED_ENGINE_SETTINGS`` (a change of metadata only); the tables changed."""
     if not store.settings.embedded:
         return []
-    wanted = ", ".join(f"{name} = {value}" for name, value in EMBEDDED_ENGINE_SETTINGS.items())
     changed = []
     for table, engine in store.query(
         "SELECT name, engine_full FROM system.tables "
         "WHERE database = {db:String} AND engine LIKE '%MergeTree'",
         {"db": store.settings.database},
     ):
-        if wanted not in engine:
-            store.command(f"ALTER TABLE {store.table(table)} MODIFY SETTING {wanted}")
+        missing = [
+            f"{name} = {value}"
+            for name, value in EMBEDDED_ENGINE_SETTINGS.items()
+            if not re.search(rf"\b{name} = {value}(,|$)", engine)
+        ]
+        if missing:
+            store.command(f"ALTER TABLE {store.table(table)} MODIFY SETTING {', '.join(missing)}")
             changed.append(table)
     return changed
 

@@ -16,7 +16,7 @@ import pytest
 from support import FakeClock
 
 from koekje.analytics import Store
-from koekje.analytics.loader import Loader
+from koekje.analytics.loader import SWEEP_EVERY, Loader
 from koekje.analytics.remote import Ownership
 from koekje.analytics.spool import LEFTOVER_SECONDS, Spool, SpoolFull
 
@@ -79,11 +79,16 @@ def test_the_loader_sweeps_leftovers_of_workers_that_died_while_the_site_runs(
     """A half-written batch holds visitor data: in a site that runs for months without a restart it is
     removed by the loader (hourly), not only by the next start."""
     loader = Loader(store, spool, "s", clock)
+    assert loader.load_pending()  # the first pass looks at once
     (spool.root / "page_views").mkdir()
     leftover = spool.root / "page_views" / "1-x-0-1.jsonl.tmp"
     leftover.write_bytes(b"{")
     an_hour_ago = time.time() - LEFTOVER_SECONDS - 1
     os.utime(leftover, (an_hour_ago, an_hour_ago))
+    clock.advance(seconds=SWEEP_EVERY.total_seconds() / 2)
+    assert loader.load_pending()
+    assert leftover.exists()  # not looked for again yet
+    clock.advance(seconds=SWEEP_EVERY.total_seconds() / 2 + 1)
     assert loader.load_pending()
     assert not leftover.exists()
 
@@ -166,7 +171,7 @@ REPLAY = """
 import sys
 from pathlib import Path
 from koekje.analytics import Store, StoreSettings, migrate, utcnow
-from koekje.analytics.loader import Loader
+from koekje.analytics.loader import SWEEP_EVERY, Loader
 from koekje.analytics.remote import Ownership
 from koekje.analytics.spool import Spool
 

@@ -138,8 +138,15 @@ def test_the_embedded_engine_removes_old_parts_without_a_burst_of_threads(any_st
     assert sync_engine_settings(any_store) == []  # nothing left to change
     if any_store.settings.embedded:
         table = any_store.table("page_views")
-        any_store.command(f"ALTER TABLE {table} MODIFY SETTING concurrent_part_removal_threshold = 100")
-        assert sync_engine_settings(any_store) == ["page_views"]
+        for other in (100, 10000000):  # (another value, also one the wanted one is the start of)
+            setting = f"concurrent_part_removal_threshold = {other}"
+            any_store.command(f"ALTER TABLE {table} MODIFY SETTING {setting}")
+            assert sync_engine_settings(any_store) == ["page_views"]
+
+
+def test_a_servers_tables_keep_the_servers_part_removal() -> None:
+    # Asked of a server, nothing is changed, nor even asked (no server is reachable at this address).
+    assert sync_engine_settings(Store(StoreSettings("https://server.example:8443", "koekje"))) == []
 
 
 def test_invariant_3_every_table_with_visitor_data_expires(any_store: Store) -> None:
