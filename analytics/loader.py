@@ -170,8 +170,11 @@ class Loader:
         return True
 
     def _load_table(self, table: str) -> bool:
-        if table != LEDGER:
-            self._finish_interrupted_groups(table)
+        if table != LEDGER and not self._finish_interrupted_groups(table):
+            # Not now (the store is away): nothing else of this table either. A new group starting with the
+            # same batch would replace the manifest, and go in under another token than the rows that are
+            # in already: twice (found by a chaos test).
+            return False
         pending = self._spool.pending(table)
         while pending:
             group = [pending[0]] if table == LEDGER else _group(pending)
@@ -234,9 +237,10 @@ class Loader:
         manifest.unlink(missing_ok=True)
         return sum(batch.rows for batch in group)
 
-    def _finish_interrupted_groups(self, table: str) -> None:
+    def _finish_interrupted_groups(self, table: str) -> bool:
         """A group whose loading a crash interrupted: if a batch of it was removed, the insert had succeeded
-        (removal comes after it) and the rest only needs removing; else it is loaded again, as before."""
+        (removal comes after it) and the rest only needs removing; else it is loaded again, as before, with
+        the same token. False when one could not be finished now (it is tried again, as it is, next pass)."""
         for manifest in sorted((self._spool.root / table).glob(f"{_GROUP}*")):
             names = manifest.read_text().split()
             group = [Batch(name, table, manifest.parent / name) for name in names]
@@ -244,11 +248,16 @@ class Loader:
                 try:
                     self._loaded(table, self._finish_group(table, manifest, group))
                 except Exception as exc:
-                    log.debug("koekje could not finish loading %s yet: %s", manifest.name, exc)
-                return
+                    if not _malformed(exc):
+                        log.debug("koekje could not finish loading %s yet: %s", manifest.name, exc)
+                        return False
+                    # Refused as a whole, so none of it went in: its batches go on their own, as any do.
+                    manifest.unlink(missing_ok=True)
+                continue
             for batch in group:
                 self._spool.remove(batch)
             manifest.unlink(missing_ok=True)
+        return True
 
     def _load_ledger(self, batch: Batch) -> int:
         rows = self._insert_ledger(batch)

@@ -382,7 +382,8 @@ class AnalyticsSection(_Section, frozen=True):
     queue_size: int = 100_000
     # A batch goes to the spool when it has this many rows ...
     batch_size: int = 10_000
-    # ... or after this many seconds: a worker killed with SIGKILL loses at most this interval.
+    # ... or after this many seconds: a worker killed with SIGKILL loses at most this interval (and a batch
+    # it was writing to the spool at that moment).
     flush_interval_seconds: float = 0.25
     # Where batches wait for the store (relative to the config file): on disk, so an outage or a crash loses
     # nothing; bounded, so a long outage cannot fill the disk.

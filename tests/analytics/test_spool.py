@@ -118,6 +118,26 @@ def test_a_batch_loaded_before_a_crash_kept_it_is_not_loaded_twice(
     assert count(store) == (10, 10)
 
 
+def test_an_interrupted_group_the_store_cannot_take_yet_waits_as_it_is(
+    store: Store, spool: Spool, clock: FakeClock
+) -> None:
+    """Found by a chaos test: an owner killed after its insert, before removing the batches; the next
+    owner's first pass found the store away, went on to group the same first batch with a newer one (its
+    manifest replaced), and the next pass put the first rows in again under the new group's token."""
+    first, second = (spool.write("page_views", views(3, i * 3), rows=3) for i in range(2))
+    (spool.root / "page_views" / f".group-{first.id}").write_text(f"{first.name}\n{second.name}")
+    store.insert_files("page_views", [first.path, second.path], token=f"group-{first.id}-{second.id}")
+    spool.write("page_views", views(3, 6), rows=3)  # while the owner was replaced
+    loader = Loader(store, spool, "s", clock)
+    store.close()  # the store away for a moment
+    assert not loader.load_pending()
+    manifest = spool.root / "page_views" / f".group-{first.id}"
+    assert manifest.read_text().split() == [first.name, second.name]  # as the crashed owner left it
+    store.open()
+    assert loader.load_pending()
+    assert count(store) == (9, 9)
+
+
 def test_a_group_interrupted_by_a_crash_is_loaded_again_as_the_same_group(
     store: Store, spool: Spool, clock: FakeClock
 ) -> None:
@@ -154,6 +174,22 @@ def test_a_malformed_batch_in_a_group_is_found_and_moved_aside(
     assert loader.load_pending()
     assert count(store) == (6, 6) and loader.rejected["page_views"] == 1
     assert list((spool.root / "page_views").glob(".group-*")) == []  # no manifest of the failed group left
+
+
+def test_an_interrupted_group_with_a_malformed_batch_does_not_stop_its_table(
+    store: Store, spool: Spool, clock: FakeClock
+) -> None:
+    # The store refuses such a group whole (none of it went in): its batches go on their own.
+    batches = [
+        spool.write("page_views", views(3), rows=3),
+        spool.write("page_views", b'{"ts": "not a time", "path": 1}', rows=1),
+        spool.write("page_views", views(3, 3), rows=3),
+    ]
+    (spool.root / "page_views" / f".group-{batches[0].id}").write_text("\n".join(b.name for b in batches))
+    loader = Loader(store, spool, "s", clock)
+    assert loader.load_pending()
+    assert count(store) == (6, 6) and loader.rejected["page_views"] == 1
+    assert list((spool.root / "page_views").glob(".group-*")) == []
 
 
 def test_a_malformed_batch_is_moved_aside_and_the_rest_loads(
