@@ -139,7 +139,7 @@ class Loader:
             now = self._clock()
             if self._swept is None or now - self._swept > SWEEP_EVERY:
                 self._swept = now
-                with contextlib.suppress(OSError):  # (the next hour's sweep tries again)
+                with contextlib.suppress(OSError):  # (the next sweep tries again)
                     self._spool.sweep()  # a worker killed mid-write left its batch half-written
             done = self._load_table(LEDGER)
             salted = self._salt(self._salts.draw)
