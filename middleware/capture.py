@@ -134,6 +134,7 @@ class Capture:
         self._recorder = recorder
         self._topics = topics
         self._clock = clock
+        self._erased = erased
         # Consent first: most visitors without it are answered by that one check, before the request's
         # headers are even read. Then what the page is (personalization asks only that), then who saw it.
         page_steps: list[Step] = [prefetch]
@@ -148,6 +149,13 @@ class Capture:
 
     def not_a_page(self) -> None:
         self.dropped[Drop.NOT_A_PAGE] += 1
+
+    def erased(self, visitor_id: UUID) -> bool:
+        """Whether this visitor asked to be forgotten (for events other than page views: the same refusal)."""
+        if self._erased is None:
+            return False
+        ids = self._erased()
+        return bool(ids) and visitor_id in ids
 
     def admit(self, scope: Scope, path: str, visitor: Visitor, incoming: Incoming) -> Hit | None:
         """A served HTML page (GET, 200) to be recorded once it has gone out; None when a step objects

@@ -157,6 +157,9 @@ class CollectEndpoint:
         if visitor_id is None:  # statistics allowed by a cookie from before visitor ids travelled in it
             self.dropped[Drop.NO_VISITOR_ID] += 1
             return
+        if self._capture.erased(visitor_id):  # an old cookie, in another tab, of a visitor now forgotten
+            self.dropped[Drop.ERASED] += 1
+            return
         now = self._clock()
         visit = self._visits.current(cookies, now)
         self._engagement.submit(
