@@ -15,6 +15,7 @@ import bisect
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from collections import Counter
@@ -30,7 +31,7 @@ from .clock import Clock
 from .ledger import Chain, ConsentRecord, insert_rows
 from .publish import Publisher
 from .remote import Ownership
-from .spool import LEFTOVER_SECONDS, Batch, Spool
+from .spool import BATCH_NAME, LEFTOVER_SECONDS, TEMP_SUFFIX, Batch, Spool
 from .store import Store
 from .subjects import ERASABLE, Subjects
 
@@ -175,6 +176,8 @@ class Loader:
             # same batch would replace the manifest, and go in under another token than the rows that are
             # in already: twice (found by a chaos test).
             return False
+        for stray in self._spool.strays(table):
+            self._set_aside(table, stray, "it is not a batch of koekje's")
         pending = self._spool.pending(table)
         while pending:
             group = [pending[0]] if table == LEDGER else _group(pending)
@@ -242,7 +245,13 @@ class Loader:
         (removal comes after it) and the rest only needs removing; else it is loaded again, as before, with
         the same token. False when one could not be finished now (it is tried again, as it is, next pass)."""
         for manifest in sorted((self._spool.root / table).glob(f"{_GROUP}*")):
-            names = manifest.read_text().split()
+            if manifest.name.endswith(TEMP_SUFFIX):
+                continue  # being written (or a crash's leftover, swept in time): never a group
+            names = manifest.read_text(errors="replace").split()
+            if not names or not all(BATCH_NAME.fullmatch(name) for name in names):
+                # Not a manifest koekje wrote whole (older versions wrote them in place): no group.
+                self._set_aside(table, manifest, "it is not a whole group manifest")
+                continue
             group = [Batch(name, table, manifest.parent / name) for name in names]
             if all(batch.path.exists() for batch in group):
                 try:
@@ -283,11 +292,23 @@ class Loader:
         return len(rows)
 
     def _reject(self, batch: Batch, exc: Exception) -> None:
-        log.error("koekje moved a malformed batch aside (%s): %s", batch.name, exc)
+        # (Not the store's whole message: it quotes the rows, and they are visitor data.)
+        self._set_aside(batch.table, batch.path, f"the store refused it: {_reason(exc)}")
+
+    def _set_aside(self, table: str, path: Path, why: str) -> None:
+        log.error("koekje moved %s aside to the spool's rejected/: %s", path.name, why)
         rejected = self._spool.root / "rejected"
         rejected.mkdir(mode=0o700, exist_ok=True)
-        batch.path.rename(rejected / f"{batch.table}-{batch.name}")
-        self.rejected[batch.table] += 1
+        with contextlib.suppress(FileNotFoundError):  # gone meanwhile
+            path.rename(rejected / f"{table}-{path.name}")
+        self.rejected[table] += 1
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, without the data: ClickHouse's error name (``CANNOT_PARSE_INPUT...``), or the kind
+    of exception."""
+    found = re.findall(r"\(([A-Z][A-Z0-9_]+)\)", str(exc))
+    return found[-1] if found else type(exc).__name__
 
 
 def _malformed(exc: Exception) -> bool:
@@ -295,7 +316,14 @@ def _malformed(exc: Exception) -> bool:
     if isinstance(exc, msgspec.DecodeError | msgspec.ValidationError | UnicodeDecodeError):
         return True
     text = str(exc)
-    return "CANNOT_PARSE" in text or "INCORRECT_DATA" in text or "TYPE_MISMATCH" in text
+    # (Bytes that are not UTF-8 in a batch: the embedded engine's own message cannot be decoded, and comes
+    # as the codec's complaint.)
+    return (
+        "CANNOT_PARSE" in text
+        or "INCORRECT_DATA" in text
+        or "TYPE_MISMATCH" in text
+        or "codec can't decode" in text
+    )
 
 
 def _group(pending: list[Batch]) -> list[Batch]:
@@ -310,10 +338,17 @@ def _group(pending: list[Batch]) -> list[Batch]:
 
 
 def _write_durably(path: Path, text: str) -> None:
-    with open(path, "w") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
+    """Whole or not at all: a full disk or a crash mid-write must not leave an empty manifest."""
+    temporary = path.with_name(path.name + TEMP_SUFFIX)
+    try:
+        with open(temporary, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.rename(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
     descriptor = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(descriptor)

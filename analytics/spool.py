@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import stat
 import threading
 import time
@@ -23,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUFFIX = ".jsonl"
-_TMP = ".tmp"
+TEMP_SUFFIX = ".tmp"
+# What ``write`` names a batch: <made, ns>-<writer>-<seq>-<rows>.jsonl. Anything else in a table's directory
+# is not koekje's batch (a stray or planted file): never loaded, moved aside by the loader (``strays``).
+BATCH_NAME = re.compile(r"\d{20}-[^-/]+-\d{10}-\d+\.jsonl")
 # A temporary file this old is a crashed writer's leftover. Younger ones may be a live process's batch being
 # written right now (several workers share the directory, and a new one starts whenever one is replaced):
 # removing those lost that writer's batch (found under gunicorn). A write takes seconds at most.
@@ -85,7 +89,7 @@ class Spool:
         retention in a process that runs for months); how many were removed."""
         stale = time.time() - LEFTOVER_SECONDS
         removed = 0
-        for leftover in self.root.glob(f"*/*{_TMP}"):
+        for leftover in self.root.glob(f"*/*{TEMP_SUFFIX}"):
             with contextlib.suppress(FileNotFoundError):  # renamed or removed by its writer meanwhile
                 if leftover.stat().st_mtime < stale:
                     leftover.unlink()
@@ -106,7 +110,7 @@ class Spool:
         directory.mkdir(mode=0o700, exist_ok=True)
         name = f"{time.time_ns():020d}-{self.writer}-{next(self._seq):010d}-{rows}{SUFFIX}"
         final = directory / name
-        temporary = directory / (name + _TMP)
+        temporary = directory / (name + TEMP_SUFFIX)
         try:
             with open(temporary, "wb") as file:
                 file.write(payload)
@@ -126,13 +130,33 @@ class Spool:
     # -- reading ------------------------------------------------------------------------------------------
 
     def pending(self, table: str) -> list[Batch]:
-        """The batches of ``table`` waiting for the store, oldest first."""
+        """The batches of ``table`` waiting for the store, oldest first: files named as ``write`` names them
+        (a symbolic link is none: the store would read what it points to)."""
         directory = self.root / table
         try:
-            names = sorted(entry.name for entry in os.scandir(directory) if entry.name.endswith(SUFFIX))
+            names = sorted(
+                entry.name
+                for entry in os.scandir(directory)
+                if BATCH_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
+            )
         except FileNotFoundError:
             return []
         return [Batch(name, table, directory / name) for name in names]
+
+    def strays(self, table: str) -> list[Path]:
+        """Files in ``table``'s directory that are no batch, no group manifest and no batch being written."""
+        directory = self.root / table
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            return []
+        return sorted(
+            directory / entry.name
+            for entry in entries
+            if not entry.name.endswith(TEMP_SUFFIX)
+            and not entry.name.startswith(".group-")
+            and not (BATCH_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False))
+        )
 
     def wait_loaded(self, timeout: float) -> bool:
         """Wait until no batch of this process's is left (another process loads them); True when none is."""

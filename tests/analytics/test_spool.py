@@ -192,6 +192,35 @@ def test_an_interrupted_group_with_a_malformed_batch_does_not_stop_its_table(
     assert list((spool.root / "page_views").glob(".group-*")) == []
 
 
+def test_what_is_no_batch_of_koekjes_is_set_aside_and_never_loaded(
+    store: Store, spool: Spool, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a chaos test: a file of another name stopped its table for good (a traceback a pass), a
+    symbolic link was read through (its target quoted in the log), a batch with bytes that are not UTF-8
+    was taken for the store being away, and an empty manifest (a full disk) stopped its table silently."""
+    directory = spool.root / "page_views"
+    directory.mkdir()
+    (directory / "junk.jsonl").write_bytes(views(1, 100))
+    outside = tmp_path / "elsewhere.jsonl"
+    outside.write_bytes(views(1, 200))  # well-formed rows outside the spool
+    linked = directory / "01796600000000000000-x.y-0000000000-1.jsonl"
+    linked.symlink_to(outside)
+    garbled = spool.write("page_views", b"\xff\xfe\x80 not json \xc3\x28\n", rows=1)
+    (directory / ".group-01796600000000000001-x.y-0000000000-1").write_text("")  # as a full disk left it
+    spool.write("page_views", b"/p/quoted is not json\n", rows=1)
+    good = spool.write("page_views", views(3), rows=3)
+    loader = Loader(store, spool, "s", clock)
+    assert loader.load_pending()
+    assert count(store) == (3, 3)
+    assert list(directory.iterdir()) == []
+    assert outside.read_bytes() == views(1, 200)  # the link's target neither loaded nor moved
+    assert loader.rejected["page_views"] == 5
+    moved = sorted(path.name for path in (spool.root / "rejected").iterdir())
+    assert f"page_views-{garbled.name}" in moved and f"page_views-{linked.name}" in moved
+    assert good.name not in moved
+    assert "quoted" not in caplog.text and "moved" in caplog.text  # the log quotes no row
+
+
 def test_a_malformed_batch_is_moved_aside_and_the_rest_loads(
     store: Store, spool: Spool, clock: FakeClock
 ) -> None:
