@@ -245,6 +245,23 @@ def test_every_visitor_id_of_the_visitor_is_exported_and_erased(make_client: Mak
     )
 
 
+def test_rows_the_loader_erased_first_are_still_counted_in_the_answer(make_client: MakeClient) -> None:
+    """Found by a chaos test: with several workers the owner's loader may erase the rows once the note is
+    written, before the erasure counts them; the answer said no page views had been held."""
+    client, visitor_id = visitor_with_pages(make_client, "/a", "/b")
+    runtime = runtime_of(client)
+    assert runtime.flush(timeout=30)
+
+    def flush_as_the_loader_erases() -> bool:
+        runtime.subjects.after_load(None)  # the owner's loader, right after the note
+        return True
+
+    assert held_by(client, visitor_id)["page_views"] == 2
+    counted = runtime.subjects.erase({visitor_id}, flush_as_the_loader_erases)
+    assert counted["page_views"] == 2
+    assert held_by(client, visitor_id)["page_views"] == 0
+
+
 def test_an_old_cookie_of_an_erased_visitor_records_nothing(make_client: MakeClient) -> None:
     """Found by trying: after `koekje subject erase` (no new decision, no new cookie) the browser kept
     browsing, and once the erasure note had served its ten minutes its page views were stored again."""
