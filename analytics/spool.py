@@ -27,7 +27,8 @@ SUFFIX = ".jsonl"
 TEMP_SUFFIX = ".tmp"
 # What ``write`` names a batch: <made, ns>-<writer>-<seq>-<rows>.jsonl. Anything else in a table's directory
 # is not koekje's batch (a stray or planted file): never loaded, moved aside by the loader (``strays``).
-BATCH_NAME = re.compile(r"\d{20}-[^-/]+-\d{10}-\d+\.jsonl")
+# (Development versions before the row count was in the name wrote <made>-<writer>-<seq>.jsonl: still read.)
+BATCH_NAME = re.compile(r"\d{20}-[^-/]+-\d{10}(?:-(\d+))?\.jsonl")
 # A temporary file this old is a crashed writer's leftover. Younger ones may be a live process's batch being
 # written right now (several workers share the directory, and a new one starts whenever one is replaced):
 # removing those lost that writer's batch (found under gunicorn). A write takes seconds at most.
@@ -52,8 +53,10 @@ class Batch:
 
     @property
     def rows(self) -> int:
-        """How many rows the batch holds (written into its name, so nobody has to count them again)."""
-        return int(self.id.rpartition("-")[2] or 0)
+        """How many rows the batch holds (written into its name, so nobody has to count them again; 0 when
+        its name does not say)."""
+        found = BATCH_NAME.fullmatch(self.name)
+        return int(found[1]) if found and found[1] else 0
 
     def read(self) -> bytes:
         return self.path.read_bytes()

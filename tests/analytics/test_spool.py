@@ -209,9 +209,11 @@ def test_what_is_no_batch_of_koekjes_is_set_aside_and_never_loaded(
     (directory / ".group-01796600000000000001-x.y-0000000000-1").write_text("")  # as a full disk left it
     spool.write("page_views", b"/p/quoted is not json\n", rows=1)
     good = spool.write("page_views", views(3), rows=3)
+    # A development version's name, without the row count: still a batch.
+    (directory / "01796600000000000002-old.w-0000000000.jsonl").write_bytes(views(1, 300))
     loader = Loader(store, spool, "s", clock)
     assert loader.load_pending()
-    assert count(store) == (3, 3)
+    assert count(store) == (4, 4)
     assert list(directory.iterdir()) == []
     assert outside.read_bytes() == views(1, 200)  # the link's target neither loaded nor moved
     assert loader.rejected["page_views"] == 5
