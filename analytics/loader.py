@@ -51,6 +51,8 @@ MAX_GROUP_ROWS = 200_000
 # Crashed writers' half-written batches (visitor data) are looked for this often, so none outlives its hour
 # by much in a site that runs for months without a restart.
 SWEEP_EVERY = timedelta(seconds=LEFTOVER_SECONDS / 4)
+# A crash's group the store has not taken for this long is warned about (before, an outage's moment).
+STUCK_WARNING = timedelta(minutes=5)
 
 
 class Loader:
@@ -89,6 +91,8 @@ class Loader:
         self.latency = Histogram(LOAD_BUCKETS)  # seconds per insert
         self.passes = 0  # rounds of the thread, failed ones included
         self._swept: datetime | None = None  # when crashed writers' leftovers were last looked for
+        self._stuck_since: dict[str, datetime] = {}  # a crash's group the store would not take, since
+        self._warned: set[str] = set()
 
     def start(self) -> None:
         if self._thread is None:
@@ -247,6 +251,9 @@ class Loader:
         for manifest in sorted((self._spool.root / table).glob(f"{_GROUP}*")):
             if manifest.name.endswith(TEMP_SUFFIX):
                 continue  # being written (or a crash's leftover, swept in time): never a group
+            if manifest.is_symlink() or not manifest.is_file():
+                self._set_aside(table, manifest, "it is not a group manifest")
+                continue
             names = manifest.read_text(errors="replace").split()
             if not names or not all(BATCH_NAME.fullmatch(name) for name in names):
                 # Not a manifest koekje wrote whole (older versions wrote them in place): no group.
@@ -256,9 +263,10 @@ class Loader:
             if all(batch.path.exists() for batch in group):
                 try:
                     self._loaded(table, self._finish_group(table, manifest, group))
+                    self._stuck_since.pop(manifest.name, None)
                 except Exception as exc:
                     if not _malformed(exc):
-                        log.debug("koekje could not finish loading %s yet: %s", manifest.name, exc)
+                        self._stuck(manifest.name, exc)
                         return False
                     # Refused as a whole, so none of it went in: its batches go on their own, as any do.
                     manifest.unlink(missing_ok=True)
@@ -296,12 +304,33 @@ class Loader:
         self._set_aside(batch.table, batch.path, f"the store refused it: {_reason(exc)}")
 
     def _set_aside(self, table: str, path: Path, why: str) -> None:
-        log.error("koekje moved %s aside to the spool's rejected/: %s", path.name, why)
+        """Move a file out of the table's way into ``rejected/`` (a name of its own there, so nothing set
+        aside before is replaced). One that cannot be moved is only logged: never a reason to stop loading."""
         rejected = self._spool.root / "rejected"
-        rejected.mkdir(mode=0o700, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):  # gone meanwhile
-            path.rename(rejected / f"{table}-{path.name}")
+        try:
+            rejected.mkdir(mode=0o700, exist_ok=True)
+            path.rename(rejected / f"{table}-{path.name}-{uuid4().hex[:8]}")
+        except FileNotFoundError:
+            return  # gone meanwhile
+        except OSError as exc:
+            log.error("koekje could not move %s aside (%s): %s", path.name, why, exc.strerror)
+            return
+        log.error("koekje moved %s aside to the spool's rejected/: %s", path.name, why)
         self.rejected[table] += 1
+
+    def _stuck(self, manifest: str, exc: Exception) -> None:
+        """A crash's group the store does not take: quiet while that is an outage's moment, a warning once
+        it has lasted (the table waits behind it: ``koekje spool status`` shows its age growing)."""
+        now = self._clock()
+        since = self._stuck_since.setdefault(manifest, now)
+        if now - since < STUCK_WARNING or manifest in self._warned:
+            log.debug("koekje could not finish loading %s yet: %s", manifest, exc)
+            return
+        self._warned.add(manifest)
+        log.warning(
+            "koekje has not been able to load the group %s for %s; its table waits behind it: %s",
+            manifest, now - since, _reason(exc),
+        )  # fmt: skip
 
 
 def _reason(exc: Exception) -> str:

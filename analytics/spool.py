@@ -68,6 +68,8 @@ class Spool:
         self.max_bytes = max_bytes
         # Unique per process start: two processes (or one restarted) never write the same name.
         self.writer = writer or f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        if "-" in self.writer or "/" in self.writer:
+            raise ValueError(f"a spool writer's name has no '-' or '/': {self.writer!r}")
         self._seq = itertools.count()
         self._lock = threading.Lock()  # the size estimate is shared by this process's writers
         self._bytes: int | None = None
@@ -145,6 +147,13 @@ class Spool:
         except FileNotFoundError:
             return []
         return [Batch(name, table, directory / name) for name in names]
+
+    def rejected(self) -> list[Path]:
+        """What the loader set aside (``rejected/``): malformed batches, and files that were none."""
+        try:
+            return sorted(Path(entry.path) for entry in os.scandir(self.root / "rejected"))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
     def strays(self, table: str) -> list[Path]:
         """Files in ``table``'s directory that are no batch, no group manifest and no batch being written."""

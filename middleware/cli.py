@@ -624,10 +624,11 @@ def _spool_status(args: argparse.Namespace) -> int:
     spool = _spool(config)
     print(f"spool {spool.root}: {spool.size()} bytes of at most {spool.max_bytes}")
     for table in spool.tables():
-        batches = spool.pending(table)
         if table == "rejected":
-            print(f"  rejected (malformed, moved aside): {len(batches)} batches")
-        elif batches:
+            print(f"  rejected (malformed or not koekje's, moved aside): {len(spool.rejected())} files")
+            continue
+        batches = spool.pending(table)
+        if batches:
             oldest = batches[0].name.split("-")[0]
             age = utcnow().timestamp() - int(oldest) / 1e9
             print(f"  {table}: {len(batches)} batches waiting, the oldest {age:.0f} s old")

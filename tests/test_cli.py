@@ -169,11 +169,13 @@ def test_spool_status_and_replay(site_dir: Path) -> None:
     row = {"ts": 1795593600, "site": "default", "visitor_id": str(uuid.uuid4()), "path": "/x", "topics": [],
            "referrer_host": "", "country": "", "ip_prefix": "203.0.113.0"}  # fmt: skip
     spool.write("page_views", json.dumps(row).encode(), rows=1)
+    (spool.root / "page_views" / "notes.txt").write_text("not a batch")  # set aside by the replay
     status = koekje("spool", "status", cwd=site_dir)
     assert "page_views: 1 batches waiting" in status.stdout, status.stderr
     replay = koekje("spool", "replay", cwd=site_dir)
     assert replay.returncode == 0 and "page_views: 1 rows loaded" in replay.stdout, replay.stderr
-    assert "waiting" not in koekje("spool", "status", cwd=site_dir).stdout
+    after = koekje("spool", "status", cwd=site_dir).stdout
+    assert "waiting" not in after and "rejected (malformed or not koekje's, moved aside): 1 files" in after
 
 
 def test_retention_status_and_apply(site_dir: Path) -> None:

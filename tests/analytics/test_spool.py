@@ -217,10 +217,43 @@ def test_what_is_no_batch_of_koekjes_is_set_aside_and_never_loaded(
     assert list(directory.iterdir()) == []
     assert outside.read_bytes() == views(1, 200)  # the link's target neither loaded nor moved
     assert loader.rejected["page_views"] == 5
-    moved = sorted(path.name for path in (spool.root / "rejected").iterdir())
-    assert f"page_views-{garbled.name}" in moved and f"page_views-{linked.name}" in moved
+    moved = " ".join(path.name for path in spool.rejected())
+    assert f"page_views-{garbled.name}-" in moved and f"page_views-{linked.name}-" in moved
     assert good.name not in moved
     assert "quoted" not in caplog.text and "moved" in caplog.text  # the log quotes no row
+
+
+def test_what_cannot_be_set_aside_never_stops_loading_and_a_stuck_group_is_warned_about(
+    store: Store, spool: Spool, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found in review: a directory named like a manifest, and a rejected/ that is a file, raised on every
+    pass (a table's batches, and the tables after it, never loaded); a crash's group the store never takes
+    stopped its table with a debug line only."""
+    (spool.root / "page_views").mkdir()
+    (spool.root / "page_views" / ".group-not-a-file").mkdir()
+    (spool.root / "rejected").write_text("")  # nowhere to move anything
+    spool.write("page_views", views(3), rows=3)
+    loader = Loader(store, spool, "s", clock)
+    assert loader.load_pending()
+    assert count(store) == (3, 3)
+    assert "could not move .group-not-a-file aside" in caplog.text
+
+    stuck = spool.write("page_views", views(1, 10), rows=1)
+    (spool.root / "page_views" / f".group-{stuck.id}").write_text(stuck.name)
+    store.close()  # the store away: quiet at first, then a warning, once
+    assert not loader.load_pending()
+    assert "has not been able to load the group" not in caplog.text
+    clock.advance(minutes=6)
+    assert not loader.load_pending() and not loader.load_pending()
+    assert caplog.text.count("has not been able to load the group") == 1
+    store.open()
+    assert loader.load_pending()
+    assert count(store) == (4, 4)
+
+
+def test_a_writer_name_is_one_a_batch_name_can_hold() -> None:
+    with pytest.raises(ValueError, match="no '-'"):
+        Spool(Path("/nonexistent"), writer="a-b")
 
 
 def test_a_malformed_batch_is_moved_aside_and_the_rest_loads(
