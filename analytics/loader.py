@@ -146,6 +146,8 @@ class Loader:
                 self._swept = now
                 with contextlib.suppress(OSError):  # (the next sweep tries again)
                     self._spool.sweep()  # a worker killed mid-write left its batch half-written
+                    # What was set aside is visitor data too: gone when the raw rows would be.
+                    self._spool.expire_rejected(self._store.settings.raw_retention_days * 86400.0)
             done = self._load_table(LEDGER)
             salted = self._salt(self._salts.draw)
             before = sum(self.loaded[table] for table in ERASABLE)

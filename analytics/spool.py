@@ -148,6 +148,18 @@ class Spool:
             return []
         return [Batch(name, table, directory / name) for name in names]
 
+    def expire_rejected(self, max_age_seconds: float) -> int:
+        """Remove what was set aside longer ago than ``max_age_seconds`` after it was written (rows of
+        visitor data expire there too); how many files were removed."""
+        oldest = time.time() - max_age_seconds
+        removed = 0
+        for path in self.rejected():
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                if path.lstat().st_mtime < oldest:
+                    path.unlink()
+                    removed += 1
+        return removed
+
     def rejected(self) -> list[Path]:
         """What the loader set aside (``rejected/``): malformed batches, and files that were none."""
         try:

@@ -251,6 +251,18 @@ def test_what_cannot_be_set_aside_never_stops_loading_and_a_stuck_group_is_warne
     assert count(store) == (4, 4)
 
 
+def test_what_was_set_aside_expires_with_the_raw_rows(store: Store, spool: Spool, clock: FakeClock) -> None:
+    rejected = spool.root / "rejected"
+    rejected.mkdir()
+    old, recent = rejected / "page_views-old.jsonl", rejected / "page_views-recent.jsonl"
+    old.write_bytes(views(1))
+    recent.write_bytes(views(1))
+    past_retention = time.time() - store.settings.raw_retention_days * 86400 - 60
+    os.utime(old, (past_retention, past_retention))
+    assert Loader(store, spool, "s", clock).load_pending()
+    assert spool.rejected() == [recent]
+
+
 def test_a_writer_name_is_one_a_batch_name_can_hold() -> None:
     with pytest.raises(ValueError, match="no '-'"):
         Spool(Path("/nonexistent"), writer="a-b")
