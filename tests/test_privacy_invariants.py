@@ -186,8 +186,8 @@ def test_leaks_over_thousands_of_generated_requests(
 ) -> None:
     """Thousands of requests from generated addresses (behind a trusted proxy, so each is a visitor's own),
     with and without every kind of consent, to pages, assets and pages that set cookies: the page views
-    stored are the consenting visitors' only, no table holds any of the full addresses, and no response to
-    a visitor without a grant sets a cookie beyond the strictly necessary ones (strict enforcement)."""
+    stored are the consenting visitors' only, no table holds any of the full addresses, and no response sets
+    a cookie beyond the strictly necessary ones and those of what the visitor granted (strict enforcement)."""
     config = make_config(consent=declared(enforce="strict", decisions_per_minute=10_000))
     config = msgspec.structs.replace(config, site=SiteSection(trusted_proxies=("127.0.0.0/8",)))
     client = make_client(config)
@@ -241,9 +241,14 @@ def test_leaks_over_thousands_of_generated_requests(
         start = answer[0]
         assert start["status"] < 500
         if kind not in ("analytics", "everything"):
+            # What they granted and no more: a marketing grant lets the site's declared marketing cookie
+            # through (unless GPC, which refuses marketing); nothing else beyond the strictly necessary.
+            # (Until 2026-12-07 this allowed only the necessary ones for a marketing grant too: a case so
+            # rare in the generated requests that CI found it only then.)
+            granted = {"_fbp"} if kind == "marketing" and not request["gpc"] else set()
             for name, value in start.get("headers", []):
                 if name.lower() == b"set-cookie" and b"Max-Age=0" not in value:
-                    assert value.split(b"=", 1)[0].decode() in _NECESSARY, value
+                    assert value.split(b"=", 1)[0].decode() in _NECESSARY | granted, value
         sent[0] += 1
 
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
