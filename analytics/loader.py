@@ -31,7 +31,7 @@ from .clock import Clock
 from .ledger import Chain, ConsentRecord, insert_rows
 from .publish import Publisher
 from .remote import Ownership
-from .spool import BATCH_NAME, LEFTOVER_SECONDS, TEMP_SUFFIX, Batch, Spool
+from .spool import BATCH_NAME, GROUP_PREFIX, LEFTOVER_SECONDS, TEMP_SUFFIX, Batch, Spool
 from .store import Store
 from .subjects import ERASABLE, Subjects
 
@@ -42,7 +42,6 @@ LEDGER = "consent_ledger"
 RAW_TABLES = ("page_views", "engagement", "cookies_seen", "consent_texts")
 _records = msgspec.json.Decoder(ConsentRecord)
 LOAD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_GROUP = ".group-"  # a manifest's name: not a batch (those end in .jsonl)
 # Seconds of publishing after a pass that left nothing waiting (each grid is one query: it may go over).
 PUBLISH_BUDGET = 0.5
 # One insert takes at most this many batches, or rows: large parts, bounded memory.
@@ -235,7 +234,7 @@ class Loader:
             raise
 
     def _manifest(self, table: str, group: list[Batch]) -> Path:
-        return self._spool.root / table / f"{_GROUP}{group[0].id}"
+        return self._spool.root / table / f"{GROUP_PREFIX}{group[0].id}"
 
     def _finish_group(self, table: str, manifest: Path, group: list[Batch]) -> int:
         token = f"group-{group[0].id}-{group[-1].id}"
@@ -250,7 +249,7 @@ class Loader:
         """A group whose loading a crash interrupted: if a batch of it was removed, the insert had succeeded
         (removal comes after it) and the rest only needs removing; else it is loaded again, as before, with
         the same token. False when one could not be finished now (it is tried again, as it is, next pass)."""
-        for manifest in sorted((self._spool.root / table).glob(f"{_GROUP}*")):
+        for manifest in sorted((self._spool.root / table).glob(f"{GROUP_PREFIX}*")):
             if manifest.name.endswith(TEMP_SUFFIX):
                 continue  # being written (or a crash's leftover, swept in time): never a group
             if manifest.is_symlink() or not manifest.is_file():
@@ -306,12 +305,10 @@ class Loader:
         self._set_aside(batch.table, batch.path, f"the store refused it: {_reason(exc)}")
 
     def _set_aside(self, table: str, path: Path, why: str) -> None:
-        """Move a file out of the table's way into ``rejected/`` (a name of its own there, so nothing set
-        aside before is replaced). One that cannot be moved is only logged: never a reason to stop loading."""
-        rejected = self._spool.root / "rejected"
+        """``Spool.set_aside``, logged and counted. One that cannot be moved is only logged: never a reason to
+        stop loading."""
         try:
-            rejected.mkdir(mode=0o700, exist_ok=True)
-            path.rename(rejected / f"{table}-{path.name}-{uuid4().hex[:8]}")
+            self._spool.set_aside(table, path)
         except FileNotFoundError:
             return  # gone meanwhile
         except OSError as exc:

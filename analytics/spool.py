@@ -33,6 +33,9 @@ BATCH_NAME = re.compile(r"\d{20}-[^-/]+-\d{10}(?:-(\d+))?\.jsonl")
 # written right now (several workers share the directory, and a new one starts whenever one is replaced):
 # removing those lost that writer's batch (found under gunicorn). A write takes seconds at most.
 LEFTOVER_SECONDS = 3600
+# A group manifest's name starts so (the loader's: which batches go in as one insert); never a batch.
+GROUP_PREFIX = ".group-"
+REJECTED = "rejected"  # the directory files the loader set aside go to
 
 
 class SpoolFull(Exception):
@@ -139,11 +142,7 @@ class Spool:
         (a symbolic link is none: the store would read what it points to)."""
         directory = self.root / table
         try:
-            names = sorted(
-                entry.name
-                for entry in os.scandir(directory)
-                if BATCH_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
-            )
+            names = sorted(entry.name for entry in os.scandir(directory) if _is_batch(entry))
         except FileNotFoundError:
             return []
         return [Batch(name, table, directory / name) for name in names]
@@ -160,10 +159,17 @@ class Spool:
                     removed += 1
         return removed
 
+    def set_aside(self, table: str, path: Path) -> None:
+        """Move a file of ``table``'s out of the loader's way into ``rejected/``, under a name of its own
+        there (nothing set aside before is replaced). Raises OSError when it cannot be moved."""
+        rejected = self.root / REJECTED
+        rejected.mkdir(mode=0o700, exist_ok=True)
+        path.rename(rejected / f"{table}-{path.name}-{uuid.uuid4().hex[:8]}")
+
     def rejected(self) -> list[Path]:
         """What the loader set aside (``rejected/``): malformed batches, and files that were none."""
         try:
-            return sorted(Path(entry.path) for entry in os.scandir(self.root / "rejected"))
+            return sorted(Path(entry.path) for entry in os.scandir(self.root / REJECTED))
         except (FileNotFoundError, NotADirectoryError):
             return []
 
@@ -178,8 +184,8 @@ class Spool:
             directory / entry.name
             for entry in entries
             if not entry.name.endswith(TEMP_SUFFIX)
-            and not entry.name.startswith(".group-")
-            and not (BATCH_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False))
+            and not entry.name.startswith(GROUP_PREFIX)
+            and not _is_batch(entry)
         )
 
     def wait_loaded(self, timeout: float) -> bool:
@@ -227,6 +233,11 @@ class Spool:
                         total += batch.path.stat().st_size
             self._bytes = total
         return self._bytes
+
+
+def _is_batch(entry: os.DirEntry[str]) -> bool:
+    """A file named as ``write`` names batches (a symbolic link is none: the store would read its target)."""
+    return BATCH_NAME.fullmatch(entry.name) is not None and entry.is_file(follow_symlinks=False)
 
 
 # ClickHouse reads spooled files by path and takes these characters as a pattern, escaped or not.

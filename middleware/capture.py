@@ -96,10 +96,15 @@ def not_erased(erased: Callable[[], Container[UUID]]) -> Step:
     erasure, in another tab or another worker, still carries one)."""
 
     def erased_visitor(hit: Hit) -> Drop | None:
-        ids = erased()
-        return Drop.ERASED if ids and hit.visitor_id in ids else None
+        return Drop.ERASED if hit.visitor_id is not None and forgotten(erased, hit.visitor_id) else None
 
     return erased_visitor
+
+
+def forgotten(erased: Callable[[], Container[UUID]], visitor_id: UUID) -> bool:
+    """Whether ``visitor_id`` is among those ``erased`` names (read each time: every worker's notes)."""
+    ids = erased()
+    return bool(ids) and visitor_id in ids
 
 
 def address(hit: Hit) -> Drop | None:
@@ -152,10 +157,7 @@ class Capture:
 
     def erased(self, visitor_id: UUID) -> bool:
         """Whether this visitor asked to be forgotten (for events other than page views: the same refusal)."""
-        if self._erased is None:
-            return False
-        ids = self._erased()
-        return bool(ids) and visitor_id in ids
+        return self._erased is not None and forgotten(self._erased, visitor_id)
 
     def admit(self, scope: Scope, path: str, visitor: Visitor, incoming: Incoming) -> Hit | None:
         """A served HTML page (GET, 200) to be recorded once it has gone out; None when a step objects

@@ -22,7 +22,7 @@ from koekje.analytics.loader import Loader
 from koekje.analytics.publish import Publisher
 from koekje.analytics.remote import Ownership
 from koekje.analytics.requests_log import KINDS, RequestLog
-from koekje.analytics.spool import Spool
+from koekje.analytics.spool import REJECTED, Spool
 from koekje.analytics.subjects import Subjects, as_csv_zip, find_reference
 from koekje.analytics.subjects import reference as subject_reference
 
@@ -624,7 +624,7 @@ def _spool_status(args: argparse.Namespace) -> int:
     spool = _spool(config)
     print(f"spool {spool.root}: {spool.size()} bytes of at most {spool.max_bytes}")
     for table in spool.tables():
-        if table == "rejected":
+        if table == REJECTED:
             print(f"  rejected (malformed or not koekje's, moved aside): {len(spool.rejected())} files")
             continue
         batches = spool.pending(table)
