@@ -2,7 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-SOURCES := pyproject.toml $(shell find middleware banner analytics examples/demo -type f -not -path '*/__pycache__/*' -not -path '*/node_modules/*' 2>/dev/null)
+SOURCES := pyproject.toml setup.py $(shell find middleware banner analytics examples/demo -type f -not -path '*/__pycache__/*' -not -path '*/node_modules/*' 2>/dev/null)
 ESBUILD := banner/node_modules/.bin/esbuild
 
 .PHONY: demo test test-slow bench check lint typecheck docs package chromium wrk banner clean
@@ -48,8 +48,8 @@ $(ESBUILD): banner/package-lock.json
 check: lint typecheck
 
 lint: $(VENV)/.test-deps
-	$(BIN)/ruff check middleware banner analytics examples tests benchmarks docs/hooks
-	$(BIN)/ruff format --check middleware banner analytics examples tests benchmarks docs/hooks
+	$(BIN)/ruff check setup.py middleware banner analytics examples tests benchmarks docs/hooks
+	$(BIN)/ruff format --check setup.py middleware banner analytics examples tests benchmarks docs/hooks
 
 # mypy checks the installed package: the koekje namespace only exists there (setuptools package-dir).
 typecheck: $(VENV)/.package $(VENV)/.test-deps
@@ -65,8 +65,11 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade "pip>=23" "setuptools>=77"
 
 # Dependencies change only with pyproject.toml; the package itself is reinstalled when a source changes.
+# (Installed uncompiled here, only for what it depends on; .package builds it compiled with the build-system's
+# requires of pyproject.toml, named again here because --no-build-isolation does not install them.)
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q .
+	$(BIN)/pip install -q "setuptools>=77" "mypy>=2.4.1,<2.5"
+	KOEKJE_COMPILE=0 $(BIN)/pip install -q .
 	touch $@
 
 $(VENV)/.test-deps: pyproject.toml $(VENV)/.deps

@@ -27,7 +27,8 @@ class BatchThread(Generic[T]):
         self._submitted = 0
         self._processed = 0
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        # (Not `_thread`: compiled by mypyc, that attribute becomes a C field `__thread`, a C keyword.)
+        self._runner: threading.Thread | None = None
 
     # -- to be provided -----------------------------------------------------------------------------------
 
@@ -45,7 +46,7 @@ class BatchThread(Generic[T]):
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and not self._stopping
+        return self._runner is not None and not self._stopping
 
     @property
     def depth(self) -> int:
@@ -69,20 +70,20 @@ class BatchThread(Generic[T]):
             return self._done.wait_for(lambda: self._processed >= target, timeout=timeout)
 
     def start(self) -> None:
-        if self._thread is None:
+        if self._runner is None:
             self._stopping = False
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._thread.start()
+            self._runner = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._runner.start()
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Drain and stop (graceful shutdown); False when the thread did not finish in time."""
-        thread = self._thread
+        thread = self._runner
         if thread is None:
             return True
         self._stopping = True
         self._wake.set()
         thread.join(timeout)
-        self._thread = None
+        self._runner = None
         left = []
         while self._queue:
             left.append(self._queue.popleft())

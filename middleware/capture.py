@@ -17,10 +17,12 @@ from collections import Counter
 from collections.abc import Callable, Container, Sequence
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from uuid import UUID
 
 import msgspec
+from mypy_extensions import mypyc_attr
 from starlette.types import Scope
 
 from koekje.analytics import Clock, PageView, Recorder
@@ -45,6 +47,7 @@ _UTM = ("utm_source", "utm_medium", "utm_campaign")
 log = logging.getLogger("koekje")
 
 
+@mypyc_attr(native_class=False)  # a msgspec Struct: its own metaclass, made in C
 class Hit(msgspec.Struct, gc=False):
     """One served page, read from the request once, checked by the steps and, once admitted, queued as it
     is: the request's own words (path, query, Referer, User-Agent, Host, the app's topic labels), unparsed,
@@ -62,7 +65,9 @@ class Hit(msgspec.Struct, gc=False):
     country: str
     now: datetime | None = None  # when it was admitted: the event's time
     visit: Visit | None = None  # the visit it belongs to, once tracked
-    labels: object = None  # request.state.koekje_topics as the app left it (checked by PageViews)
+    # request.state.koekje_topics as the app left it, whatever it is (checked by PageViews). Any, not object:
+    # msgspec reads the compiled module's annotations by name, and `object` is not one of its globals.
+    labels: Any = None
 
 
 def read_hit(scope: Scope, path: str, visitor: Visitor, incoming: Incoming) -> Hit:

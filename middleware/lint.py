@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from . import page
 from .config import Config
 from .logs import FILTER
 
@@ -34,6 +35,7 @@ class Finding:
 
 def check(config: Config, environ: Mapping[str, str] | None = None) -> list[Finding]:
     findings: list[Finding] = []
+    findings += compiled(page.__file__ or "")
     findings += _server_log(os.environ if environ is None else environ)
     findings += _retention(config)
     findings += _declared(config)
@@ -137,6 +139,21 @@ def _proxies(config: Config) -> list[Finding]:
                 )
             )
     return findings
+
+
+def compiled(page_module: str) -> list[Finding]:
+    """Whether the request path runs compiled (setup.py), told by where its page module was loaded from."""
+    if not page_module.endswith(".py"):
+        return []
+    return [
+        Finding(
+            "warning",
+            "installation",
+            "koekje's request path runs as plain Python (built with KOEKJE_COMPILE=0, or where no compiled "
+            "build was made): it works the same, at about twice the cost per request. Install a compiled "
+            "build: `pip install --force-reinstall koekje` on a machine with a C compiler",
+        )
+    ]
 
 
 def _server_log(environ: Mapping[str, str]) -> list[Finding]:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from uuid import UUID
 
 import msgspec
+from mypy_extensions import mypyc_attr
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
@@ -28,6 +29,7 @@ _MAX_PARSED = 4096
 _MAX_REMEMBERED_HEADER = 4096
 
 
+@mypyc_attr(native_class=False)  # a msgspec Struct: its own metaclass, made in C
 class Incoming(msgspec.Struct, frozen=True, gc=False):
     """The request headers koekje reads, parsed in one pass. Never changed: the cookies may be shared."""
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 import msgspec
+from mypy_extensions import mypyc_attr
 
 from .consent import Consent
 
@@ -32,6 +33,7 @@ MAX_VISIT_SECONDS = 24 * 3600
 _CLOCK_SKEW = 60  # a start this far in the future still counts: several machines, several clocks
 
 
+@mypyc_attr(native_class=False)  # a msgspec Struct: its own metaclass, made in C
 class Visit(msgspec.Struct, frozen=True, gc=False):
     """(A msgspec Struct: one is made for every recorded page, in C.)"""
 

@@ -83,7 +83,6 @@ SMOKES = {
             rf"^  koekje, no consent\s+{NUMBER} us",
             rf"^  koekje, consented\s+{NUMBER} us",
             rf"^    \.\.\. sink writes nothing\s+{NUMBER} us",
-            rf"^    \.\.\. nothing queued\s+{NUMBER} us",
             rf"^  consented / no consent, median of the same-round ratios: x{NUMBER}$",
         ),
         _request_path,

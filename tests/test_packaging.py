@@ -30,6 +30,8 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 import koekje, koekje.middleware
+import koekje.middleware.page
+assert koekje.middleware.page.__file__.endswith(".so"), koekje.middleware.page.__file__  # compiled
 from koekje.middleware import KoekjeMiddleware, load_config
 
 async def page(request):
@@ -83,14 +85,14 @@ def test_the_sdist_carries_the_sources_and_the_wheel_the_package_data(built: Pat
     [sdist] = built.glob(f"koekje-{__version__}.tar.gz")
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {"LICENSE", "CHANGES.md", "README.md", "banner/src/banner.js", "mkdocs.yml"} <= names
+    assert {"LICENSE", "CHANGES.md", "README.md", "banner/src/banner.js", "mkdocs.yml", "setup.py"} <= names
     assert {
         "docs/configuration.md",
         "examples/fastapi_site/fastapi_app.py",
         "tests/test_packaging.py",
     } <= names
     assert not any("__pycache__" in name for name in names)
-    [wheel] = built.glob(f"koekje-{__version__}-py3-none-any.whl")
+    [wheel] = built.glob(f"koekje-{__version__}-cp3*-cp3*-*.whl")  # compiled: for this platform
     with zipfile.ZipFile(wheel) as archive:
         files = set(archive.namelist())
         metadata = archive.read(f"koekje-{__version__}.dist-info/METADATA").decode()
@@ -101,8 +103,11 @@ def test_the_sdist_carries_the_sources_and_the_wheel_the_package_data(built: Pat
         "koekje/demo/koekje.toml",
         "koekje/middleware/audit/templates/audit.html",
         "koekje/middleware/py.typed",
+        "koekje/middleware/page.py",  # the sources of the compiled modules travel with them
     ):
         assert needed in files, needed
+    compiled = {name.split(".")[0] for name in files if name.endswith(".so")}
+    assert {"koekje__mypyc", "koekje/middleware/page", "koekje/analytics/recorder"} <= compiled
     assert any(name == "koekje/banner/static/banner.js.br" for name in files)
     assert not any(name.startswith(("middleware/", "tests/", "examples/")) for name in files)
     assert f"Version: {__version__}" in metadata and "License-Expression: MIT" in metadata

@@ -1,10 +1,11 @@
-"""koekje check's rule about the web server's log, where the environment lets it see how uvicorn starts."""
+"""koekje check's rules about the web server's log, where the environment lets it see how uvicorn starts,
+and about the installation."""
 
 import json
 from pathlib import Path
 
-from koekje.middleware import Config
-from koekje.middleware.lint import check
+from koekje.middleware import Config, page
+from koekje.middleware.lint import check, compiled
 from koekje.middleware.logs import FILTER, LOG_CONFIG
 
 
@@ -33,3 +34,10 @@ def test_a_log_configuration_without_koekjes_filter_is_a_warning(tmp_path: Path)
 
 def test_nothing_is_said_where_the_command_line_decides() -> None:
     assert _server_log({}) == []  # the site warns at startup instead (tests/middleware/test_logs.py)
+
+
+def test_a_request_path_not_compiled_is_a_warning() -> None:
+    assert page.__file__ is not None and page.__file__.endswith(".so")  # as setup.py builds it, and tested
+    assert "installation" not in [f.where for f in check(Config(), {})]  # so nothing to say of it
+    [finding] = compiled("/site-packages/koekje/middleware/page.py")
+    assert finding.level == "warning" and "KOEKJE_COMPILE=0" in finding.message

@@ -179,8 +179,19 @@ def test_an_objection_withdraws_and_the_app_sees_it(make_client: MakeClient) -> 
 
 def test_an_objection_is_visible_to_the_app() -> None:
     from koekje.analytics.ledger import Method
+    from koekje.middleware import Config
     from koekje.middleware.consent import Consent
-    from koekje.middleware.visitor import Visitor
+    from koekje.middleware.geo import GeoLookup
+    from koekje.middleware.ip import Proxies, Truncator
+    from koekje.middleware.visitor import Locator, Visitor
+
+    config = Config()
+    locator = Locator(
+        Proxies(config.site.trusted_proxies, config.site.proxy_header),
+        Truncator(config.geo.ipv4_prefix, config.geo.ipv6_prefix),
+        GeoLookup(None),
+        config.consent.region_rules(),
+    )
 
     objection = Consent(
         frozenset({"necessary", "analytics"}),
@@ -190,14 +201,13 @@ def test_an_objection_is_visible_to_the_app() -> None:
         datetime.now(UTC),
         Method.OBJECTION,
     )
-    visitor = Visitor(objection, gpc=False, scope={}, locator=None, profiles=None)  # type: ignore[arg-type]
+    visitor = Visitor(objection, gpc=False, scope={}, locator=locator)
     assert visitor.objected("marketing") and not visitor.objected("analytics")
     later = Visitor(
         Consent(frozenset({"necessary"}), frozenset(), 1, uuid.uuid4(), datetime.now(UTC), Method.BANNER),
         gpc=False,
         scope={},
-        locator=None,  # type: ignore[arg-type]
-        profiles=None,
+        locator=locator,
     )
     assert not later.objected("marketing")  # a refusal is no objection
 

@@ -1,0 +1,92 @@
+"""koekje's request path, compiled: the modules every request and every recorded page go through are built
+into C extensions by mypyc from the same typed Python (as mypy and black ship), which halves what koekje
+costs a request (benchmarks/RESULTS.md, "Compiled"). Everything else is in pyproject.toml.
+
+`KOEKJE_COMPILE=0` builds pure Python: the same behaviour, slower. So does a machine where the C compiler
+fails (none installed, no Python headers), with a warning; `koekje check` tells either. The sources stay in
+the wheel, and a compiled module is used where it exists.
+
+Hand-written glue rather than a build plugin: koekje's packages live under other folder names than their
+module names (pyproject's package-dir: `middleware/` is `koekje.middleware`), and mypyc names a module by
+its file's place. So the packages' Python files are staged under their module names first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).parent
+STAGE = Path("build", "mypyc-src")  # relative: setuptools wants relative source paths
+PACKAGES = {"middleware": "koekje/middleware", "analytics": "koekje/analytics", "banner": "koekje/banner"}
+
+# Per request: the middleware's call, the visitor and their consent, cookie enforcement, the page response
+# and the banner in it, capture's steps. Per recorded page: the write buffer and the page view's row. (What
+# else a request runs is Starlette's, or koekje's endpoints, which wait on I/O anyway.)
+COMPILED = [
+    "koekje/middleware/asgi.py",
+    "koekje/middleware/consent.py",
+    "koekje/middleware/consent_mode.py",
+    "koekje/middleware/capture.py",
+    "koekje/middleware/cookies.py",
+    "koekje/middleware/enforce.py",
+    "koekje/middleware/engine.py",
+    "koekje/middleware/geo.py",
+    "koekje/middleware/inject.py",
+    "koekje/middleware/ip.py",
+    "koekje/middleware/markup.py",
+    "koekje/middleware/page.py",
+    "koekje/middleware/tags.py",
+    "koekje/middleware/topics.py",
+    "koekje/middleware/visitor.py",
+    "koekje/middleware/visits.py",
+    "koekje/banner/markup.py",
+    "koekje/analytics/batching.py",
+    "koekje/analytics/clock.py",
+    "koekje/analytics/devices.py",
+    "koekje/analytics/events.py",
+    "koekje/analytics/ledger_writer.py",  # a BatchThread: a compiled class has compiled subclasses only
+    "koekje/analytics/recorder.py",
+]
+
+
+def compiled() -> list[Extension]:
+    if os.environ.get("KOEKJE_COMPILE", "1") == "0":
+        return []
+    from mypyc.build import mypycify
+
+    shutil.rmtree(STAGE, ignore_errors=True)
+    for folder, module in PACKAGES.items():
+        shutil.copytree(ROOT / folder, STAGE / module, ignore=_not_python)
+    os.environ["MYPYPATH"] = str(STAGE)  # where mypy finds the koekje namespace
+    options = ["--config-file", str(ROOT / "pyproject.toml"), "--explicit-package-bases"]
+    return mypycify(
+        options + [str(STAGE / path) for path in COMPILED],
+        group_name="koekje",  # its shared runtime: koekje__mypyc, next to the koekje namespace
+        target_dir=str(Path("build", "mypyc")),
+    )
+
+
+def _not_python(folder: str, names: list[str]) -> set[str]:
+    """What staging leaves out: everything but Python files and the folders that may hold them."""
+    kept = {n for n in names if n.endswith(".py") or Path(folder, n).is_dir()}
+    return {n for n in names if n not in kept or n in ("__pycache__", "node_modules")}
+
+
+class BuildOrPlain(build_ext):
+    """All compiled or none: the modules share one runtime library, so a half-built set would not import."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # the compiler's errors come as several distutils and OS error types
+            for extension in self.extensions:
+                Path(self.get_ext_fullpath(extension.name)).unlink(missing_ok=True)
+            self.warn(f"koekje: compiling the request path failed ({exc}); installing it as plain Python")
+
+
+setup(ext_modules=compiled(), cmdclass={"build_ext": BuildOrPlain})
