@@ -10,10 +10,23 @@ been handled; ``stop`` drains, then hands what is left (only when the thread did
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+# How many items a batch loop handles between two chances for other threads to take the GIL.
+SHARE_EVERY = 256
+
+
+def share_the_gil(done: int) -> None:
+    """Called by a loop over a batch with the count of items it has done: now and then, let other threads
+    have the GIL. Compiled code (setup.py) never gives the GIL up by itself, only the interpreter's loop
+    does (every 5 ms when asked): turning 10,000 page views into rows held the site's event loop for ~40 ms.
+    ``time.sleep(0)`` releases it, and a thread that asked for it takes it."""
+    if done % SHARE_EVERY == SHARE_EVERY - 1:
+        time.sleep(0)
 
 
 class BatchThread(Generic[T]):

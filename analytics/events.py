@@ -11,6 +11,7 @@ from uuid import UUID
 import msgspec
 from mypy_extensions import mypyc_attr
 
+from .batching import share_the_gil
 from .devices import classify
 from .drops import Drop
 from .spool import Spool
@@ -74,7 +75,8 @@ class PageViewRows:
 
     def __call__(self, batch: Sequence[PageView]) -> list[PageView]:
         rows = []
-        for view in batch:
+        for done, view in enumerate(batch):
+            share_the_gil(done)
             device = classify(view.user_agent)
             if device.bot:
                 self.dropped[Drop.BOT] += 1

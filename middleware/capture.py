@@ -26,6 +26,7 @@ from mypy_extensions import mypyc_attr
 from starlette.types import Scope
 
 from koekje.analytics import Clock, PageView, Recorder
+from koekje.analytics.batching import share_the_gil
 from koekje.analytics.devices import MAX_USER_AGENT
 from koekje.analytics.drops import Drop
 
@@ -227,7 +228,8 @@ class PageViews:
 
     def __call__(self, batch: Sequence[Hit]) -> list[PageView]:
         views = []
-        for page in batch:
+        for done, page in enumerate(batch):
+            share_the_gil(done)
             try:
                 views.append(self.row(page))
             except Exception as exc:  # a bug, or input nothing foresaw: this page only, counted
