@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SOURCES := pyproject.toml setup.py $(shell find middleware banner analytics examples/demo -type f -not -path '*/__pycache__/*' -not -path '*/node_modules/*' 2>/dev/null)
 ESBUILD := banner/node_modules/.bin/esbuild
 
-.PHONY: demo test test-slow bench check lint typecheck docs package chromium wrk banner clean
+.PHONY: demo test test-slow bench check lint typecheck docs package compiler chromium wrk banner clean
 .DELETE_ON_ERROR:
 
 demo: $(VENV)/.package
@@ -76,9 +76,19 @@ $(VENV)/.test-deps: pyproject.toml $(VENV)/.deps
 	$(BIN)/pip install -q ".[test,docs]"
 	touch $@
 
-$(VENV)/.package: $(SOURCES) $(VENV)/.deps
+$(VENV)/.package: $(SOURCES) $(VENV)/.deps | compiler
 	$(BIN)/pip install -q --no-deps --no-build-isolation --force-reinstall .
 	touch $@
+
+# A C compiler and the Python headers, for the compiled request path (setup.py). Without them koekje still
+# installs, as plain Python (slower; the tests that check the build is compiled then fail, saying why).
+compiler:
+	@if ! command -v cc >/dev/null || ! $(PYTHON) -c 'import os, sys, sysconfig; \
+	    sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && apt-get install -y -q gcc python3-dev; \
+	  else echo "To compile koekje's request path: sudo apt-get install gcc python3-dev (else plain Python)"; fi; \
+	fi
 
 chromium:
 	@if [ ! -x /usr/bin/chromium ]; then \

@@ -48,10 +48,11 @@ COMPILED = [
     "koekje/analytics/batching.py",
     "koekje/analytics/clock.py",
     "koekje/analytics/devices.py",
-    "koekje/analytics/events.py",
     "koekje/analytics/ledger_writer.py",  # a BatchThread: a compiled class has compiled subclasses only
     "koekje/analytics/recorder.py",
 ]
+# Not compiled: modules that define msgspec Structs (middleware/records.py, analytics/events.py). mypyc
+# builds such a class without its options (frozen, gc=False, omit_defaults): it would behave differently.
 
 
 def compiled() -> list[Extension]:
@@ -89,4 +90,13 @@ class BuildOrPlain(build_ext):
             self.warn(f"koekje: compiling the request path failed ({exc}); installing it as plain Python")
 
 
+def _forget_earlier_builds() -> None:
+    """setuptools packs whatever its build folder holds: a module compiled by an earlier build and left out
+    of this one (or a build without compiling) would ship, and shadow its source."""
+    for built in Path("build").glob("lib*"):
+        for stale in [*built.glob("koekje__mypyc*"), *built.glob("koekje/**/*.so")]:
+            stale.unlink()
+
+
+_forget_earlier_builds()
 setup(ext_modules=compiled(), cmdclass={"build_ext": BuildOrPlain})

@@ -9,9 +9,7 @@ from typing import Generic, TypeVar
 from uuid import UUID
 
 import msgspec
-from mypy_extensions import mypyc_attr
 
-from .batching import share_the_gil
 from .devices import classify
 from .drops import Drop
 from .spool import Spool
@@ -20,7 +18,6 @@ from .store import Store
 E = TypeVar("E")
 
 
-@mypyc_attr(native_class=False)  # a msgspec Struct: its own metaclass, made in C
 class PageView(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One consented page view. Built on the request path from already-sanitised parts: the IP is
     truncated, the path bounded and the query reduced to UTM values before an instance exists.
@@ -52,7 +49,6 @@ class PageView(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
 _COLUMNS = tuple(field for field in PageView.__struct_fields__ if field != "user_agent")
 
 
-@mypyc_attr(native_class=False)  # a msgspec Struct: its own metaclass, made in C
 class Engagement(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """How long a consented page was visible and how far it was scrolled, as the banner's beacon reported
     when the visitor left it (``POST collect``)."""
@@ -75,8 +71,7 @@ class PageViewRows:
 
     def __call__(self, batch: Sequence[PageView]) -> list[PageView]:
         rows = []
-        for done, view in enumerate(batch):
-            share_the_gil(done)
+        for view in batch:
             device = classify(view.user_agent)
             if device.bot:
                 self.dropped[Drop.BOT] += 1

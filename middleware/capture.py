@@ -15,14 +15,10 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Container, Sequence
-from datetime import datetime
 from functools import lru_cache
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from uuid import UUID
 
-import msgspec
-from mypy_extensions import mypyc_attr
 from starlette.types import Scope
 
 from koekje.analytics import Clock, PageView, Recorder
@@ -30,9 +26,9 @@ from koekje.analytics.batching import share_the_gil
 from koekje.analytics.devices import MAX_USER_AGENT
 from koekje.analytics.drops import Drop
 
+from .records import Hit, Incoming
 from .topics import TopicRules, app_topics
-from .visitor import Incoming, Visitor
-from .visits import Visit
+from .visitor import Visitor
 
 MAX_PATH = 1024
 MAX_CAMPAIGN = 100  # a UTM value longer than this is clipped
@@ -46,29 +42,6 @@ _HOST_NAME = re.compile(
 _IPV4 = re.compile(r"[0-9.]+")
 _UTM = ("utm_source", "utm_medium", "utm_campaign")
 log = logging.getLogger("koekje")
-
-
-@mypyc_attr(native_class=False)  # a msgspec Struct: its own metaclass, made in C
-class Hit(msgspec.Struct, gc=False):
-    """One served page, read from the request once, checked by the steps and, once admitted, queued as it
-    is: the request's own words (path, query, Referer, User-Agent, Host, the app's topic labels), unparsed,
-    and the visitor as may be kept (id, truncated address, country). ``PageViews`` makes the stored row of
-    it. (One msgspec Struct, made in C: a recorded page costs one object on the request path.)"""
-
-    path: str
-    query: bytes
-    referer: bytes
-    purpose: bytes  # announced speculative loads (the prefetch step's)
-    user_agent: bytes
-    host: bytes
-    visitor_id: UUID | None  # None: the steps drop it
-    ip_prefix: str | None  # the truncated address; None: the steps drop it
-    country: str
-    now: datetime | None = None  # when it was admitted: the event's time
-    visit: Visit | None = None  # the visit it belongs to, once tracked
-    # request.state.koekje_topics as the app left it, whatever it is (checked by PageViews). Any, not object:
-    # msgspec reads the compiled module's annotations by name, and `object` is not one of its globals.
-    labels: Any = None
 
 
 def read_hit(scope: Scope, path: str, visitor: Visitor, incoming: Incoming) -> Hit:

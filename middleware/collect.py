@@ -29,7 +29,8 @@ from koekje.analytics.web import SECURITY_HEADERS, is_same_origin, media_type, r
 
 from .capture import MAX_REFERER, Capture, clean_path, read_hit
 from .engine import ConsentEngine
-from .visitor import Incoming, Visitor
+from .records import Incoming
+from .visitor import Visitor
 from .visits import Visits
 
 MAX_COLLECT_BODY = 8192

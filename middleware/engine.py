@@ -26,8 +26,9 @@ from .cookies import delete_cookie, set_cookie
 from .declarations import Declarations
 from .ip import Truncator
 from .profiles import Profiles
+from .records import Incoming
 from .regions import OPT_OUT
-from .visitor import Incoming, IncomingReader, Locator, Visitor
+from .visitor import IncomingReader, Locator, Visitor
 
 # What GPC (and DNT, when honoured) refuses.
 GPC_REFUSES = frozenset({"marketing", "personalization"})

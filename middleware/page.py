@@ -11,15 +11,16 @@ from collections.abc import Callable
 
 from starlette.types import Message, Scope, Send
 
-from .capture import Capture, Hit
+from .capture import Capture
 from .consent import Consent
 from .consent_mode import ConsentModeDefault, script_nonce
 from .enforce import CookieGuard
 from .engine import ConsentEngine, DecisionRefused
 from .inject import HeadScanner, body_start, page_language
 from .markup import PageBanner, page_address
+from .records import Hit, Incoming
 from .tags import BannerTags
-from .visitor import Incoming, Visitor
+from .visitor import Visitor
 from .visits import Visits
 
 log = logging.getLogger("koekje")

@@ -29,7 +29,7 @@ from koekje.analytics.spool import Spool
 from koekje.analytics.subjects import Subjects
 from koekje.banner import ASSET_NAMES, asset
 
-from .capture import Capture, Hit, PageViews, clean_path
+from .capture import Capture, PageViews, clean_path
 from .collect import CollectEndpoint
 from .config import Config
 from .consent import ConsentCookies, Revocations
@@ -43,6 +43,7 @@ from .markup import PageBanner
 from .metrics import Snapshots
 from .notice import banner_content
 from .page import Pages
+from .records import Hit
 from .tags import BannerTags
 from .topics import TopicRules
 from .visitor import Locator

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from uuid import UUID
 
-import msgspec
-from mypy_extensions import mypyc_attr
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
@@ -18,6 +16,7 @@ from .consent import Consent
 from .geo import GeoLookup
 from .ip import Proxies, Truncator
 from .profiles import Profiles
+from .records import Incoming
 from .regions import Mode, RegionRules
 
 # A Cookie header beyond this is not something a browser sends for one site; the rest is not read.
@@ -27,20 +26,6 @@ _UNSET = object()
 # headers up to this long are remembered, and only koekje's own values (the site's are not kept).
 _MAX_PARSED = 4096
 _MAX_REMEMBERED_HEADER = 4096
-
-
-@mypyc_attr(native_class=False)  # a msgspec Struct: its own metaclass, made in C
-class Incoming(msgspec.Struct, frozen=True, gc=False):
-    """The request headers koekje reads, parsed in one pass. Never changed: the cookies may be shared."""
-
-    cookies: Mapping[str, str]  # the name of every cookie sent; the values of koekje's own ("" for others)
-    gpc: bool  # Sec-GPC: 1 (or DNT: 1 when configured)
-    clipped: bool  # the Cookie header was longer than MAX_COOKIE_HEADER
-    referer: bytes = b""
-    user_agent: bytes = b""
-    host: bytes = b""
-    purpose: bytes = b""  # announced speculative loads (Sec-Purpose, Purpose, X-Moz), lower case
-    accept_language: str | None = None
 
 
 # Which header is which, in one dictionary lookup per header (a browser sends fifteen or so).

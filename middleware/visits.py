@@ -19,10 +19,8 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-import msgspec
-from mypy_extensions import mypyc_attr
-
 from .consent import Consent
+from .records import Visit
 
 Header = tuple[bytes, bytes]
 
@@ -31,15 +29,6 @@ _MAX_RENEWALS = 4096
 # Longer than this and a visit is cut (a page left open and reloaded all day long is not one visit).
 MAX_VISIT_SECONDS = 24 * 3600
 _CLOCK_SKEW = 60  # a start this far in the future still counts: several machines, several clocks
-
-
-@mypyc_attr(native_class=False)  # a msgspec Struct: its own metaclass, made in C
-class Visit(msgspec.Struct, frozen=True, gc=False):
-    """(A msgspec Struct: one is made for every recorded page, in C.)"""
-
-    start: int  # Unix seconds: with the visitor id, the visit's identity
-    returning: bool
-    entry: bool  # this page began the visit
 
 
 class Visits:

@@ -22,13 +22,13 @@ from koekje.analytics.drops import Drop
 from koekje.middleware import Config
 from koekje.middleware.capture import (
     MAX_PATH,
-    Hit,
     campaign_of,
     clean_path,
     excluded,
     prefetch,
 )
 from koekje.middleware.config import AnalyticsSection
+from koekje.middleware.records import Hit
 
 MakeClient = Callable[..., TestClient]
 PHONE = (
@@ -251,8 +251,8 @@ def test_turning_a_large_batch_into_rows_lets_the_event_loop_run_meanwhile() -> 
     # interpreter shares the GIL itself, so this passes either way there.)
     from koekje.analytics import PageViewRows
     from koekje.middleware.capture import PageViews
+    from koekje.middleware.records import Visit
     from koekje.middleware.topics import TopicRules
-    from koekje.middleware.visits import Visit
 
     now = datetime.now(UTC)
     visit, agent = Visit(1, returning=False, entry=True), PHONE.encode()
