@@ -14,7 +14,9 @@ its file's place. So the packages' Python files are staged under their module na
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import tomllib
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -98,5 +100,41 @@ def _forget_earlier_builds() -> None:
             stale.unlink()
 
 
+# A link to a file of this repository: not a scheme (https:, mailto:) and not an anchor of the same page.
+_LINK = re.compile(r"(!?)\[([^\]\n]+)\]\((?![a-z][a-z0-9+.-]*:|#)([^)\s#]+)(#[^)\s]*)?\)")
+
+
+def description() -> str:
+    """README.md as a package index shows it: there, a link to ``docs/...`` leads nowhere. Links and images
+    become absolute against ``[project.urls] Source`` when the project has a public home; until then a link
+    keeps its text and names the file (every one is in the sdist) and an image is left out.
+
+    Written here, not taken from a plugin: the one that does this (hatch-fancy-pypi-readme) is hatchling's,
+    and koekje builds with setuptools for mypyc."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"].get("urls", {})
+    source = urls.get("Source")
+
+    def rewrite(link: re.Match[str]) -> str:
+        image, text, path, anchor = link.group(1), link.group(2), link.group(3), link.group(4) or ""
+        if source:
+            kind = "raw" if image else "blob"
+            return f"{image}[{text}]({source.rstrip('/')}/{kind}/main/{path}{anchor})"
+        if image:
+            return ""
+        return text if "/" in text or text.endswith(".md") else f"{text} (`{path}`)"  # no path twice
+
+    if source:
+        return _LINK.sub(rewrite, readme)
+    title, _, rest = readme.partition("\n")
+    where = "\n\n(The documentation's pages named below are in the source distribution, under `docs/`.)\n"
+    return title + where + _LINK.sub(rewrite, rest)
+
+
 _forget_earlier_builds()
-setup(ext_modules=compiled(), cmdclass={"build_ext": BuildOrPlain})
+setup(
+    ext_modules=compiled(),
+    cmdclass={"build_ext": BuildOrPlain},
+    long_description=description(),
+    long_description_content_type="text/markdown",
+)

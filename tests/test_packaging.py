@@ -5,6 +5,7 @@ the middleware works in a site of its own. What the wheel forgets to carry (a te
 the demo) fails here."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -112,6 +113,12 @@ def test_the_sdist_carries_the_sources_and_the_wheel_the_package_data(built: Pat
     assert not any(name.startswith(("middleware/", "tests/", "examples/")) for name in files)
     assert f"Version: {__version__}" in metadata and "License-Expression: MIT" in metadata
     assert "Keywords: " in metadata and "Classifier: Framework :: FastAPI" in metadata
+    # The README as the package index shows it: no link or image into the repository, which leads nowhere
+    # there; the pages named instead.
+    description = metadata.split("\n\n", 1)[1]
+    assert "Description-Content-Type: text/markdown" in metadata and "# koekje" in description
+    assert "Getting started (`docs/getting-started.md`)" in description
+    assert not re.search(r"\]\((?![a-z][a-z0-9+.-]*:|#)", description), "a relative link"
 
 
 def test_the_installed_wheel_runs_a_site(clean_venv: Path, tmp_path: Path) -> None:
