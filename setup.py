@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import tomllib
 from pathlib import Path
 
@@ -57,21 +58,43 @@ COMPILED = [
 # builds such a class without its options (frozen, gc=False, omit_defaults): it would behave differently.
 
 
-def compiled() -> list[Extension]:
-    if os.environ.get("KOEKJE_COMPILE", "1") == "0":
-        return []
-    from mypyc.build import mypycify
+# The commands that build extensions (a PEP 517 backend runs setup.py with one of them): the metadata's
+# and the sdist's need no type check and no C.
+_BUILDS = {"build", "build_ext", "bdist_wheel", "install", "develop", "editable_wheel"}
 
-    shutil.rmtree(STAGE, ignore_errors=True)
-    for folder, module in PACKAGES.items():
-        shutil.copytree(ROOT / folder, STAGE / module, ignore=_not_python)
-    os.environ["MYPYPATH"] = str(STAGE)  # where mypy finds the koekje namespace
-    options = ["--config-file", str(ROOT / "pyproject.toml"), "--explicit-package-bases"]
-    return mypycify(
-        options + [str(STAGE / path) for path in COMPILED],
-        group_name="koekje",  # its shared runtime: koekje__mypyc, next to the koekje namespace
-        target_dir=str(Path("build", "mypyc")),
-    )
+
+def compiled() -> list[Extension]:
+    if os.environ.get("KOEKJE_COMPILE", "1").strip().lower() in ("0", "no", "false", "off"):
+        return []
+    if not _BUILDS & set(sys.argv[1:]):
+        return []
+    try:
+        from mypyc.build import mypycify
+
+        shutil.rmtree(STAGE, ignore_errors=True)
+        for folder, module in PACKAGES.items():
+            shutil.copytree(ROOT / folder, STAGE / module, ignore=_not_python)
+        _remove_empty_folders(STAGE)
+        os.environ["MYPYPATH"] = os.pathsep.join(filter(None, [str(STAGE), os.environ.get("MYPYPATH")]))
+        options = ["--config-file", str(ROOT / "pyproject.toml"), "--explicit-package-bases"]
+        return mypycify(
+            options + [str(STAGE / path) for path in COMPILED],
+            group_name="koekje",  # its shared runtime: koekje__mypyc, next to the koekje namespace
+            target_dir=str(Path("build", "mypyc")),
+        )
+    except (Exception, SystemExit) as exc:  # mypyc exits when its type check fails (a build without the
+        # dependencies' types, say): that is no reason to fail an install that runs as plain Python.
+        print(f"koekje: not compiling the request path ({exc!r}); installing plain Python", file=sys.stderr)
+        return []
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """Staging keeps folders that held only data (banner/texts/): left empty, mypy would take one for a
+    namespace package beside the module of the same name (texts.py)."""
+    folders = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+    for folder in folders:  # the deepest first: a folder that held only empty ones is empty by its turn
+        if not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _not_python(folder: str, names: list[str]) -> set[str]:
@@ -124,11 +147,15 @@ def description() -> str:
             return ""
         return text if "/" in text or text.endswith(".md") else f"{text} (`{path}`)"  # no path twice
 
+    def outside_code(text: str) -> str:  # fenced code blocks (odd parts) stay as they are
+        parts = re.split(r"(^```.*?^```$)", text, flags=re.M | re.S)
+        return "".join(part if n % 2 else _LINK.sub(rewrite, part) for n, part in enumerate(parts))
+
     if source:
-        return _LINK.sub(rewrite, readme)
+        return outside_code(readme)
     title, _, rest = readme.partition("\n")
-    where = "\n\n(The documentation's pages named below are in the source distribution, under `docs/`.)\n"
-    return title + where + _LINK.sub(rewrite, rest)
+    where = "\n\n(The pages named below are in the source distribution: the documentation under `docs/`.)\n"
+    return title + where + outside_code(rest)
 
 
 _forget_earlier_builds()

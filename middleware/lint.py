@@ -151,7 +151,8 @@ def compiled(page_module: str) -> list[Finding]:
             "installation",
             "koekje's request path runs as plain Python (built with KOEKJE_COMPILE=0, or where no compiled "
             "build was made): it works the same, at about twice the cost per request. Install a compiled "
-            "build: `pip install --force-reinstall koekje` on a machine with a C compiler",
+            "build on a machine with a C compiler and the Python headers: `pip install --force-reinstall "
+            "--no-deps --no-cache-dir koekje` (pip's cache may hold the plain build)",
         )
     ]
 

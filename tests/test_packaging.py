@@ -6,12 +6,14 @@ the demo) fails here."""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
 import tarfile
 import time
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +55,8 @@ print(list(koekje.__path__), koekje.middleware.__version__, importlib.metadata.v
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    build = [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)]
+    # Isolated, as pip builds it for a user: only what [build-system] asks for is there to compile with.
+    build = [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)]
     result = subprocess.run(build, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return out
@@ -80,6 +83,32 @@ def clean_venv(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = subprocess.run([*pip, "--no-deps", str(wheel)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return venv
+
+
+def test_the_build_type_checks_against_the_dependencies_it_is_installed_with() -> None:
+    """mypyc type-checks the request path with the dependencies in the build environment: each of those
+    must be the dependency the wheel runs with, not a version of its own that drifts."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    runtime = set(project["project"]["dependencies"])
+    build = set(project["build-system"]["requires"]) - {"setuptools>=77", "mypy>=2.4.1,<2.5"}
+    assert build and build <= runtime, build - runtime
+
+
+def test_without_a_c_compiler_it_installs_as_plain_python(tmp_path: Path) -> None:
+    """A machine without a working compiler (a slim container image) gets the same koekje, uncompiled."""
+    source = tmp_path / "src"
+    leave_out = shutil.ignore_patterns(".git", ".venv", "build", "node_modules", "artifacts", "*.egg-info")
+    shutil.copytree(ROOT, source, ignore=leave_out)
+    wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    env = {**os.environ, "CC": "/bin/false"}
+    result = subprocess.run(
+        [*wheel, "-w", str(tmp_path), str(source)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [built] = tmp_path.glob("koekje-*.whl")
+    with zipfile.ZipFile(built) as archive:
+        files = archive.namelist()
+    assert "koekje/middleware/page.py" in files and not [name for name in files if name.endswith(".so")]
 
 
 def test_the_sdist_carries_the_sources_and_the_wheel_the_package_data(built: Path) -> None:
