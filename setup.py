@@ -23,7 +23,8 @@ from pathlib import Path
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-ROOT = Path(__file__).parent
+ROOT = Path(__file__).resolve().parent
+os.chdir(ROOT)  # build/ is koekje's own, wherever setup.py is run from (pip runs it here anyway)
 STAGE = Path("build", "mypyc-src")  # relative: setuptools wants relative source paths
 PACKAGES = {"middleware": "koekje/middleware", "analytics": "koekje/analytics", "banner": "koekje/banner"}
 
