@@ -3,7 +3,9 @@ into C extensions by mypyc from the same typed Python (as mypy and black ship), 
 costs a request (benchmarks/RESULTS.md, "Compiled"). Everything else is in pyproject.toml.
 
 `KOEKJE_COMPILE=0` builds pure Python: the same behaviour, slower. So does a machine where the C compiler
-fails (none installed, no Python headers), with a warning; `koekje check` tells either. The sources stay in
+fails (none installed, no Python headers), or a build whose type check before compiling fails, with a
+warning; `koekje check` tells either. (A wheel built so is still tagged for the platform: setuptools fixes
+the tag before the compiler runs.) The sources stay in
 the wheel, and a compiled module is used where it exists.
 
 Hand-written glue rather than a build plugin: koekje's packages live under other folder names than their
