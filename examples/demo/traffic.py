@@ -21,7 +21,7 @@ _REFERRERS = ("",) * 6 + ("www.google.com", "www.google.nl", "www.linkedin.com",
 
 
 def generate(
-    rules: TopicRules, site: str, now: datetime, *, visitors: int = 400, days: int = 30, seed: int = 7
+    rules: TopicRules, site: str, now: datetime, *, visitors: int = 600, days: int = 30, seed: int = 7
 ) -> list[PageView]:
     """Page views of ``visitors`` visitors over the ``days`` before ``now``, each with a topic preference."""
     rng = random.Random(seed)  # noqa: S311 (reproducible sample data, not security)
