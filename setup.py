@@ -5,8 +5,8 @@ costs a request (benchmarks/RESULTS.md, "Compiled"). Everything else is in pypro
 `KOEKJE_COMPILE=0` builds pure Python: the same behaviour, slower. So does a machine where the C compiler
 fails (none installed, no Python headers), or a build whose type check before compiling fails, with a
 warning; `koekje check` tells either. (A wheel built so is still tagged for the platform: setuptools fixes
-the tag before the compiler runs.) The sources stay in
-the wheel, and a compiled module is used where it exists.
+the tag before the compiler runs.) The sources stay in the wheel, and a compiled module is used where it
+exists.
 
 Hand-written glue rather than a build plugin: koekje's packages live under other folder names than their
 module names (pyproject's package-dir: `middleware/` is `koekje.middleware`), and mypyc names a module by
