@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.types import Message, Scope, Send
 
@@ -18,7 +18,7 @@ from .enforce import CookieGuard
 from .engine import ConsentEngine, DecisionRefused
 from .inject import HeadScanner, body_start, page_language
 from .markup import PageBanner, page_address
-from .records import Hit, Incoming
+from .records import DONE, Hit, Incoming
 from .tags import BannerTags
 from .visitor import Visitor
 from .visits import Visits
@@ -140,21 +140,25 @@ class PageResponse:
         self._scanner: HeadScanner | None = None  # only for a page whose start is held
         self._markup = False  # whether the banner's markup goes into this page's body
 
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            await self._start(message)
-        elif message["type"] == "http.response.body":
-            await self._body_part(message)
-        else:  # e.g. http.response.pathsend: the body does not pass through here, so nothing to inject
-            await self._release()
-            await self._send(message)
+    def send(self, message: Message) -> Awaitable[None]:
+        """The app's ``send``. Not a coroutine itself: a message koekje passes on goes to the server's
+        ``send`` with no coroutine of koekje's around it (each would cost every response over HTTP); one that
+        koekje holds back is done at once."""
+        kind = message["type"]
+        if kind == "http.response.start":
+            return self._start(message)
+        if kind == "http.response.body":
+            return self._body_part(message)
+        # e.g. http.response.pathsend: the body does not pass through here, so nothing to inject
+        return self._release_then(message)
 
-    async def _start(self, message: Message) -> None:
+    def _start(self, message: Message) -> Awaitable[None]:
         message["headers"] = headers = list(message.get("headers", ()))
         html = encoded = partial = sets_cookies = cached = False
         csp = None
         for name, value in headers:
-            kind = _RESPONSE_HEADERS.get(name.lower())
+            # (Lower case is what frameworks send: looked up as it is, without making a lower-case copy.)
+            kind = _RESPONSE_HEADERS.get(name if name.islower() else name.lower())
             if kind is None:
                 continue
             if kind == _TYPE:
@@ -195,8 +199,8 @@ class PageResponse:
             self._scanner = HeadScanner(MAX_HELD_BYTES)
             self._held = message
             self._markup = pages.banner is not None and pages.banner.wanted(self._visitor.consent)
-        else:
-            await self._send(message)
+            return DONE
+        return self._send(message)
 
     def _record_implied(self, page: bool) -> None:
         """A decision the visitor's region or signals imply is recorded with the first page, and only then
@@ -250,13 +254,18 @@ class PageResponse:
         headers += added
         return bool(added)
 
-    async def _body_part(self, message: Message) -> None:
+    def _body_part(self, message: Message) -> Awaitable[None]:
         more = message.get("more_body", False)
         if not more and self._is_page:
             self._served()
         if self._held is None:
-            await self._send(message)
-            return
+            return self._send(message)
+        return self._held_part(message, more)
+
+    async def _held_part(self, message: Message, more: bool) -> None:
+        """A part of a page whose start is held while the end of its head is looked for."""
+        held = self._held
+        assert held is not None
         chunk = message.get("body", b"")
         if self._body or more:  # a page in parts: gather them until the end of the head shows up
             self._body += chunk
@@ -295,7 +304,7 @@ class PageResponse:
             # What koekje put in follows the visitor's cookie (their choice, the banner or not), and the
             # banner's words their Accept-Language when the page does not name its language.
             vary = b"Accept-Language" if by_language else None
-            self._held["headers"] = _changed_page(self._held["headers"], extra, b"Cookie", vary)
+            held["headers"] = _changed_page(held["headers"], extra, b"Cookie", vary)
         await self._release(bytes(data), more)
 
     def _served(self) -> None:
@@ -351,6 +360,10 @@ class PageResponse:
             self._visitor.consent, lang, self._incoming.accept_language, self._root_path, page_address(scope)
         )
         return markup, lang is None
+
+    async def _release_then(self, message: Message) -> None:
+        await self._release()
+        await self._send(message)
 
     async def _release(self, body: bytes = b"", more: bool = True) -> None:
         """Send the held start, and the body held with it."""
@@ -415,7 +428,7 @@ def _changed_page(
     changed = []
     said: list[bytes] = []
     for name, value in headers:
-        lower = name.lower()
+        lower = name if name.islower() else name.lower()
         if lower == b"content-length":
             value = str(int(value) + extra).encode("latin-1")
         elif lower == b"etag" or lower == b"accept-ranges":

@@ -192,7 +192,7 @@ class Runtime:
         """This process's counts, for the metrics (read at scrape time, and snapshotted for other workers)."""
         dropped: Counter[str] = Counter()
         for counts in (
-            self.capture.dropped,
+            self.capture.counts(),
             self.recorder.dropped,
             self.page_view_rows.dropped,
             self.page_views.dropped,

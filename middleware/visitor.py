@@ -110,24 +110,20 @@ class Locator:
         self.rules = rules
 
 
-def _connection(scope: Scope) -> Scope:
-    if "type" not in scope:  # (a visitor made from another's: already the connection alone)
-        return scope
-    return {"client": scope.get("client"), "headers": scope["headers"], "scheme": scope.get("scheme")}
-
-
 class Visitor:
     """The visitor's consent (their decision, or what the region and their browser's signals imply), and
     where they are: worked out only when asked for, so a visitor nobody asks about costs nothing."""
 
     __slots__ = (
         "_address",
+        "_client",
+        "_headers",
         "_locator",
         "_prefix",
         "_profiles",
         "_region",
+        "_said_scheme",
         "_scheme",
-        "_scope",
         "consent",
         "gpc",
         "id",
@@ -151,7 +147,9 @@ class Visitor:
         )
         # What the address and scheme are worked out from, not the scope itself: the scope holds this
         # visitor (``scope["koekje"]``), and a cycle would leave every request's garbage to the collector.
-        self._scope = _connection(scope)
+        self._client = scope.get("client")
+        self._headers = scope.get("headers", ())
+        self._said_scheme = scope.get("scheme")
         self._locator = locator
         self._profiles = profiles
         self._address: object = _UNSET
@@ -163,14 +161,18 @@ class Visitor:
     def address(self) -> str | None:
         """The full client address: in memory only, never stored or logged."""
         if self._address is _UNSET:
-            self._address = self._locator.proxies.client(self._scope)
+            self._address = self._locator.proxies.client(self._connection())
         return self._address  # type: ignore[return-value]
+
+    def _connection(self) -> Scope:
+        """The scope's part about the connection (made only when the address or scheme is asked for)."""
+        return {"client": self._client, "headers": self._headers, "scheme": self._said_scheme}
 
     @property
     def scheme(self) -> str:
         """``https`` or ``http``, as the visitor used it (https behind a TLS proxy)."""
         if self._scheme is _UNSET:
-            self._scheme = self._locator.proxies.scheme(self._scope)
+            self._scheme = self._locator.proxies.scheme(self._connection())
         return self._scheme  # type: ignore[return-value]
 
     def allows(self, category: str) -> bool:
@@ -224,7 +226,7 @@ class Visitor:
     def with_consent(self, consent: Consent | None) -> Visitor:
         """The same visitor under another consent (a new value; this one is not changed)."""
         other = Visitor(
-            consent, gpc=self.gpc, scope=self._scope, locator=self._locator, profiles=self._profiles
+            consent, gpc=self.gpc, scope=self._connection(), locator=self._locator, profiles=self._profiles
         )
         other._address, other._scheme = self._address, self._scheme
         other._prefix, other._region = self._prefix, self._region

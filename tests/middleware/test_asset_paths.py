@@ -51,7 +51,7 @@ def test_asset_paths_go_past_koekje_untouched(
     assert "set-cookie" not in embed.headers and "cache-control" not in embed.headers
     assert client.get("/static/site.css").text == "body { margin: 0 }\n"
     assert page_views(client) == []  # an HTML file there is no page view either
-    counted = runtime_of(client).capture.dropped
+    counted = runtime_of(client).capture.counts()
     assert counted[Drop.NOT_A_PAGE] == 0 and counted[Drop.NO_CONSENT] == 0  # not even looked at
     # The same page outside the asset paths: handled as ever (recorded, the old cookie removed).
     page = client.get("/staticky/embed.html")  # (a segment boundary: not under /static)

@@ -78,7 +78,7 @@ def test_the_order_names_the_first_objection(make_client: MakeClient) -> None:
     client.get("/", headers={"sec-purpose": "prefetch"})  # no consent either: consent comes first
     consent(client, "analytics")
     client.get("/", headers={"sec-purpose": "prefetch"})
-    dropped = runtime_of(client).capture.dropped
+    dropped = runtime_of(client).capture.counts()
     assert dropped[Drop.NO_CONSENT] == 1 and dropped[Drop.PREFETCH] == 1
 
 
@@ -102,7 +102,7 @@ def test_assets_and_errors_are_counted_as_not_pages(make_client: MakeClient) -> 
     client = make_client()
     client.get("/api")
     client.get("/missing")
-    assert runtime_of(client).capture.dropped[Drop.NOT_A_PAGE] == 2
+    assert runtime_of(client).capture.counts()[Drop.NOT_A_PAGE] == 2
 
 
 def test_crawlers_are_dropped_off_the_request_path_and_devices_kept(make_client: MakeClient) -> None:
