@@ -18,7 +18,7 @@ from .enforce import CookieGuard
 from .engine import ConsentEngine, DecisionRefused
 from .inject import HeadScanner, body_start, page_language
 from .markup import PageBanner, page_address
-from .records import DONE, Hit, Incoming
+from .records import Hit, Incoming
 from .tags import BannerTags
 from .visitor import Visitor
 from .visits import Visits
@@ -141,9 +141,9 @@ class PageResponse:
         self._markup = False  # whether the banner's markup goes into this page's body
 
     def send(self, message: Message) -> Awaitable[None]:
-        """The app's ``send``. Not a coroutine itself: a message koekje passes on goes to the server's
-        ``send`` with no coroutine of koekje's around it (each would cost every response over HTTP); one that
-        koekje holds back is done at once."""
+        """The app's ``send``. Not a coroutine function itself: a message koekje passes on goes to the
+        server's ``send`` with no coroutine of koekje's around it (each would cost every response over HTTP).
+        What it returns is still a coroutine, as a ``send`` gives (an app may make a task of it)."""
         kind = message["type"]
         if kind == "http.response.start":
             return self._start(message)
@@ -199,7 +199,7 @@ class PageResponse:
             self._scanner = HeadScanner(MAX_HELD_BYTES)
             self._held = message
             self._markup = pages.banner is not None and pages.banner.wanted(self._visitor.consent)
-            return DONE
+            return _held()
         return self._send(message)
 
     def _record_implied(self, page: bool) -> None:
@@ -373,6 +373,10 @@ class PageResponse:
         await self._send(start)
         if body or not more:
             await self._send({"type": "http.response.body", "body": body, "more_body": more})
+
+
+async def _held() -> None:
+    """What ``send`` gives for a message koekje holds back: nothing to wait for."""
 
 
 # Cache-Control as the app said it -> as it goes out on a page that renews the visit cookie. An app says a

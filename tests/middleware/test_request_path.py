@@ -77,3 +77,33 @@ def test_a_request_leaves_no_reference_cycles(make_client: MakeClient) -> None:
 
     baseline = _garbage(nothing, [""])  # what anyio leaves, if anything
     assert _garbage(client.app, ["", consented]) == baseline
+
+
+def test_what_send_returns_is_a_coroutine_an_app_may_make_a_task_of(make_client: MakeClient) -> None:
+    """koekje's ``send`` hands passed-on messages straight to the server's (no coroutine of its own around
+    them) and answers a held one at once: an app that makes a task of each ``send(...)``, as asyncio allows
+    for coroutines only, still works, with the banner in its page."""
+    import asyncio
+
+    page = b"<!doctype html><html><head><title>t</title></head><body><p>hello</p></body></html>"
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        kind = b"text/html" if scope["path"] == "/page" else b"application/json"
+        body = page if kind == b"text/html" else b"{}"
+        headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
+        for message in (
+            {"type": "http.response.start", "status": 200, "headers": headers},
+            {"type": "http.response.body", "body": body},
+        ):
+            await asyncio.create_task(send(message))  # TypeError unless send(...) is a coroutine
+
+    client = make_client(app=app)
+    html = client.get("/page")
+    assert html.status_code == 200 and b'id="koekje"' in html.content and b"<p>hello</p>" in html.content
+    assert int(html.headers["content-length"]) == len(html.content) > len(page)
+    assert client.get("/api").content == b"{}"
