@@ -192,11 +192,17 @@ class Browsing:
         if not page.locator(_button(first)).count():
             return f"the banner has no '{first}' button, so this visitor could not make their choice"
         box = f"{CATEGORY}[value='{plan.category}']"
-        if plan.choice == "category" and not page.locator(box).count():
-            return f"the banner offers no choice for {plan.category}, so this visitor could not grant it"
         try:
             if plan.choice == "category":
-                page.locator(_button("choose")).first.click()  # unfolds in place, or opens the settings page
+                # Unfolds in place (koekje's own banner fetches its second layer first), or opens the
+                # settings page: the choices are looked for once they are there.
+                page.locator(_button("choose")).first.click()
+                try:
+                    page.locator(box).first.wait_for(state="visible", timeout=BANNER_SECONDS * 1000)
+                except BrowserTimeout:
+                    return (
+                        f"the banner offers no choice for {plan.category}, so this visitor could not grant it"
+                    )
                 page.locator(box).first.check()
                 recorder.requests.clear()  # from here on, what happens happens after the choice
                 page.locator(_button("save")).first.click()
