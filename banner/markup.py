@@ -31,7 +31,6 @@ def render_banner(
     action: str,
     return_to: str,
     page: bool = False,
-    folded: bool = False,
     granted: Collection[str] = (),
     services: Collection[str] = (),
     message: str | None = None,
@@ -41,8 +40,7 @@ def render_banner(
 ) -> str:
     """The banner for ``content`` (``BannerContent.body``): the first layer (``page`` False: the choices
     folded away, nothing ticked but what ``granted``/``services`` say), or the settings page's banner with
-    the visitor's reference, to quote in a letter about their data, when they have a decision. ``folded``:
-    the first layer without the second (as it goes into the site's pages)."""
+    the visitor's reference, to quote in a letter about their data, when they have a decision."""
     return _ENV.get_template("settings.html" if page else "banner.html").render(
         c=content,
         lang=content["lang"],
@@ -50,7 +48,6 @@ def render_banner(
         prefix=action.removesuffix("/consent"),
         return_to=return_to,
         page=page,
-        folded=folded and not page,
         granted=frozenset(granted),
         services=frozenset(services),
         message=message,
@@ -97,9 +94,8 @@ def render_notice(lang: str, **notice: Any) -> str:
 
 
 class FirstLayers:
-    """The first layer as a page gets it (folded: without the second layer, which banner.js fetches when
-    asked for), rendered once per language and action and then only given its return path: no template
-    runs on the request path."""
+    """The first layer as a page gets it, rendered once per language and action and then only given its
+    return path: no template runs on the request path."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, str], tuple[bytes, bytes]] = {}
@@ -112,8 +108,7 @@ class FirstLayers:
         key = (content["lang"], action)
         parts = self._cache.get(key)
         if parts is None:
-            banner = render_banner(content, action=action, return_to=_RETURN, folded=True)
-            before, _, after = banner.partition(_RETURN)
+            before, _, after = render_banner(content, action=action, return_to=_RETURN).partition(_RETURN)
             parts = (before.encode(), after.encode())
             if len(self._cache) < 256:  # languages x mounts: a handful
                 self._cache[key] = parts

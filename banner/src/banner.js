@@ -244,12 +244,11 @@
   }
 
   /** Bring the server's markup (the form that works without JavaScript) to life: the same buttons decide
-   * without leaving the page, "choose" unfolds the second layer in place. (In a page the banner comes
-   * folded, without its second layer: see expand.) */
+   * without leaving the page, "choose" unfolds the second layer in place. */
   function enhance(section) {
     root = section;
     var form = section.querySelector("form");
-    var choices = section.querySelector("#koekje-choices") || section;
+    var choices = section.querySelector("#koekje-choices");
     Array.prototype.forEach.call(choices.querySelectorAll(".koekje-category"), function (row) {
       var box = row.querySelector("input:not([data-service])");
       var services = row.querySelectorAll("input[data-service]");
@@ -306,9 +305,7 @@
   }
 
   function expand(dialog) {
-    var choices = dialog.querySelector("#koekje-choices");
-    if (!choices) return unfold(dialog);
-    choices.hidden = false;
+    dialog.querySelector("#koekje-choices").hidden = false;
     var save = dialog.querySelector('button[value="save"]');
     var choose = dialog.querySelector('button[value="choose"]');
     if (save) save.hidden = false;
@@ -318,33 +315,6 @@
     }
     var first = dialog.querySelector("#koekje-choices input:not([disabled])");
     if (first) first.focus();
-  }
-
-  /** The banner in a page comes folded: its second layer would weigh on every first page. Asked for, the
-   * whole banner is fetched (in the folded one's language, with its return path) and unfolded in its place;
-   * if that fails, the form goes where it goes without JavaScript: the settings page. */
-  function unfold(folded) {
-    if (folded.getAttribute("data-koekje-unfolding")) return;
-    folded.setAttribute("data-koekje-unfolding", "");
-    var form = folded.querySelector("form");
-    var query = "?lang=" + encodeURIComponent(folded.getAttribute("lang") || config.lang) +
-      "&return=" + encodeURIComponent(form.elements["return"] ? form.elements["return"].value : here());
-    fetch(base + "/banner.html" + query, { credentials: "same-origin" }).then(function (response) {
-      if (!response.ok) throw new Error("koekje: no second layer (" + response.status + ")");
-      return response.text();
-    }).then(function (markup) {
-      var holder = document.createElement("template");
-      holder.innerHTML = markup;
-      var whole = holder.content.firstElementChild;
-      if (!whole || !whole.querySelector("#koekje-choices") || !folded.parentNode) throw new Error("koekje: no second layer");
-      folded.parentNode.replaceChild(whole, folded);
-      enhance(whole);
-      expand(whole);
-    }).catch(function (error) {
-      if (window.console) window.console.warn(error);
-      form.appendChild(el("input", { type: "hidden", name: "koekje", value: "choose" }));
-      form.submit();
-    });
   }
 
   /** Show the banner: the one the server put into the page, else the server's markup fetched now (for a

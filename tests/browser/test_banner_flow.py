@@ -168,30 +168,6 @@ def test_banner_is_reachable_by_keyboard_first(live: LiveSite, context: BrowserC
     expect(settings).to_be_focused()  # back where the visitor was
 
 
-def test_choose_unfolds_the_fetched_second_layer_or_else_opens_the_settings_page(
-    live: LiveSite, context: BrowserContext
-) -> None:
-    """The page's banner comes folded; banner.js fetches the whole one when asked. Should that fail, the
-    visitor still gets their choices: the form goes where it goes without JavaScript."""
-    page = context.new_page()
-    fetched: list[str] = []
-    page.on("request", lambda request: fetched.append(request.url) if "/banner.html" in request.url else None)
-    page.goto(live.url + "/implantologie")
-    expect(page.locator("#koekje-choices")).to_have_count(0)
-    page.get_by_role("button", name="Per doel kiezen").click()
-    expect(page.get_by_role("checkbox", name="Statistieken")).to_be_visible()
-    assert page.url == live.url + "/implantologie" and len(fetched) == 1
-    assert "return=%2Fimplantologie" in fetched[0] and "lang=nl" in fetched[0]
-
-    second = context.new_page()
-    second.route("**/_koekje/banner.html*", lambda route: route.abort())
-    second.goto(live.url + "/implantologie")
-    second.get_by_role("button", name="Per doel kiezen").click()
-    expect(second.get_by_role("checkbox", name="Statistieken")).to_be_visible()
-    assert "/_koekje/settings?" in second.url and "return=/implantologie" in second.url
-    assert ledger(live.runtime) == []  # nothing was decided on the way
-
-
 def test_a_marketing_cookie_of_the_site_waits_for_consent_and_goes_with_it(
     live: LiveSite, context: BrowserContext
 ) -> None:

@@ -37,22 +37,6 @@ def test_the_first_layer_is_the_first_thing_in_the_body(make_client: MakeClient)
     assert not re.search(r'name="category" value="\w+"[^>]* checked', page)
 
 
-def test_a_page_gets_the_first_layer_folded_and_banner_js_fetches_the_whole(make_client: MakeClient) -> None:
-    """The second layer would weigh on every first page (~2.7 of the banner's ~4 KB): a page gets the first
-    layer alone, and "choose" leads to the settings page (without JavaScript) or to the whole banner,
-    fetched by banner.js and unfolded in place."""
-    client = make_client()
-    page = client.get("/x").text
-    banner = page[page.index('<section class="koekje"') : page.index("</section>")]
-    assert 'id="koekje-choices"' not in banner and 'name="category"' not in banner
-    assert 'value="save"' not in banner and "aria-controls" not in banner  # nothing it names is there
-    whole = client.get("/_koekje/banner.html", params={"lang": "en", "return": "/x"}).text
-    assert whole.startswith('<section class="koekje" id="koekje" role="dialog"')
-    assert 'id="koekje-choices"' in whole and 'aria-controls="koekje-choices"' in whole
-    offered = re.findall(r'name="category" value="(\w+)"', whole)
-    assert offered == ["analytics", "personalization", "marketing"]
-
-
 def test_a_visitor_who_chose_gets_no_banner_markup(make_client: MakeClient) -> None:
     client = make_client()
     consent(client, "analytics")
@@ -210,8 +194,7 @@ def test_the_return_path_never_becomes_markup(make_client: MakeClient, junk: str
     banner = page[page.index("<section") : page.index("</section>")]
     parser = _Tags()
     parser.feed(banner)
-    # The first layer as it goes into a page: its language and return path (the choices come folded away).
-    assert parser.tags.count("input") == 2 and "script" not in parser.tags
+    assert parser.tags.count("input") == 6 and "script" not in parser.tags
 
 
 @pytest.mark.parametrize(
