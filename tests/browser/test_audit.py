@@ -348,3 +348,44 @@ def test_an_audit_of_a_site_that_does_not_answer_does_not_pass(shop_toml: Path, 
     closed = koekje("--config", str(shop_toml), "audit", "http://127.0.0.1:9/", cwd=tmp_path)
     assert closed.returncode == 2
     assert "did not load" in closed.stderr and "Traceback" not in closed.stderr
+
+
+LATE_BANNER = """<!doctype html><html lang="en"><head><title>late</title></head><body>
+<section data-koekje-banner role="dialog" aria-label="Cookies"><form method="post" action="/_koekje/consent">
+<button type="submit" name="koekje" value="reject">Reject all</button>
+<button type="button" name="koekje" value="choose" id="choose">Choose per purpose</button>
+<button type="submit" name="koekje" value="accept">Accept all</button>
+</form></section>
+<script>
+document.getElementById("choose").addEventListener("click", function () {
+  setTimeout(function () {  // as a banner that fetches its second layer would
+    var form = document.querySelector("section form");
+    ["analytics", "personalization", "marketing"].forEach(function (name) {
+      var label = document.createElement("label");
+      label.innerHTML = '<input type="checkbox" name="category" value="' + name + '"> ' + name;
+      form.appendChild(label);
+    });
+    var save = document.createElement("button");
+    save.type = "submit"; save.name = "koekje"; save.value = "save"; save.textContent = "Save";
+    form.appendChild(save);
+  }, 300);
+});
+</script></body></html>"""
+
+
+async def late_banner(request: Request) -> Response:
+    decided = request.scope["koekje"].consent is not None
+    return HTMLResponse("<!doctype html><html><body>chosen</body></html>" if decided else LATE_BANNER)
+
+
+def test_a_banner_whose_choices_come_after_choose_is_pressed(make_config: Callable[..., Config]) -> None:
+    """Many banners load their second layer only when asked: the audit looks for the choices once they are
+    there, and a visitor granting one category gets it."""
+    config = make_config(banner=BannerSection(inject=False))
+    with serve(config, site=Starlette(routes=[Route("/", late_banner)])) as site:
+        report = audit(site.url + "/", config, fast(1, per_category=True))
+    assert not found(report, "choice-not-kept"), found(report, "choice-not-kept")
+    assert report.banner.offered == ("analytics", "personalization", "marketing")
+    assert not found(report, "category-without-choice") and not found(report, "reject-not-on-first-layer")
+    granted = [v for v in report.visitors if v.name.startswith("granted")]
+    assert len(granted) == 3 and all(not v.problem for v in granted)
