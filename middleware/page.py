@@ -140,20 +140,31 @@ class PageResponse:
         self._scanner: HeadScanner | None = None  # only for a page whose start is held
         self._markup = False  # whether the banner's markup goes into this page's body
 
-    def send(self, message: Message) -> Awaitable[None]:
-        """The app's ``send``. Not a coroutine function itself: a message koekje passes on goes to the
-        server's ``send`` with no coroutine of koekje's around it (each would cost every response over HTTP).
-        What it returns is still a coroutine, as a ``send`` gives (an app may make a task of it)."""
+    async def send(self, message: Message) -> None:
+        """The app's ``send``: a coroutine function, as a ``send`` is (an app may make a task of what it
+        returns; asgiref's WsgiToAsgi checks). Its work is done when it runs, in the order the app's messages
+        run. The steps below return what to await instead of being coroutines themselves: a message koekje
+        passes on goes to the server's ``send`` with one coroutine of koekje's around it, not two (each costs
+        every response over HTTP)."""
         kind = message["type"]
         if kind == "http.response.start":
-            return self._start(message)
-        if kind == "http.response.body":
-            return self._body_part(message)
-        # e.g. http.response.pathsend: the body does not pass through here, so nothing to inject
-        return self._release_then(message)
+            sent = self._start(message)
+        elif kind == "http.response.body":
+            sent = self._body_part(message)
+        else:  # e.g. http.response.pathsend: the body does not pass through here, so nothing to inject
+            await self._release()
+            sent = self._send(message)
+        if sent is not None:
+            await sent
 
-    def _start(self, message: Message) -> Awaitable[None]:
-        message["headers"] = headers = list(message.get("headers", ()))
+    def _start(self, message: Message) -> Awaitable[None] | None:
+        """The response's headers: the visitor's choice enforced on them, the page held if tags go into it
+        (None: nothing to send yet), else the server's ``send`` of them."""
+        headers = list(message.get("headers", ()))
+        if any(type(header) is not tuple for header in headers):
+            # ASGI allows [name, value] lists too: made pairs, which the rest of koekje reads.
+            headers = [(bytes(name), bytes(value)) for name, value in headers]
+        message["headers"] = headers
         html = encoded = partial = sets_cookies = cached = False
         csp = None
         for name, value in headers:
@@ -199,7 +210,7 @@ class PageResponse:
             self._scanner = HeadScanner(MAX_HELD_BYTES)
             self._held = message
             self._markup = pages.banner is not None and pages.banner.wanted(self._visitor.consent)
-            return _held()
+            return None
         return self._send(message)
 
     def _record_implied(self, page: bool) -> None:
@@ -254,7 +265,7 @@ class PageResponse:
         headers += added
         return bool(added)
 
-    def _body_part(self, message: Message) -> Awaitable[None]:
+    def _body_part(self, message: Message) -> Awaitable[None] | None:
         more = message.get("more_body", False)
         if not more and self._is_page:
             self._served()
@@ -361,10 +372,6 @@ class PageResponse:
         )
         return markup, lang is None
 
-    async def _release_then(self, message: Message) -> None:
-        await self._release()
-        await self._send(message)
-
     async def _release(self, body: bytes = b"", more: bool = True) -> None:
         """Send the held start, and the body held with it."""
         if self._held is None:
@@ -373,10 +380,6 @@ class PageResponse:
         await self._send(start)
         if body or not more:
             await self._send({"type": "http.response.body", "body": body, "more_body": more})
-
-
-async def _held() -> None:
-    """What ``send`` gives for a message koekje holds back: nothing to wait for."""
 
 
 # Cache-Control as the app said it -> as it goes out on a page that renews the visit cookie. An app says a

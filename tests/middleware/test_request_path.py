@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 from starlette.testclient import TestClient
-from support import CLIENT_IP, consent, runtime_of
+from support import CLIENT_IP, consent, declared, runtime_of
 
 MakeClient = Callable[..., TestClient]
 
@@ -89,7 +89,7 @@ def test_what_send_returns_is_a_coroutine_an_app_may_make_a_task_of(make_client:
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
+            while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
@@ -107,3 +107,31 @@ def test_what_send_returns_is_a_coroutine_an_app_may_make_a_task_of(make_client:
     assert html.status_code == 200 and b'id="koekje"' in html.content and b"<p>hello</p>" in html.content
     assert int(html.headers["content-length"]) == len(html.content) > len(page)
     assert client.get("/api").content == b"{}"
+
+
+def test_headers_given_as_lists_are_read_like_pairs(
+    make_client: MakeClient, make_config: Callable[..., Any]
+) -> None:
+    """ASGI allows a response's headers as [name, value] lists (uvicorn takes them): the page still gets its
+    banner and its length, and a marketing cookie is still held back (compiled code reads pairs only)."""
+    page = b"<!doctype html><html><head><title>t</title></head><body><p>hello</p></body></html>"
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        headers = [
+            [b"Content-Type", b"text/html; charset=utf-8"],
+            [b"content-length", str(len(page)).encode()],
+            [b"set-cookie", b"_fbp=fb.1; Path=/"],  # a marketing cookie, declared
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": page})
+
+    client = make_client(make_config(consent=declared(enforce="strict")), app=app)
+    response = client.get("/page")
+    assert response.status_code == 200 and b'id="koekje"' in response.content
+    assert int(response.headers["content-length"]) == len(response.content) > len(page)
+    assert "_fbp" not in response.cookies
