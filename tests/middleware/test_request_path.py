@@ -79,13 +79,15 @@ def test_a_request_leaves_no_reference_cycles(make_client: MakeClient) -> None:
     assert _garbage(client.app, ["", consented]) == baseline
 
 
-def test_what_send_returns_is_a_coroutine_an_app_may_make_a_task_of(make_client: MakeClient) -> None:
-    """koekje's ``send`` hands passed-on messages straight to the server's (no coroutine of its own around
-    them) and answers a held one at once: an app that makes a task of each ``send(...)``, as asyncio allows
-    for coroutines only, still works, with the banner in its page."""
+def test_send_is_a_coroutine_function_that_works_in_the_order_its_calls_run(make_client: MakeClient) -> None:
+    """An app may make tasks of its sends, or gather them (created before any runs): koekje's ``send`` is a
+    coroutine function (asgiref's WsgiToAsgi checks, and warns otherwise) and works on each message when it
+    runs, so a page whose head ends before its last part still goes out whole, with the banner."""
     import asyncio
+    import inspect
 
-    page = b"<!doctype html><html><head><title>t</title></head><body><p>hello</p></body></html>"
+    page = b"<!doctype html><html><head><title>t</title></head><body><p>hello</p>" + b"<p>more</p>" * 20
+    seen: list[bool] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -93,20 +95,31 @@ def test_what_send_returns_is_a_coroutine_an_app_may_make_a_task_of(make_client:
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
-        kind = b"text/html" if scope["path"] == "/page" else b"application/json"
-        body = page if kind == b"text/html" else b"{}"
+        seen.append(inspect.iscoroutinefunction(send))
+        html = scope["path"] == "/page"
+        body = page if html else b"{}"
+        kind = b"text/html" if html else b"application/json"
         headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
-        for message in (
-            {"type": "http.response.start", "status": 200, "headers": headers},
-            {"type": "http.response.body", "body": body},
-        ):
+        start = {"type": "http.response.start", "status": 200, "headers": headers}
+        if scope["query_string"] == b"gather":  # the head and the body's start in the first of two parts
+            first, rest = body[:80], body[80:]
+            await asyncio.gather(
+                send(start),
+                send({"type": "http.response.body", "body": first, "more_body": True}),
+                send({"type": "http.response.body", "body": rest}),
+            )
+            return
+        for message in (start, {"type": "http.response.body", "body": body}):
             await asyncio.create_task(send(message))  # TypeError unless send(...) is a coroutine
 
     client = make_client(app=app)
-    html = client.get("/page")
-    assert html.status_code == 200 and b'id="koekje"' in html.content and b"<p>hello</p>" in html.content
-    assert int(html.headers["content-length"]) == len(html.content) > len(page)
-    assert client.get("/api").content == b"{}"
+    for query in ("", "gather"):
+        html = client.get("/page?" + query)
+        assert html.status_code == 200 and b'id="koekje"' in html.content, query
+        assert html.content.endswith(b"<p>more</p>" * 20) and b"<p>hello</p>" in html.content
+        assert int(html.headers["content-length"]) == len(html.content) > len(page)
+        assert client.get("/api?" + query).content == b"{}"
+    assert seen and all(seen)
 
 
 def test_headers_given_as_lists_are_read_like_pairs(
