@@ -278,6 +278,13 @@ class PageResponse:
         held = self._held
         assert held is not None
         chunk = message.get("body", b"")
+        if not more and not chunk and not self._body and self._scope["method"] == "HEAD":
+            # HEAD answered without the page (a file's, say): what GET's would grow by cannot be counted, so
+            # its Content-Length goes rather than be wrong (HEAD may leave it out).
+            headers = _changed_page(held["headers"], 0, b"Cookie")
+            held["headers"] = [(name, value) for name, value in headers if name.lower() != b"content-length"]
+            await self._release(b"", False)
+            return
         if self._body or more:  # a page in parts: gather them until the end of the head shows up
             self._body += chunk
         data = self._body or chunk
