@@ -79,6 +79,13 @@ def test_a_request_leaves_no_reference_cycles(make_client: MakeClient) -> None:
     assert _garbage(client.app, ["", consented]) == baseline
 
 
+async def _lifespan(receive: Any, send: Any) -> None:
+    """A raw ASGI app's side of the lifespan protocol."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 def test_send_is_a_coroutine_function_that_works_in_the_order_its_calls_run(make_client: MakeClient) -> None:
     """An app may make tasks of its sends, or gather them (created before any runs): koekje's ``send`` is a
     coroutine function (asgiref's WsgiToAsgi checks, and warns otherwise) and works on each message when it
@@ -91,10 +98,7 @@ def test_send_is_a_coroutine_function_that_works_in_the_order_its_calls_run(make
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+            return await _lifespan(receive, send)
         seen.append(inspect.iscoroutinefunction(send))
         html = scope["path"] == "/page"
         body = page if html else b"{}"
@@ -131,10 +135,7 @@ def test_headers_given_as_lists_are_read_like_pairs(
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+            return await _lifespan(receive, send)
         headers = [
             [b"Content-Type", b"text/html; charset=utf-8"],
             [b"content-length", str(len(page)).encode()],
