@@ -15,7 +15,7 @@ from koekje.analytics.cookies_seen import undeclared_cookies
 from .config import Config, load_config
 from .endpoints import ConsentEndpoints, MetricsEndpoint, build_router
 from .metrics import KoekjeCollector
-from .page import PageResponse
+from .page import PageResponse, header_pairs
 from .rights import RightsEndpoints
 from .runtime import Runtime
 
@@ -108,7 +108,7 @@ class KoekjeMiddleware:
 
         async def send_enforced(message: Message) -> None:
             if message["type"] == "websocket.accept" and guard.enabled and message.get("headers"):
-                message["headers"] = headers = list(message["headers"])
+                message["headers"] = headers = header_pairs(message)
                 guard.filter(headers, visitor.consent, path)
             await send(message)
 

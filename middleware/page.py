@@ -43,6 +43,15 @@ MAX_HELD_BYTES = 256 * 1024
 MAX_HELD_SECONDS = 0.5
 
 
+def header_pairs(message: Message) -> list[tuple[bytes, bytes]]:
+    """A response message's headers as koekje's own list of (name, value) pairs, for it to change. (ASGI
+    allows [name, value] lists too, which compiled code would refuse.)"""
+    headers = list(message.get("headers", ()))
+    if any(type(header) is not tuple for header in headers):
+        headers = [(bytes(name), bytes(value)) for name, value in headers]
+    return headers
+
+
 class Pages:
     """The long-lived services a page response uses."""
 
@@ -160,11 +169,7 @@ class PageResponse:
     def _start(self, message: Message) -> Awaitable[None] | None:
         """The response's headers: the visitor's choice enforced on them, the page held if tags go into it
         (None: nothing to send yet), else the server's ``send`` of them."""
-        headers = list(message.get("headers", ()))
-        if any(type(header) is not tuple for header in headers):
-            # ASGI allows [name, value] lists too: made pairs, which the rest of koekje reads.
-            headers = [(bytes(name), bytes(value)) for name, value in headers]
-        message["headers"] = headers
+        message["headers"] = headers = header_pairs(message)
         html = encoded = partial = sets_cookies = cached = False
         csp = None
         for name, value in headers:

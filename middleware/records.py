@@ -1,5 +1,4 @@
-"""What a request is read into: the headers koekje reads, the visit a page belongs to, a served page; and
-the awaitable the page wrapper answers a held message with.
+"""What a request is read into: the headers koekje reads, the visit a page belongs to, a served page.
 
 msgspec Structs, made in C: one of each per request at most. They live here, in a module setup.py does not
 compile, because mypyc would build them without their class options (frozen, gc=False) and so with
@@ -8,7 +7,7 @@ another behaviour; the compiled modules that use them import them from here.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from uuid import UUID
 
@@ -54,17 +53,3 @@ class Hit(msgspec.Struct, gc=False):
     now: datetime | None = None  # when it was admitted: the event's time
     visit: Visit | None = None  # the visit it belongs to, once tracked
     labels: object = None  # request.state.koekje_topics as the app left it (checked by PageViews)
-
-
-class Done:
-    """An awaitable that is already done, nothing to wait for: what the page wrapper's ``send`` gives the app
-    for a message it holds back. (One, shared: awaiting it runs nothing.)"""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[None, None, None]:
-        return
-        yield  # (a generator that ends at once)
-
-
-DONE = Done()

@@ -306,7 +306,8 @@ def test_websocket_handshakes_are_enforced_and_see_the_visitor(
 
     async def socket(websocket: WebSocket) -> None:
         seen.append(websocket.scope["koekje"])
-        await websocket.accept(headers=[(b"set-cookie", b"_fbp=1"), (b"set-cookie", b"sessionid=2")])
+        # (A [name, value] list, as ASGI allows, and a pair.)
+        await websocket.accept(headers=[[b"set-cookie", b"_fbp=1"], (b"set-cookie", b"sessionid=2")])  # type: ignore[list-item]
         await websocket.close()
 
     config = make_config(
