@@ -11,8 +11,13 @@ ESBUILD := banner/node_modules/.bin/esbuild
 demo: $(VENV)/.package
 	$(BIN)/koekje demo
 
+# The tests run in TEST_WORKERS processes (pytest-xdist; `auto` is one per core): each has its own chDB data
+# directory, browser and servers. Tests are handed out one by one as workers free up (worksteal), so the
+# long ones (the packaging builds, the browser audits) do not leave a worker idle. TEST_WORKERS=0 runs them
+# in this process, one after the other.
+TEST_WORKERS ?= auto
 test: $(VENV)/.package $(VENV)/.test-deps chromium wrk $(ESBUILD) check docs
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # The documentation site, offline and strict: a broken link, a missing page or a missing include fails.
 # The configuration reference is generated from the installed schema (docs/hooks/reference.py).
