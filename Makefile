@@ -31,7 +31,7 @@ test-slow: $(VENV)/.package $(VENV)/.test-deps
 # The request-path benchmarks, full size: over HTTP, in process, and memory over 1,000,000 consented requests
 # (about a quarter of an hour in all; method and figures in benchmarks/RESULTS.md). The smoke runs of every
 # benchmark (tests/test_benchmarks.py, seconds each) are part of `make test`; the full runs of the dashboard's
-# and the pipeline's (ingest, sink, visibility, consent_flood) are run by hand: see RESULTS.md.
+# and the pipeline's (ingest, sink, steady, visibility, consent_flood) are run by hand: see RESULTS.md.
 bench: $(VENV)/.package $(VENV)/.test-deps wrk
 	$(BIN)/python benchmarks/over_http.py
 	$(BIN)/python benchmarks/request_path.py

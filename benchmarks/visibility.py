@@ -1,6 +1,6 @@
 """How soon a recorded page view can be queried: from the request that served the page to the row being
 counted in the embedded store, at the default settings (write buffer flushed every 0.25 s, spool loaded
-when woken or every 0.25 s).
+at most once a second, several batches in one insert).
 
     .venv/bin/python benchmarks/visibility.py [--seconds 20] [--rate 1000] [--smoke]
 

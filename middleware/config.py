@@ -385,6 +385,9 @@ class AnalyticsSection(_Section, frozen=True):
     # ... or after this many seconds: a worker killed with SIGKILL loses at most this interval (and a batch
     # it was writing to the spool at that moment).
     flush_interval_seconds: float = 0.25
+    # Spooled batches go into the store at most this often, several batches in one insert: each insert costs
+    # the store much whatever its size. A page view shows in the dashboard within about this long.
+    load_interval_seconds: float = 1.0
     # Where batches wait for the store (relative to the config file): on disk, so an outage or a crash loses
     # nothing; bounded, so a long outage cannot fill the disk.
     spool_dir: str = "koekje-spool"
@@ -415,6 +418,8 @@ class AnalyticsSection(_Section, frozen=True):
                 raise ValueError(f"analytics.exclude_paths: {prefix!r} must start with '/'")
         if not 1 <= self.visit_timeout_minutes <= 720:
             raise ValueError("analytics.visit_timeout_minutes must be between 1 and 720")
+        if not 0.01 <= self.load_interval_seconds <= 60:
+            raise ValueError("analytics.load_interval_seconds must be between 0.01 and 60")
 
 
 class GeoSection(_Section, frozen=True):

@@ -65,6 +65,14 @@ SMOKES = {
         ),
     ),
     "sink": Smoke(("--smoke",), (rf"^3 batches of 100: per event cpu {NUMBER} us, wall {NUMBER} us$",)),
+    "steady": Smoke(
+        ("--smoke",),
+        (
+            rf"^ +0\.25 s +{NUMBER} +{NUMBER} +{NUMBER}$",
+            rf"^ +1 s +{NUMBER} +{NUMBER} +{NUMBER}$",
+            r"^page views stored: 400 of 400 sent \(ok\)$",
+        ),
+    ),
     "visibility": Smoke(
         ("--smoke",),
         (r"^200 consented page views at 200/s", r"^  visible after: p50 \d+ ms, p99 \d+ ms, max \d+ ms$"),

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from servers import eventually
 from support import FakeClock
 
 from koekje.analytics import Store
@@ -91,6 +92,35 @@ def test_the_loader_sweeps_leftovers_of_workers_that_died_while_the_site_runs(
     clock.advance(seconds=SWEEP_EVERY.total_seconds() / 2 + 1)
     assert loader.load_pending()
     assert not leftover.exists()
+
+
+def test_batches_spooled_close_together_go_in_as_one_insert_and_stop_does_not_wait(
+    store: Store, spool: Spool, clock: FakeClock
+) -> None:
+    """An insert costs the store much whatever its size (embedded chDB: ~20 ms of CPU for a few hundred
+    rows): a batch spooled within the interval since the loader's last pass waits out the rest of it, so a
+    busy site's batches go in together. The first batch after a quiet while goes at once; stop waits for
+    nothing."""
+    loader = Loader(store, spool, "s", clock, interval=60)
+    loader.start()
+    try:
+        spool.write("page_views", views(5), rows=5)
+        loader.wake()
+        eventually(lambda: loader.loaded["page_views"] == 5, seconds=30)
+        for i in range(1, 5):
+            spool.write("page_views", views(5, i * 5), rows=5)
+            loader.wake()
+        # (A window to see that nothing happens in: a pass on every wake loads within milliseconds.)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            assert loader.loaded["page_views"] == 5
+            time.sleep(0.05)
+    finally:
+        stopping = time.monotonic()
+        loader.stop()
+    assert time.monotonic() - stopping < 30  # (stop joins for 30 s at most: the interval was not waited out)
+    assert loader.loaded["page_views"] == 25 and count(store) == (25, 25)
+    assert sum(loader.latency.counts) == 2  # the first batch's insert, then one for the four after it
 
 
 def test_batches_wait_for_an_outage_and_load_in_order(store: Store, spool: Spool, clock: FakeClock) -> None:
