@@ -20,7 +20,8 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,24 @@ log = logging.getLogger("koekje.analytics")
 _LENGTH = struct.Struct("!I")
 MAX_FRAME = 256 << 20  # a dashboard answer or a spooled batch; more is a bug or an attack
 _UUID, _NAIVE, _DATE = 1, 2, 3
+
+
+# An AF_UNIX address holds at most 107 bytes of path; a site's spool may lie deeper than that.
+_MAX_SOCKET_PATH = 100
+
+
+@contextmanager
+def socket_address(path: Path) -> Iterator[str]:
+    """``path`` as ``bind`` and ``connect`` take it. A path too long for an AF_UNIX address is reached
+    through a descriptor of its directory (Linux's ``/proc/self/fd``), open while the address is used."""
+    if len(os.fsencode(path)) <= _MAX_SOCKET_PATH or not os.path.isdir("/proc/self/fd"):
+        yield str(path)  # (elsewhere a long one fails as it is, with the system's own error)
+        return
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{directory}/{path.name}"
+    finally:
+        os.close(directory)
 
 
 class Ownership:
@@ -165,7 +184,8 @@ class RemoteClient:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self._timeout)
             try:
-                sock.connect(str(self._path))
+                with socket_address(self._path) as address:
+                    sock.connect(address)
             except OSError:
                 sock.close()
                 raise
@@ -213,7 +233,8 @@ class StoreServer:
     def start(self) -> None:
         self._path.unlink(missing_ok=True)  # a dead owner's socket
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self._path))
+        with socket_address(self._path) as address:
+            listener.bind(address)
         os.chmod(self._path, 0o600)
         listener.listen(64)
         self._listener = listener
