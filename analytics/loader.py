@@ -40,6 +40,8 @@ log = logging.getLogger("koekje.analytics")
 LEDGER = "consent_ledger"
 # Spooled tables loaded as they are; the ledger is chained first.
 RAW_TABLES = ("page_views", "engagement", "cookies_seen", "consent_texts")
+# Where rows of a visitor erased while they waited in the spool can arrive: each load into these erases again.
+LATE = (*ERASABLE, LEDGER)
 _records = msgspec.json.Decoder(ConsentRecord)
 LOAD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Seconds of publishing after a pass that left nothing waiting (each grid is one query: it may go over).
@@ -62,7 +64,9 @@ class Loader:
         site: str,
         clock: Clock,
         *,
-        interval: float = 1.0,
+        interval: float = 0.25,
+        load_interval: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
         on_loaded: Callable[[str, int], None] | None = None,
         ownership: Ownership | None = None,
         on_tick: Callable[[], None] | None = None,
@@ -79,12 +83,17 @@ class Loader:
         self._chain = Chain(site, uuid4())
         self._salts = Salts(store, clock)
         self._clock = clock
-        # A pass starts at most once per interval while batches keep coming, and at least once per interval
-        # (other processes' batches, which wake nobody here).
+        # Each round of the thread (the tick) refreshes the erased visitors, tries to take over the spool of
+        # a process that has gone and writes the metrics; it loads, when something waits, unless it loaded
+        # less than ``load_interval`` ago: batches spooled close together then go in as one insert, a
+        # little later. An insert costs the store much whatever its size (embedded chDB: ~20 ms of CPU for
+        # 500 rows, ~90 ms for 20,000; benchmarks/RESULTS.md): loading every batch as it was spooled, a busy
+        # site spent most of its store's CPU on inserts.
         self._interval = interval
+        self._load_interval = load_interval
+        self._monotonic = monotonic
         self._on_loaded = on_loaded
         self._wake = threading.Event()
-        self._hurry = threading.Event()  # stop: no waiting out the interval
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pass_lock = threading.Lock()  # one pass at a time (the thread, or a caller's flush)
@@ -99,7 +108,6 @@ class Loader:
     def start(self) -> None:
         if self._thread is None:
             self._stopping = False
-            self._hurry.clear()
             self._thread = threading.Thread(target=self._run, name="koekje-loader", daemon=True)
             self._thread.start()
 
@@ -109,12 +117,11 @@ class Loader:
         if thread is not None:
             self._stopping = True
             self._wake.set()
-            self._hurry.set()
             thread.join(timeout)
             self._thread = None
 
     def wake(self) -> None:
-        """Something was spooled: load it as soon as the interval since the last pass allows."""
+        """Something was spooled: load it now, or once ``load_interval`` has passed since the last load."""
         self._wake.set()
 
     def flush(self) -> bool:
@@ -122,23 +129,27 @@ class Loader:
         return self.load_pending()
 
     def _run(self) -> None:
-        last: float | None = None  # when the last pass started (time.monotonic)
+        loaded_at: float | None = None  # when a round last put something in the store (``monotonic``)
+        wait = 0.0  # the first round at once: what a stopped or killed site left in the spool goes in
         while True:
-            self._wake.wait(self._interval)
-            if last is not None and not self._stopping:
-                # Batches spooled close together go in as one insert: a wake waits out the rest of the
-                # interval since the last pass. An insert costs the store much whatever its size (embedded
-                # chDB: ~20 ms of CPU for 500 rows, ~90 ms for 20,000; benchmarks/RESULTS.md), so a busy site
-                # that loaded every batch as it was spooled spent most of its store's CPU on inserts.
-                self._hurry.wait(last + self._interval - time.monotonic())
+            self._wake.wait(wait)
             self._wake.clear()
-            last = time.monotonic()
             stopping = self._stopping
+            now = self._monotonic()
+            if loaded_at is None or stopping or now - loaded_at >= self._load_interval:
+                due, wait = True, self._interval
+            else:  # loaded a moment ago: what was spooled since waits (the next round no later than its turn)
+                due, wait = False, min(self._interval, loaded_at + self._load_interval - now)
             try:  # a full disk or a vanished directory must not end loading for good: try again next tick
                 if self._erasures is not None:
                     self._erasures.refresh()  # every process: the erased visitors it must refuse
-                if self.load_pending() and self._publisher is not None and not stopping:
-                    self._publisher.step(PUBLISH_BUDGET)
+                if due:
+                    inserts = sum(self.latency.counts)
+                    done = self.load_pending()
+                    if sum(self.latency.counts) > inserts:
+                        loaded_at = now
+                    if done and self._publisher is not None and not stopping:
+                        self._publisher.step(PUBLISH_BUDGET)
                 if self._on_tick is not None:
                     self._on_tick()
             except Exception:
@@ -160,20 +171,20 @@ class Loader:
                     self._spool.sweep()  # a worker killed mid-write left its batch half-written
                     # What was set aside is visitor data too: gone when the raw rows would be.
                     self._spool.expire_rejected(self._store.settings.raw_retention_days * 86400.0)
+            before = sum(self.loaded[table] for table in LATE)
             done = self._load_table(LEDGER)
             salted = self._salt(self._salts.draw)
-            before = sum(self.loaded[table] for table in ERASABLE)
             for table in RAW_TABLES:
                 loaded = self._load_table(table)
                 if table == "page_views" and loaded and salted:
                     self._salt(self._salts.discard)  # nothing of an older day waits any more
                 done = loaded and done
-            if self._erasures is not None and sum(self.loaded[table] for table in ERASABLE) > before:
+            if self._erasures is not None and sum(self.loaded[table] for table in LATE) > before:
                 self._erase_late(self._erasures)
             return done
 
     def _erase_late(self, erasures: Subjects) -> None:
-        waiting = [int(b.name.split("-")[0]) / 1e9 for t in ERASABLE for b in self._spool.pending(t)[:1]]
+        waiting = [int(b.name.split("-")[0]) / 1e9 for t in LATE for b in self._spool.pending(t)[:1]]
         try:
             erasures.after_load(min(waiting) if waiting else None)
         except Exception as exc:  # the store went away again: the notes stay, the next pass tries again

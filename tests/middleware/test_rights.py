@@ -272,6 +272,24 @@ def test_rows_the_loader_erased_first_are_still_counted_in_the_answer(make_clien
     assert held_by(client, visitor_id)["page_views"] == 0
 
 
+def test_a_decision_that_waited_in_the_spool_during_an_erasure_is_erased_when_it_is_loaded(
+    make_client: MakeClient,
+) -> None:
+    """Found by a test that failed once its loader loaded a second later: the officer's erasure (which
+    cannot flush the site's spool) ran while the visitor's decision still waited there; loaded afterwards,
+    the ledger kept their visitor id. Only page views loaded in the same pass erased late rows."""
+    client = make_client()
+    runtime = runtime_of(client)
+    runtime.loader.stop()  # nothing loads but an explicit flush
+    consent(client, "analytics")
+    visitor_id = uuid.UUID(client.get("/_koekje/my-data").json()["visitor_id"])
+    assert runtime.spool.pending("consent_ledger")  # the decision waits, durable, in the spool
+    runtime.subjects.erase({visitor_id}, lambda: True)  # what the officer's command does
+    assert held_by(client, visitor_id) == {"page_views": 0, "engagement": 0, "consent_ledger": 0}
+    [(proofs,)] = runtime.store.query(f"SELECT count() FROM {runtime.store.table('consent_ledger')}")
+    assert proofs == 1  # the proof stays, pseudonymised
+
+
 def test_an_old_cookie_of_an_erased_visitor_records_nothing(make_client: MakeClient) -> None:
     """Found by trying: after `koekje subject erase` (no new decision, no new cookie) the browser kept
     browsing, and once the erasure note had served its ten minutes its page views were stored again."""
