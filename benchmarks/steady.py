@@ -29,7 +29,7 @@ from koekje.analytics.spool import Spool
 
 def run(store: Store, spool: Spool, interval: float, rate: float, seconds: float) -> tuple[float, int]:
     """Page views at ``rate`` for ``seconds`` through a fresh loader: CPU seconds per view, and inserts."""
-    loader = Loader(store, spool, "s", utcnow, interval=interval)
+    loader = Loader(store, spool, "s", utcnow, load_interval=interval)
     recorder: Recorder[PageView] = Recorder(SpoolSink(spool, "page_views", loader.wake), RecorderSettings())
     visitors = [uuid.uuid4() for _ in range(100)]
     loader.start()

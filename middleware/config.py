@@ -385,8 +385,9 @@ class AnalyticsSection(_Section, frozen=True):
     # ... or after this many seconds: a worker killed with SIGKILL loses at most this interval (and a batch
     # it was writing to the spool at that moment).
     flush_interval_seconds: float = 0.25
-    # Spooled batches go into the store at most this often, several batches in one insert: each insert costs
-    # the store much whatever its size. A page view shows in the dashboard within about this long.
+    # Spooled batches go into the store at most this often (seconds), several in one insert: an insert costs
+    # the store much whatever its size. A page view reaches the store within about this plus the flush
+    # interval; lower it for a fresher dashboard, at the cost of more inserts.
     load_interval_seconds: float = 1.0
     # Where batches wait for the store (relative to the config file): on disk, so an outage or a crash loses
     # nothing; bounded, so a long outage cannot fill the disk.

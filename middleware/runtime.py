@@ -73,7 +73,7 @@ class Runtime:
             self.spool,
             site.id,
             clock,
-            interval=config.analytics.load_interval_seconds,
+            load_interval=config.analytics.load_interval_seconds,
             ownership=self.ownership,
             on_tick=self.snapshots.write if config.metrics.enabled else None,
             erasures=self.subjects,
