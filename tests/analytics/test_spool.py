@@ -96,16 +96,6 @@ def test_the_loader_sweeps_leftovers_of_workers_that_died_while_the_site_runs(
     assert not leftover.exists()
 
 
-class Monotonic:
-    """A monotonic clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_batches_spooled_close_together_go_in_as_one_insert_and_stop_does_not_wait(
     store: Store, spool: Spool, clock: FakeClock
 ) -> None:
@@ -114,8 +104,9 @@ def test_batches_spooled_close_together_go_in_as_one_insert_and_stop_does_not_wa
     the ones spooled meanwhile. A batch after a quiet while, idle rounds or not, goes at once; so does what
     waits when the loader stops. (The thread's own rounds are at least 60 s apart here: each round below is
     a wake's.)"""
-    monotonic = Monotonic()
-    loader = Loader(store, spool, "s", clock, interval=60, load_interval=1000, monotonic=monotonic)
+    loader = Loader(
+        store, spool, "s", clock, interval=60, load_interval=1000, monotonic=lambda: clock.now.timestamp()
+    )
 
     def inserts() -> int:
         return sum(loader.latency.counts)
@@ -134,10 +125,10 @@ def test_batches_spooled_close_together_go_in_as_one_insert_and_stop_does_not_wa
         for i in range(1, 4):  # within the load interval: they wait
             a_round(functools.partial(spool.write, "page_views", views(5, i * 5), rows=5))
         assert inserts() == 1 and loader.loaded["page_views"] == 5
-        monotonic.now += 1000
+        clock.advance(seconds=1000)
         a_round()
         assert inserts() == 2 and loader.loaded["page_views"] == 20  # the three in one insert
-        monotonic.now += 3000  # a quiet while, with rounds that found nothing to load
+        clock.advance(seconds=3000)  # a quiet while, with rounds that found nothing to load
         a_round()
         assert inserts() == 2
         a_round(lambda: spool.write("page_views", views(5, 20), rows=5))
@@ -151,8 +142,9 @@ def test_batches_spooled_close_together_go_in_as_one_insert_and_stop_does_not_wa
 def test_the_load_interval_does_not_slow_the_rounds(store: Store, spool: Spool, clock: FakeClock) -> None:
     """The thread's rounds also refresh the erased visitors and take over the spool of a process that has
     gone: they go on at their own pace while a load waits for its interval."""
-    monotonic = Monotonic()
-    loader = Loader(store, spool, "s", clock, interval=0.01, load_interval=60, monotonic=monotonic)
+    loader = Loader(
+        store, spool, "s", clock, interval=0.01, load_interval=60, monotonic=lambda: clock.now.timestamp()
+    )
     loader.start()
     try:
         spool.write("page_views", views(5), rows=5)
