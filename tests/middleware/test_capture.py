@@ -43,7 +43,8 @@ def hit(path: str = "/", purpose: bytes = b"") -> Hit:
 
 def test_each_step_names_its_drop() -> None:
     assert prefetch(hit(purpose=b"prefetch;prerender")) == Drop.PREFETCH
-    assert prefetch(hit()) is None
+    assert prefetch(hit(purpose=b"prefetch")) == prefetch(hit(purpose=b"prerender")) == Drop.PREFETCH
+    assert prefetch(hit()) is None and prefetch(hit(purpose=b"navigate")) is None
     step = excluded(["/admin", "/account/"])
     assert step(hit("/admin")) == step(hit("/admin/users")) == step(hit("/account/x")) == Drop.EXCLUDED_PATH
     assert step(hit("/administration")) is None and step(hit("/")) is None
