@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+import anyio
 from itsdangerous import TimestampSigner
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -102,13 +103,32 @@ def is_secure(scope_scheme: str, setting: bool | None) -> bool:
     return scope_scheme == "https" if setting is None else setting
 
 
+# How long a body koekje reads may take to arrive in full. Its endpoints take a few kilobytes at most, which
+# any client sends at once; one that trickles (or announces more than it sends) would hold a connection and
+# a task for as long as it likes, since the server does not time out a body either.
+BODY_SECONDS = 10.0
+
+
+class BodyTimeout(Exception):
+    """A request body did not arrive within ``BODY_SECONDS`` (the middleware answers 408, and counts it)."""
+
+
 async def read_limited(request: Request, limit: int) -> bytes | None:
-    """The request body, or None when it is longer than ``limit`` bytes (reading stops there)."""
+    """The request body, or None when it is longer than ``limit`` bytes: said so by its Content-Length
+    (refused before reading any of it), or found while reading (reading stops there). Raises BodyTimeout
+    when it takes longer than ``BODY_SECONDS`` to arrive."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:  # (the server refuses a malformed length itself)
+        return None
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
+    try:
+        with anyio.fail_after(BODY_SECONDS):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    return None
+    except TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {BODY_SECONDS:g} s") from None
     return body
 
 

@@ -7,10 +7,12 @@ from functools import partial
 from pathlib import Path
 
 from starlette.requests import ClientDisconnect
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from koekje.analytics import Clock, Dashboard, utcnow
 from koekje.analytics.cookies_seen import undeclared_cookies
+from koekje.analytics.web import SECURITY_HEADERS, BodyTimeout
 
 from .config import Config, load_config
 from .endpoints import ConsentEndpoints, MetricsEndpoint, build_router
@@ -90,6 +92,11 @@ class KoekjeMiddleware:
                 # The visitor went away while sending a choice, a beacon or a form: nothing to answer and
                 # nothing recorded; counted, not logged (a traceback per hang-up is noise, or a flood).
                 runtime.disconnects += 1
+            except BodyTimeout as exc:
+                # A body that trickles in, or never comes: answered and the connection closed, counted.
+                runtime.slow_bodies += 1
+                headers = {**SECURITY_HEADERS, "Connection": "close"}
+                await PlainTextResponse(str(exc), 408, headers=headers)(scope, receive, send)
             return
         # Only a browser signal or a region's rules can imply a decision: without either, skip the question.
         implied = engine.implied(visitor) if visitor.gpc or self._regional else None

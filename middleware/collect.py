@@ -87,7 +87,8 @@ class CollectEndpoint:
             return _error(413, f"the request body is larger than {MAX_COLLECT_BODY} bytes")
         try:
             decoded = _decode.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # (RecursionError: nesting deeper than the decoder goes, which a beacon never sends.)
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             self.dropped[Drop.BAD_BEACON] += 1
             return _error(400, f"not a beacon koekje knows: {str(exc)[:200]}")
         beacons = decoded if isinstance(decoded, list) else [decoded]

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from koekje.analytics.loader import LOAD_BUCKETS
+from koekje.analytics.web import BODY_SECONDS
 
 Sample = dict[str, Any]
 log = logging.getLogger("koekje")
@@ -150,6 +151,12 @@ class KoekjeCollector(Collector):
             "koekje_client_disconnects",
             "requests to koekje's endpoints whose client hung up before sending its whole body",
             sample.get("disconnects", 0),
+        )
+        yield _counter(
+            "koekje_slow_bodies",
+            f"requests to koekje's endpoints whose body did not arrive within {BODY_SECONDS:g} s "
+            "(answered 408, the connection closed)",
+            sample.get("slow_bodies", 0),
         )
         yield _gauge("koekje_queue_depth", "events waiting in the write buffers", sample["queue_depth"])
         yield _gauge("koekje_spool_bytes", "bytes waiting in the spool", self._spool_bytes())

@@ -189,7 +189,7 @@ class RightsEndpoints:
                 wanted = (
                     list(data["to"]) if isinstance(data, dict) and isinstance(data.get("to"), list) else []
                 )
-            except ValueError:
+            except (ValueError, RecursionError):  # (nesting deeper than the decoder goes: JSON it is not)
                 wanted = []
         if not all(isinstance(name, str) for name in wanted):  # found by trying: [["x"]] was a 500
             wanted = []

@@ -189,6 +189,7 @@ class Runtime:
         )
         self.started = False  # read on every request: the check costs less than a call
         self.disconnects = 0  # requests to koekje's endpoints whose client hung up mid-body
+        self.slow_bodies = 0  # requests to koekje's endpoints whose body did not arrive in time (408)
         self._stopped = False
         self._starting = anyio.Lock()  # anyio, not asyncio: Starlette sites may run on trio
 
@@ -225,6 +226,7 @@ class Runtime:
             "clipped": dict(self.page_views.clipped),
             "pages_without_banner": dict(self.pages.counts),
             "disconnects": self.disconnects,
+            "slow_bodies": self.slow_bodies,
             "queue_depth": self.recorder.depth
             + self.engagement.depth
             + self.sightings.depth

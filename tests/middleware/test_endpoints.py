@@ -27,6 +27,7 @@ from support import (
     site,
 )
 
+from koekje.analytics import web
 from koekje.analytics.web import clock_signer
 from koekje.middleware import Config, KoekjeMiddleware
 from koekje.middleware.config import ConsentSection, CookieSection, SiteSection
@@ -35,9 +36,15 @@ MakeClient = Callable[..., TestClient]
 
 
 async def call(
-    app: Any, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    app: Any,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    receive: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
-    """One request through the ASGI app, without a client library: the status, headers and body."""
+    """One request through the ASGI app, without a client library: the status, headers and body
+    (``receive``: the request's own, instead of ``body`` at once)."""
     raw = [(b"host", b"shop.test"), *((k.encode(), v.encode()) for k, v in (headers or {}).items())]
     scope = {
         "type": "http",
@@ -56,7 +63,7 @@ async def call(
     sent = False
     result: dict[str, Any] = {"body": b""}
 
-    async def receive() -> dict[str, Any]:
+    async def whole() -> dict[str, Any]:
         nonlocal sent
         if sent:
             await anyio.sleep_forever()
@@ -70,7 +77,7 @@ async def call(
         elif message["type"] == "http.response.body":
             result["body"] += message.get("body", b"")
 
-    await app(scope, receive, send)
+    await app(scope, receive or whole, send)
     return result
 
 
@@ -335,3 +342,44 @@ def test_a_proxy_nobody_listed_is_mentioned_once(
     warnings = [r for r in caplog.records if "site.trusted_proxies is empty" in r.getMessage()]
     assert len(warnings) == 1 and "203.0.113.0" in warnings[0].getMessage()
     assert "203.0.113.77" not in caplog.text  # never the whole address
+
+
+FORM = "application/x-www-form-urlencoded"
+BODIES = [  # every endpoint of koekje's that reads a body, what it reads, its answer to one too long
+    ("/_koekje/consent", "application/json", 413),
+    ("/_koekje/consent", FORM, 413),  # the banner's form, without JavaScript
+    ("/_koekje/collect", "text/plain", 413),
+    ("/_koekje/forget", FORM, 200),  # (an erasure needs no field: it goes on without the form's)
+    ("/_koekje/object", "application/json", 400),  # (no objection named)
+    ("/_koekje/dashboard/login", FORM, 400),
+]
+
+
+@pytest.mark.parametrize(("path", "kind", "too_long"), BODIES)
+def test_a_body_announced_too_long_or_never_sent_in_full_is_not_waited_for(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, path: str, kind: str, too_long: int
+) -> None:
+    """Neither koekje nor the server times out a body: a client that announces more than it sends (or
+    trickles) would hold a connection and a task for as long as it liked."""
+    client = make_client()
+    monkeypatch.setattr(web, "BODY_SECONDS", 0.2)
+
+    async def post(length: int) -> dict[str, Any]:
+        headers = {"content-type": kind, "content-length": str(length), "sec-fetch-site": "same-origin"}
+        parts = iter([{"type": "http.request", "body": b"{", "more_body": True}])
+
+        async def receive() -> dict[str, Any]:
+            part = next(parts, None)
+            if part is None:
+                await anyio.sleep_forever()
+            assert part is not None
+            return part
+
+        with anyio.fail_after(5):  # (a guard that fails would hang here, not pass)
+            return await call(client.app, "POST", path, receive=receive, headers=headers)
+
+    announced = anyio.run(post, 10_000_000)
+    assert announced["status"] == too_long  # said by its Content-Length: answered before anything is read
+    stalled = anyio.run(post, 100)
+    assert stalled["status"] == 408 and ("connection", "close") in stalled["headers"]
+    assert runtime_of(client).slow_bodies == 1
