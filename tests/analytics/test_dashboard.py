@@ -497,3 +497,35 @@ def test_an_erased_visitors_day_has_no_reports_from_raw_rows(client: TestClient,
     assert rows(client.get(f"{DASH}/", params={"from": day.isoformat(), "to": day.isoformat()}).text) == {
         "implantologie": (6, 5)
     }
+
+
+def test_what_visitors_sent_is_shown_escaped(client: TestClient, clock: FakeClock) -> None:
+    """Paths and campaign values come from visitors (a beacon, a link anyone can make): the views show
+    them as text, never as markup."""
+    hostile = "<script>alert(1)</script>"
+    events = [
+        PageView(
+            clock.now - timedelta(days=1),
+            "default",
+            uuid.uuid4(),
+            f"/zoek/{hostile}",
+            ("zoek",),
+            "",
+            "NL",
+            "192.0.2.0",
+            utm_source=hostile,
+            utm_medium=hostile,
+            utm_campaign=hostile,
+        )
+        for _ in range(5)
+    ]
+    store = runtime_of(client).store
+    draw_salts(store, {event.ts.date() for event in events}, clock)
+    PageViewSink(store).write(events)
+    assert login(client) == 303
+    shown = 0
+    for view in ("/", "/pages", "/topics", "/pages?topic=zoek"):
+        text = client.get(f"{DASH}{view}").text
+        assert "<script>alert" not in text, view
+        shown += text.count("&lt;script&gt;alert(1)&lt;/script&gt;")
+    assert shown >= 2  # (shown at all: the path and the campaign)
