@@ -63,11 +63,17 @@ class PageBanner:
 
 
 def page_address(scope: Scope) -> str:
-    """The page's path and query as the browser sent them (percent-encoded, so plain ASCII)."""
+    """The page's path and query as the browser sent them (percent-encoded, so plain ASCII), to come back
+    to after a choice: without the query when the whole is longer than a return path may be (a link with
+    many campaign parameters), the site's root when even the path is."""
     raw = scope.get("raw_path")
     path = raw.decode("latin-1") if raw else quote(scope["path"], safe="/%:@!$&'()*+,;=~-._")
     query = scope.get("query_string", b"")
-    return f"{path}?{query.decode('latin-1')}" if query else path
+    if len(path) > MAX_RETURN_PATH:
+        return "/"
+    if query and len(path) + 1 + len(query) <= MAX_RETURN_PATH:
+        return f"{path}?{query.decode('latin-1')}"
+    return path
 
 
 def _quoted(path: str) -> str:

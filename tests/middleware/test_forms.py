@@ -13,7 +13,7 @@ from support import consent, demo_config, ledger, set_cookie_names
 
 from koekje.middleware import Config
 from koekje.middleware.inject import body_start, page_language
-from koekje.middleware.markup import safe_return
+from koekje.middleware.markup import MAX_RETURN_PATH, safe_return
 
 MakeClient = Callable[..., TestClient]
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -249,3 +249,18 @@ def test_a_choice_to_confirm_is_shown_as_it_was_made(make_client: MakeClient) ->
     response = post(make_client(), "koekje=save&category=analytics&lang=en&return=/", **FORM, origin="null")
     assert re.search(r'name="category" value="analytics"[^>]* checked', response.text)  # type: ignore[attr-defined]
     assert not re.search(r'name="category" value="marketing"[^>]* checked', response.text)  # type: ignore[attr-defined]
+
+
+def test_a_page_with_a_long_address_is_come_back_to_without_its_query(make_client: MakeClient) -> None:
+    """A return path has a bound (a form field is hostile): a page whose query goes past it is come back
+    to without the query, not sent to the home page, and its banner does not carry the long address."""
+    client = make_client()
+    query = "utm_campaign=" + "x" * MAX_RETURN_PATH
+    page = client.get(f"/kennisbank/artikel?{query}").text
+    assert 'name="return" value="/kennisbank/artikel"' in page and query not in page
+    page = client.get("/a?q=1").text
+    assert 'name="return" value="/a?q=1"' in page
+    page = client.get("/" + "p" * MAX_RETURN_PATH).text
+    assert 'name="return" value="/"' in page
+    response = post(client, "koekje=accept&lang=en&return=/kennisbank/artikel", **SAME)
+    assert response.headers["location"] == "/kennisbank/artikel"  # type: ignore[attr-defined]
