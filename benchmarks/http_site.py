@@ -1,6 +1,6 @@
 """The site `benchmarks/http.py` serves under uvicorn: one small Starlette app, bare or behind a middleware.
 
-    KOEKJE_BENCH_KIND=bare|koekje|koekje-assets|session|basehttp KOEKJE_BENCH_DIR=/tmp/x \
+    KOEKJE_BENCH_KIND=bare|koekje|koekje-assets|koekje-nosink|session|basehttp KOEKJE_BENCH_DIR=/tmp/x \
         uvicorn --app-dir benchmarks --factory http_site:create
 
 A demo-like page: a realistic head (meta, stylesheet, title) and about 5 KB of body, served from memory so
@@ -58,6 +58,13 @@ ROUTES = [
 ]
 
 
+class NullSink:
+    """A write buffer's sink that writes nothing: no rows made, nothing spooled, nothing loaded."""
+
+    def write(self, batch: object) -> None:
+        pass
+
+
 class NoOp(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         return await call_next(request)
@@ -75,6 +82,10 @@ def create() -> Any:
         return koekje_site(Path(os.environ["KOEKJE_BENCH_DIR"]))
     if kind == "koekje-assets":  # the same, with the stylesheet's folder declared as site.asset_paths
         return koekje_site(Path(os.environ["KOEKJE_BENCH_DIR"]), asset_paths=("/static",))
+    if kind == "koekje-nosink":  # for analysis: the same, its write buffer's thread writing nothing
+        site = koekje_site(Path(os.environ["KOEKJE_BENCH_DIR"]))
+        site.runtime.recorder._sink = NullSink()
+        return site
     raise SystemExit(f"unknown KOEKJE_BENCH_KIND {kind!r}")
 
 
