@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -18,6 +19,10 @@ MIN_PASSWORD_LENGTH = 12
 # A disabled account keeps its password hash behind this mark (as /etc/shadow does): it cannot log in, its
 # sessions end (the credential changes), and enabling it again restores the password it had.
 _DISABLED = "!"
+# ... with a new generation after this mark (an argon2 hash has no space): the credential changes again, so
+# the sessions disabling ended stay ended. (Found when tried as an attacker would: enabling an account
+# brought back every session it had, a stolen one included.)
+_GENERATION = " "
 
 
 class Role(StrEnum):
@@ -77,14 +82,16 @@ class Accounts:
         return True
 
     def set_disabled(self, username: str, disabled: bool) -> bool:
-        """Disable an account (it cannot log in and its sessions end) or enable it again."""
+        """Disable an account (it cannot log in and its sessions end) or enable it again (with the password
+        it had, and none of its old sessions)."""
         row = self._row(username)
         if row is None:
             return False
-        password_hash = row[1].removeprefix(_DISABLED)
-        self._write(
-            row[0], _DISABLED + password_hash if disabled else password_hash, Role(row[2]), deleted=False
-        )
+        if disabled:
+            stored = _DISABLED + row[1].removeprefix(_DISABLED)
+        else:
+            stored = _password_hash(row[1]) + _GENERATION + secrets.token_hex(8)
+        self._write(row[0], stored, Role(row[2]), deleted=False)
         return True
 
     def get(self, username: str) -> Account | None:
@@ -104,7 +111,9 @@ class Accounts:
         row = self._row(username) if _USERNAME.fullmatch(username) else None
         usable = row is not None and not row[1].startswith(_DISABLED)
         try:
-            self._hasher.verify(row[1] if row is not None and usable else self._decoy, password)
+            self._hasher.verify(
+                _password_hash(row[1]) if row is not None and usable else self._decoy, password
+            )
         except (VerificationError, InvalidHashError):
             return None
         return _account(*row) if row is not None and usable else None
@@ -128,6 +137,11 @@ class Accounts:
                 "deleted": [int(deleted)],
             },
         )
+
+
+def _password_hash(stored: str) -> str:
+    """The argon2 hash in what an account stores (without the disabled mark and the generation)."""
+    return stored.removeprefix(_DISABLED).partition(_GENERATION)[0]
 
 
 def _account(username: str, password_hash: str, role: str) -> Account:

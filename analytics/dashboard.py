@@ -387,12 +387,13 @@ class Dashboard:
         response = RedirectResponse(_base(request) + "/login", status_code=303)
         if is_same_origin(request.headers, self._scheme(request.scope)):
             token = request.cookies.get(SESSION_COOKIE)
-            if token:
+            session = self._session(token)
+            if token and session is not None:
                 # Found when tried as an attacker would: a copied token outlived its logout by 12 hours.
                 # Ended on the server, for every worker, until it would have expired anyway.
                 # (The store's TTL counts in its own time, not a test's pinned clock: the later of both.)
                 until = max(self._clock(), utcnow()) + timedelta(hours=self._settings.session_hours)
-                await self._ask(self._end_session, _digest(token), until)
+                await self._ask(self._end_session, _session_key(session, token), until)
             response.delete_cookie(SESSION_COOKIE, path=_base(request) + "/")
         return response
 
@@ -411,17 +412,22 @@ class Dashboard:
 
     # -- helpers ------------------------------------------------------------------------------------------
 
-    async def _account(self, request: Request) -> Account | None:
-        token = request.cookies.get(SESSION_COOKIE)
+    def _session(self, token: str | None) -> dict[str, Any] | None:
+        """What a session cookie says, when it is one of ours and not expired."""
         if not token:
             return None
         try:
             session = self._sessions.loads(token, max_age=self._settings.session_hours * 3600)
         except BadSignature:
             return None
-        if not isinstance(session, dict) or not isinstance(session.get("u"), str):
+        return session if isinstance(session, dict) and isinstance(session.get("u"), str) else None
+
+    async def _account(self, request: Request) -> Account | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        session = self._session(token)
+        if token is None or session is None:
             return None
-        if await self._ask(self._ended, _digest(token)):
+        if await self._ask(self._ended, _session_key(session, token)):
             return None
         # Looked up each time, so removing an account or changing its password ends its sessions.
         account = await self._ask(self._accounts.get, session["u"])
@@ -441,9 +447,14 @@ class Dashboard:
         return HTMLResponse(html, status_code=status, headers=headers)
 
 
-def _digest(token: str) -> bytes:
-    """What the store keeps of an ended session's token: 32 bytes of its SHA-256, never the token."""
-    return hashlib.sha256(token.encode()).digest()
+def _session_key(session: dict[str, Any], token: str) -> bytes:
+    """What the store keeps of an ended session: 32 bytes of a SHA-256, never the token. Of what was signed
+    into it (its account and nonce), not of the token's text: found when tried as an attacker would, a
+    signature can be spelled more than one way (the unused bits of its last base64 letter, padding), and a
+    logged-out token came back with its last letter changed. (A session from before the nonce: its token.)"""
+    nonce = session.get("n")
+    basis = f"{session['u']}\n{nonce}" if isinstance(nonce, str) else token
+    return hashlib.sha256(basis.encode()).digest()
 
 
 def _base(request: Request) -> str:

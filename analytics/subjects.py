@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from . import spreadsheet
 from .store import Store
 
 log = logging.getLogger("koekje.analytics")
@@ -296,7 +297,7 @@ def as_csv_zip(data: dict[str, list[dict[str, Any]]]) -> bytes:
         for table, rows in data.items():
             text = io.StringIO()
             columns = list(rows[0]) if rows else []
-            writer = csv.DictWriter(text, fieldnames=columns)
+            writer = csv.DictWriter(text, fieldnames=columns, quoting=spreadsheet.QUOTING)
             writer.writeheader()
             writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
             archive.writestr(f"{table}.csv", text.getvalue())
@@ -304,8 +305,4 @@ def as_csv_zip(data: dict[str, list[dict[str, Any]]]) -> bytes:
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, list):
-        return "|".join(map(str, value))
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value  # never a formula in a spreadsheet
-    return value
+    return spreadsheet.cell("|".join(map(str, value)) if isinstance(value, list) else value)

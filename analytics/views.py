@@ -3,7 +3,6 @@ thread), the links that keep the selection, and the CSV of any of its tables."""
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from . import reports
+from . import reports, spreadsheet
 from .charts import line_chart
 from .publish import with_published
 from .reports import (
@@ -211,7 +210,6 @@ VIEWS: dict[str, Callable[[Store, Request, datetime], dict[str, Any]]] = {
 
 # -- CSV ------------------------------------------------------------------------------------------------
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 _EMPTY = {"topic": "(no topic)", "source": "(direct)", "country": "(unknown)", "device": "(unknown)"}
@@ -226,21 +224,13 @@ def csv_text(table: Table) -> str:
     """The table as CSV: the same rows and columns the page shows. Text that a spreadsheet would take for a
     formula (paths and campaign names come from visitors) gets a leading apostrophe."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([column.title for column in table.columns])
+    rows = spreadsheet.writer(out)
+    rows.writerow([column.title for column in table.columns])
     for row in table.rows:
-        writer.writerow(
+        rows.writerow(
             [
-                _cell(value if c.numeric else label(c.filter or c.key, value))
+                spreadsheet.cell(value if c.numeric else label(c.filter or c.key, value))
                 for c, value in zip(table.columns, row, strict=True)
             ]
         )
     return out.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value

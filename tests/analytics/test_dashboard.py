@@ -3,6 +3,7 @@
 import csv
 import io
 import re
+import string
 import threading
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from koekje.middleware.config import DashboardSection
 
 MakeClient = Callable[..., TestClient]
 DASH = "/_koekje/dashboard"
+ALPHABET = string.ascii_letters + string.digits + "-_"  # base64 for URLs
 PASSWORD = "marketing password 1"
 
 
@@ -189,6 +191,39 @@ def test_logout(client: TestClient) -> None:
     client.cookies.set(SESSION_COOKIE, token, path="/_koekje/dashboard/")
     assert client.get(f"{DASH}/", follow_redirects=False).status_code == 303
     login(client)  # a new session works
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 200
+
+
+def test_a_logged_out_session_stays_ended_however_its_token_is_spelled(client: TestClient) -> None:
+    """Found when tried as an attacker would: the signature's last base64 letter has unused bits (and
+    padding is accepted), so a logged-out token came back with its last letter changed."""
+    login(client)
+    token = client.cookies[SESSION_COOKIE]
+    spellings = [token[:-1] + letter for letter in ALPHABET if letter != token[-1]] + [token + "="]
+    working = []
+    for spelling in spellings:  # the spellings the signature accepts, while the session lives
+        client.cookies.set(SESSION_COOKIE, spelling, path="/_koekje/dashboard/")
+        if client.get(f"{DASH}/", follow_redirects=False).status_code == 200:
+            working.append(spelling)
+    assert working  # (or there is nothing to prove)
+    client.cookies.set(SESSION_COOKIE, token, path="/_koekje/dashboard/")
+    assert client.post(f"{DASH}/logout", follow_redirects=False).status_code == 303
+    for spelling in [token, *working]:
+        client.cookies.set(SESSION_COOKIE, spelling, path="/_koekje/dashboard/")
+        assert client.get(f"{DASH}/", follow_redirects=False).status_code == 303, spelling
+
+
+def test_enabling_a_disabled_account_does_not_bring_its_sessions_back(client: TestClient) -> None:
+    """Disabling is what an admin does about a stolen session: enabling the account again gives it its
+    password back, not its sessions."""
+    login(client)
+    accounts = runtime_of(client).accounts
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 200
+    accounts.set_disabled("sanne", True)
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 303
+    accounts.set_disabled("sanne", False)
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 303
+    assert login(client) == 303  # the password it had
     assert client.get(f"{DASH}/", follow_redirects=False).status_code == 200
 
 
@@ -370,6 +405,21 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_defused() -> None:
         "najaar",
     ]
     assert [row[1] for row in rows[1:]] == ["5", "6", "7", "8", "9"]
+
+
+def test_csv_text_stays_one_cell_in_a_spreadsheet_that_splits_on_semicolons() -> None:
+    """Where a comma is the decimal sign (Dutch, German, French) a spreadsheet opens a CSV file splitting on
+    ";": a visitor's campaign name "x;=cmd|..." must not become a cell that starts a formula there."""
+    table = Table(
+        "campaigns", "Campaigns", [Column("campaign", "utm_campaign", numeric=False), Column("n", "n")]
+    )
+    table.rows = [("x;=cmd|' /C calc'!A0;", 2), ("a,b;-1", 3)]
+    text = views.csv_text(table)
+    for delimiter in (",", ";"):
+        cells = [cell for row in csv.reader(io.StringIO(text), delimiter=delimiter) for cell in row]
+        assert not [cell for cell in cells if cell.lstrip('"').startswith(("=", "+", "-", "@"))], delimiter
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[1:] == [["x;=cmd|' /C calc'!A0;", "2"], ["a,b;-1", "3"]]  # read back as they were
 
 
 def test_at_most_two_filters_and_unknown_values_are_harmless(client: TestClient, clock: FakeClock) -> None:
