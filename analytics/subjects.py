@@ -128,8 +128,11 @@ class Subjects:
         return [dict(zip(columns, map(_plain, row), strict=True)) for row in rows]
 
     def _history(self, visitor_id: UUID | None, consent_id: UUID | None) -> list[dict[str, Any]]:
-        """The visitor's decisions: those under their visitor id, and the chain of decisions back from the
-        current one (a refusal has no visitor id)."""
+        """The visitor's decisions: those under their visitor id, the chain of decisions back from the one
+        named (a refusal has no visitor id), and every decision made after any of those (a reference quoted
+        from an earlier decision: the visitor changed their mind after writing, within the month the
+        request may take; found when tried as an officer would, such an erasure left the later visitor id's
+        page views and was logged as done)."""
         columns = self._columns_of(LEDGER)
         select = f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {self._store.table(LEDGER)} "
         found: dict[str, dict[str, Any]] = {}
@@ -149,6 +152,14 @@ class Subjects:
                 known = found[str(wanted)] = dict(zip(columns, map(_plain, rows[0]), strict=True))
             previous = known.get("previous_id")
             wanted = UUID(previous) if previous else None
+        later = set(found)
+        while later and len(found) < MAX_HISTORY:
+            rows = self._store.query(
+                select + "WHERE previous_id IN {p:Array(UUID)}", {"p": [UUID(c) for c in later]}
+            )
+            records = [dict(zip(columns, map(_plain, row), strict=True)) for row in rows]
+            later = {r["consent_id"] for r in records} - set(found)
+            found.update((r["consent_id"], r) for r in records if r["consent_id"] in later)
         return sorted(found.values(), key=lambda r: (r["ts"], r["consent_id"]))
 
     def _columns_of(self, table: str) -> list[str]:

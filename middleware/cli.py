@@ -383,10 +383,13 @@ def _subject_find(args: argparse.Namespace) -> int:
     ) -> dict[str, Any]:
         data = subjects.export(visitor_id, consent_id)
         counts = {table: len(rows) for table, rows in data.items()}
+        ids = sorted(str(v) for v in subjects.visitor_ids(visitor_id, consent_id))
         print(
             f"reference {subject_reference(consent_id)}: decision {consent_id.hex}, visitor id "
-            f"{visitor_id or '(none: statistics not allowed, or erased)'}"
+            f"{visitor_id or '(none under this decision: statistics not allowed, or erased)'}"
         )
+        # (Every id along their decisions, before and after this one: what an erasure erases.)
+        print(f"  visitor ids along their decisions: {', '.join(ids) or 'none'}")
         for table, n in counts.items():
             print(f"  {table}: {n} rows")
         return {"rows": counts}

@@ -255,6 +255,28 @@ def test_every_visitor_id_of_the_visitor_is_exported_and_erased(make_client: Mak
     )
 
 
+def test_a_reference_from_an_earlier_decision_reaches_the_later_ones(make_client: MakeClient) -> None:
+    """Found when tried as a privacy officer would: a visitor wrote quoting the reference of their
+    withdrawal, then granted statistics again (a new visitor id) before the request was handled; the
+    erasure by that reference left the new id's page views and was logged as done."""
+    client = make_client()
+    consent(client, "analytics")
+    client.get("/first", headers={"user-agent": BROWSER})
+    consent(client)  # withdrawn: the decision whose reference the letter quotes
+    consent(client, "analytics")  # granted again: a new visitor id
+    client.get("/second", headers={"user-agent": BROWSER})
+    decisions = ledger(client)
+    assert len(decisions) == 3 and decisions[1]["visitor_id"] is None
+    first, later = decisions[0]["visitor_id"], decisions[2]["visitor_id"]
+    assert first is not None and later is not None and first != later
+    subjects = runtime_of(client).subjects
+    assert subjects.visitor_ids(None, decisions[1]["consent_id"]) == {first, later}
+    assert subjects.visitor_ids(first, decisions[0]["consent_id"]) == {first, later}
+    exported = subjects.export(None, decisions[1]["consent_id"])
+    assert sorted(row["path"] for row in exported["page_views"]) == ["/first", "/second"]
+    assert len(exported["consent_ledger"]) == 3
+
+
 def test_rows_the_loader_erased_first_are_still_counted_in_the_answer(make_client: MakeClient) -> None:
     """Found by a chaos test: with several workers the owner's loader may erase the rows once the note is
     written, before the erasure counts them; the answer said no page views had been held."""
