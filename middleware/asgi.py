@@ -114,7 +114,10 @@ class KoekjeMiddleware:
         guard, path = runtime.guard, _route_path(scope)
 
         async def send_enforced(message: Message) -> None:
-            if message["type"] == "websocket.accept" and guard.enabled and message.get("headers"):
+            # The accept, or a refusal answered as HTTP (found by trying: its cookies went out unfiltered).
+            kind = message["type"]
+            opens = kind == "websocket.accept" or kind == "websocket.http.response.start"
+            if opens and guard.enabled and message.get("headers"):
                 message["headers"] = headers = header_pairs(message)
                 guard.filter(headers, visitor.consent, path)
             await send(message)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .consent import Consent
 from .declarations import NECESSARY, Declarations
 
-_NONCE = re.compile(r"'nonce-([A-Za-z0-9+/_=-]{1,128})'")
+_NONCE = re.compile(
+    r"'(?i:nonce-)([A-Za-z0-9+/_=-]{1,128})'"
+)  # (the keyword in any case, the value as it is)
 
 
 class ConsentModeDefault:
@@ -69,16 +71,22 @@ class ConsentModeDefault:
         return consent.allows(grantor)
 
 
-def script_nonce(csp: bytes | None) -> str | None:
-    """The nonce a Content-Security-Policy allows scripts with (script-src, else default-src), if any."""
-    if not csp:
-        return None
-    directives: dict[str, str] = {}
-    for directive in csp.decode("latin-1").split(";"):
-        name, _, value = directive.strip().partition(" ")
-        directives.setdefault(name.lower(), value)
-    for name in ("script-src-elem", "script-src", "default-src"):
-        if name in directives:
-            match = _NONCE.search(directives[name])
-            return match[1] if match else None
+def script_nonce(headers: Sequence[bytes]) -> str | None:
+    """The nonce the page's Content-Security-Policy headers allow scripts with (script-src-elem, else
+    script-src, else default-src), if any. A response may send several policies, in several headers or
+    comma-joined in one, and the browser enforces each: found by trying, a nonce in any but the last one
+    was missed and koekje's scripts were blocked."""
+    for header in headers:
+        for policy in header.decode("latin-1").split(","):
+            directives: dict[str, str] = {}
+            for directive in policy.split(";"):
+                parts = directive.split(None, 1)  # (any whitespace after the name: a tab too)
+                if parts:
+                    directives.setdefault(parts[0].lower(), parts[1] if len(parts) > 1 else "")
+            for name in ("script-src-elem", "script-src", "default-src"):
+                if name in directives:
+                    match = _NONCE.search(directives[name])
+                    if match:
+                        return match[1]
+                    break  # this policy governs scripts without a nonce: another may have one
     return None

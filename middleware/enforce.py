@@ -33,6 +33,7 @@ Enforce = Literal["strict", "report", "off"]
 class Removal(StrEnum):
     NOT_GRANTED = "not_granted"  # a declared cookie of a category or service the visitor did not grant
     UNDECLARED = "undeclared"  # strict mode: a cookie nobody declared
+    OWN_NAME = "own_name"  # a cookie the app set under one of koekje's own names: only koekje sets those
 
 
 class CookieGuard:
@@ -99,9 +100,11 @@ class CookieGuard:
                 # Browsers keep such cookies (no name, spaces, quotes, non-ASCII): never declared, so
                 # undeclared; strict removes them like any other.
                 self.counts["odd_cookie_name"] += 1
-            reason = self.allowed(name, consent)
+            # koekje's own cookies are koekje's to set (it adds them after this): found by trying, an app's
+            # koekje_visit went out to a visitor without consent, and its koekje_consent over their choice.
+            reason = Removal.OWN_NAME if name in self._own else self.allowed(name, consent)
             if reason is None:
-                if self.mode == "report" and name not in self._own and self.rule(name) is None:
+                if self.mode == "report" and self.rule(name) is None:
                     self._report(name, path)
                 kept.append(header)
                 continue

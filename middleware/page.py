@@ -26,15 +26,18 @@ from .visits import Visits
 log = logging.getLogger("koekje")
 
 # The response headers the page wrapper reads, found with one lookup per header.
-_TYPE, _SET_COOKIE, _ENCODING, _RANGE, _CSP, _CACHE = range(6)
+_TYPE, _SET_COOKIE, _ENCODING, _RANGE, _CSP, _CSP_REPORT, _CACHE = range(7)
 _RESPONSE_HEADERS = {
     b"content-type": _TYPE,
     b"set-cookie": _SET_COOKIE,
     b"content-encoding": _ENCODING,
     b"content-range": _RANGE,
     b"content-security-policy": _CSP,
+    b"content-security-policy-report-only": _CSP_REPORT,
     b"cache-control": _CACHE,
 }
+# Statuses whose HTML is no page to put a banner in: no body (204, 205, 304), or a redirect's.
+_NOT_PAGES = frozenset((204, 205, 304, *range(300, 400)))
 
 # How much of an HTML response is held back while looking for the end of the head, and for how long; past
 # either the page goes out untouched. The time is checked as each part of the page arrives: a page that
@@ -160,8 +163,10 @@ class PageResponse:
             sent = self._start(message)
         elif kind == "http.response.body":
             sent = self._body_part(message)
-        else:  # e.g. http.response.pathsend: the body does not pass through here, so nothing to inject
-            await self._release()
+        else:  # e.g. http.response.pathsend, zerocopy: the body does not pass through here, nothing to inject
+            # (What was held of the page goes first, as it came: found by trying, a zerocopy part after a
+            # held one lost the held bytes.)
+            await self._release(bytes(self._body), True)
             sent = self._send(message)
         if sent is not None:
             await sent
@@ -171,7 +176,8 @@ class PageResponse:
         (None: nothing to send yet), else the server's ``send`` of them."""
         message["headers"] = headers = header_pairs(message)
         html = encoded = partial = sets_cookies = cached = False
-        csp = None
+        policies: list[bytes] = []  # Content-Security-Policy (several are several policies)
+        reported: list[bytes] = []  # ... -Report-Only: its nonce spares the site a report per page
         for name, value in headers:
             # (Lower case is what frameworks send: looked up as it is, without making a lower-case copy.)
             kind = _RESPONSE_HEADERS.get(name if name.islower() else name.lower())
@@ -186,7 +192,9 @@ class PageResponse:
             elif kind == _RANGE:
                 partial = True
             elif kind == _CSP:
-                csp = value
+                policies.append(value)
+            elif kind == _CSP_REPORT:
+                reported.append(value)
             else:
                 cached = True
         method = self._scope["method"]
@@ -196,13 +204,16 @@ class PageResponse:
             self._pages.capture.not_a_page()
         if self._implied is not None:
             self._record_implied(self._is_page)
-        visit = self._is_page and self._admit(headers)
-        if (sets_cookies or self._incoming.cookies or self._implied is not None) and self._cookies(
-            headers, sets_cookies
-        ):
+        renewal = self._admit() if self._is_page else None
+        added = False
+        if sets_cookies or self._incoming.cookies or self._implied is not None:
+            added = self._cookies(headers, sets_cookies, renewal)
+        elif renewal is not None:
+            headers.append(renewal)
+        if added:
             # A response that sets or removes a visitor's cookies must not be kept by shared caches.
             _cache_control(headers, b"private, no-store", cached)
-        elif visit:
+        elif renewal is not None:
             _private(headers, cached)
         pages = self._pages
         whole = message["status"] != 206 and not partial and not encoded
@@ -210,8 +221,9 @@ class PageResponse:
         if encoded and html and get and message["status"] == 200 and injects:
             pages.encoded_by_app()
         # HEAD too: its headers (Content-Length) must be those of GET, whose body it would have been.
-        if html and (get or method == "HEAD") and whole and injects:
-            self._nonce = script_nonce(csp) if csp is not None else None
+        bodied = message["status"] not in _NOT_PAGES
+        if html and (get or method == "HEAD") and whole and injects and bodied:
+            self._nonce = script_nonce(policies) or script_nonce(reported)
             self._scanner = HeadScanner(MAX_HELD_BYTES)
             self._held = message
             self._markup = pages.banner is not None and pages.banner.wanted(self._visitor.consent)
@@ -236,23 +248,25 @@ class PageResponse:
         if grants:
             self._visitor = self._visitor.with_consent(previous)
 
-    def _admit(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        """Whether this page will be recorded; if so, it joins the visitor's visit, whose cookie is renewed
-        (added to ``headers``)."""
+    def _admit(self) -> tuple[bytes, bytes] | None:
+        """Whether this page will be recorded: if so, it joins the visitor's visit, and the Set-Cookie that
+        renews the visit's cookie is returned."""
         pages, visitor = self._pages, self._visitor
         hit = self._hit = pages.capture.admit(self._scope, self._path, visitor, self._incoming)
         if hit is None:
-            return False
+            return None
         assert hit.now is not None
         hit.visit, renewal = pages.visits.track(
             visitor.consent, self._incoming.cookies, hit.now, secure=pages.engine.secure(visitor)
         )
-        headers.append(renewal)
-        return True
+        return renewal
 
-    def _cookies(self, headers: list[tuple[bytes, bytes]], sets_cookies: bool) -> bool:
-        """Enforce the visitor's choice on the app's cookies and the browser's; add koekje's own. True when
-        koekje added a Set-Cookie."""
+    def _cookies(
+        self, headers: list[tuple[bytes, bytes]], sets_cookies: bool, renewal: tuple[bytes, bytes] | None
+    ) -> bool:
+        """Enforce the visitor's choice on the app's cookies and the browser's; add koekje's own (the visit's
+        ``renewal`` first, after the app's are filtered: only koekje sets koekje's cookies). True when koekje
+        added a Set-Cookie other than the renewal."""
         pages, visitor = self._pages, self._visitor
         engine = pages.engine
         consent = visitor.consent
@@ -267,6 +281,8 @@ class PageResponse:
             added += engine.cookie_headers(self._implied, visitor, self._incoming)
         elif self._incoming.cookies:
             added += engine.upkeep_headers(visitor, self._incoming)
+        if renewal is not None:
+            headers.append(renewal)
         headers += added
         return bool(added)
 
@@ -437,20 +453,34 @@ def _cache_control(headers: list[tuple[bytes, bytes]], value: bytes, said_any: b
     headers.append((b"cache-control", value))
 
 
+def _length(value: bytes) -> int | None:
+    """A Content-Length: digits, or a list of the same digits ("118, 118", which HTTP allows; found by
+    trying: it was a 500). None for anything else."""
+    lengths = {part.strip() for part in value.split(b",")}
+    if len(lengths) != 1:
+        return None
+    [length] = lengths
+    return int(length) if length.isdigit() and len(length) <= 18 else None
+
+
 def _changed_page(
     headers: list[tuple[bytes, bytes]], extra: int, *vary: bytes | None
 ) -> list[tuple[bytes, bytes]]:
-    """The headers of a page that grew by ``extra`` bytes, in one pass. Its ETag named the app's page, and
-    byte ranges of this one would not match the app's: a resumed or conditional request must not mix the
-    two. What koekje put in follows ``vary`` (the visitor's cookie, and Accept-Language when the banner's
-    words came from it): added to the response's Vary, one header, the app's own entries kept."""
+    """The headers of a page that grew by ``extra`` bytes, in one pass. Its ETag and Last-Modified named the
+    app's page, and byte ranges of this one would not match the app's: a resumed or conditional request
+    (If-Range) must not mix the two. What koekje put in follows ``vary`` (the visitor's cookie, and
+    Accept-Language when the banner's words came from it): added to the response's Vary, one header, the
+    app's own entries kept."""
     changed = []
     said: list[bytes] = []
     for name, value in headers:
         lower = name if name.islower() else name.lower()
         if lower == b"content-length":
-            value = str(int(value) + extra).encode("latin-1")
-        elif lower == b"etag" or lower == b"accept-ranges":
+            length = _length(value)
+            if length is None:
+                continue  # not one length: none, rather than a wrong one (the server sends it chunked)
+            value = str(length + extra).encode("latin-1")
+        elif lower == b"etag" or lower == b"accept-ranges" or lower == b"last-modified":
             continue
         elif lower == b"vary":
             said += (v.strip() for v in value.split(b","))
