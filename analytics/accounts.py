@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -92,6 +93,19 @@ class Accounts:
         else:
             stored = _password_hash(row[1]) + _GENERATION + secrets.token_hex(8)
         self._write(row[0], stored, Role(row[2]), deleted=False)
+        return True
+
+    def keeping_an_admin(self, username: str, change: Callable[[], bool]) -> bool:
+        """Make ``change`` (to ``username``'s account: a role, disabling, removal) unless it leaves no
+        enabled admin: then it is undone, and ValueError says why. Checked after the change, not before:
+        found by trying, two admins demoting each other at the same moment both passed a check made first,
+        and nobody could manage accounts any more. (Now both are undone.) False for no such account."""
+        before = self._row(username)
+        if not change():
+            return False
+        if before is not None and not any(a.role == Role.ADMIN and not a.disabled for a in self.list()):
+            self._write(before[0], before[1], Role(before[2]), deleted=False)
+            raise ValueError("That would leave the dashboard without an admin.")
         return True
 
     def get(self, username: str) -> Account | None:

@@ -292,11 +292,12 @@ class Dashboard:
                 if not await self._ask(accounts.set_password, username, password):
                     return await answer("No such account.", 404)
                 return await answer(None, 200, (username, password))
+            kept = accounts.keeping_an_admin
             changes = {
-                "role": lambda: accounts.set_role(username, role),
-                "disable": lambda: accounts.set_disabled(username, True),
+                "role": lambda: kept(username, lambda: accounts.set_role(username, role)),
+                "disable": lambda: kept(username, lambda: accounts.set_disabled(username, True)),
                 "enable": lambda: accounts.set_disabled(username, False),
-                "remove": lambda: accounts.remove(username),
+                "remove": lambda: kept(username, lambda: accounts.remove(username)),
             }
             if action not in changes:
                 return await answer("Unknown action.")
@@ -384,17 +385,21 @@ class Dashboard:
         return response
 
     async def _logout(self, request: Request) -> Response:
+        if not is_same_origin(request.headers, self._scheme(request.scope)):
+            # Said, not a redirect that looks like a logout while the session goes on (found by trying).
+            return self._render(
+                request, "login.html", status=403, error="This form must be sent from the dashboard."
+            )
         response = RedirectResponse(_base(request) + "/login", status_code=303)
-        if is_same_origin(request.headers, self._scheme(request.scope)):
-            token = request.cookies.get(SESSION_COOKIE)
-            session = self._session(token)
-            if token and session is not None:
-                # Found when tried as an attacker would: a copied token outlived its logout by 12 hours.
-                # Ended on the server, for every worker, until it would have expired anyway.
-                # (The store's TTL counts in its own time, not a test's pinned clock: the later of both.)
-                until = max(self._clock(), utcnow()) + timedelta(hours=self._settings.session_hours)
-                await self._ask(self._end_session, _session_key(session, token), until)
-            response.delete_cookie(SESSION_COOKIE, path=_base(request) + "/")
+        token = request.cookies.get(SESSION_COOKIE)
+        session = self._session(token)
+        if token and session is not None:
+            # Found when tried as an attacker would: a copied token outlived its logout by 12 hours.
+            # Ended on the server, for every worker, until it would have expired anyway.
+            # (The store's TTL counts in its own time, not a test's pinned clock: the later of both.)
+            until = max(self._clock(), utcnow()) + timedelta(hours=self._settings.session_hours)
+            await self._ask(self._end_session, _session_key(session, token), until)
+        response.delete_cookie(SESSION_COOKIE, path=_base(request) + "/")
         return response
 
     def _end_session(self, digest: bytes, until: datetime) -> None:

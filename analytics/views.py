@@ -211,7 +211,6 @@ VIEWS: dict[str, Callable[[Store, Request, datetime], dict[str, Any]]] = {
 # -- CSV ------------------------------------------------------------------------------------------------
 
 
-
 _EMPTY = {"topic": "(no topic)", "source": "(direct)", "country": "(unknown)", "device": "(unknown)"}
 
 

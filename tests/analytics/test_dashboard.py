@@ -194,6 +194,15 @@ def test_logout(client: TestClient) -> None:
     assert client.get(f"{DASH}/", follow_redirects=False).status_code == 200
 
 
+def test_a_logout_from_another_site_is_refused_not_pretended(client: TestClient) -> None:
+    """Found by trying: it answered like a logout (303 to the login page) and the session went on."""
+    login(client)
+    for headers in ({"origin": "null"}, {"sec-fetch-site": "cross-site"}):
+        response = client.post(f"{DASH}/logout", headers=headers, follow_redirects=False)
+        assert response.status_code == 403 and "sent from the dashboard" in response.text
+    assert client.get(f"{DASH}/", follow_redirects=False).status_code == 200
+
+
 def test_a_logged_out_session_stays_ended_however_its_token_is_spelled(client: TestClient) -> None:
     """Found when tried as an attacker would: the signature's last base64 letter has unused bits (and
     padding is accepted), so a logged-out token came back with its last letter changed."""
