@@ -2,7 +2,7 @@
 with an HTTP answer, several Content-Security-Policies, a Content-Length list, a zerocopy part after a held
 one, HTML answers that are no pages (304, 204, a redirect), and an app setting koekje's own cookies."""
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import anyio
@@ -57,8 +57,8 @@ def call(client: TestClient, scope_type: str = "http", method: str = "GET") -> l
         await anyio.sleep_forever()
         return {}
 
-    async def send(message: Message) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     async def run() -> None:
         with anyio.fail_after(10):  # (a page held for good would hang here, not pass)
