@@ -19,7 +19,7 @@ from .endpoints import ConsentEndpoints, MetricsEndpoint, build_router
 from .metrics import KoekjeCollector
 from .page import PageResponse, header_pairs
 from .rights import RightsEndpoints
-from .runtime import Runtime
+from .runtime import Runtime, StartFailed
 
 
 class KoekjeMiddleware:
@@ -74,7 +74,13 @@ class KoekjeMiddleware:
             return
         runtime = self.runtime
         if not runtime.started:
-            await runtime.ensure_started()
+            try:
+                await runtime.ensure_started()
+            except StartFailed:
+                # Not served without the visitor's choice enforced: unavailable, and why is in the log.
+                unavailable = PlainTextResponse("Service unavailable", 503, headers={"Retry-After": "10"})
+                await unavailable(scope, receive, send)
+                return
         path = _route_path(scope)
         if self._assets and path.startswith(self._assets) and "/." not in path and "//" not in path:
             # Files that are never pages and set no cookies (the site's word, site.asset_paths): untouched.
@@ -108,7 +114,11 @@ class KoekjeMiddleware:
         """A WebSocket handshake can set cookies too: its accept goes through the same enforcement, and the
         app sees the visitor in ``scope["koekje"]`` (no implicit decision is made here: no page, no proof)."""
         runtime = self.runtime
-        await runtime.ensure_started()
+        try:
+            await runtime.ensure_started()
+        except StartFailed:
+            await send({"type": "websocket.close", "code": 1011})
+            return
         visitor, _ = runtime.engine.read(scope)
         scope["koekje"] = visitor
         guard, path = runtime.guard, _route_path(scope)
@@ -131,7 +141,12 @@ class KoekjeMiddleware:
         async def receive_and_start() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await runtime.ensure_started()
+                try:
+                    await runtime.ensure_started()
+                except StartFailed as exc:
+                    # Said to the server, which stops with the reason (raised before the app's startup).
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    raise
             return message
 
         async def stop_and_send(message: Message) -> None:

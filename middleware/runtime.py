@@ -9,6 +9,7 @@ the pages are served, the loss is counted and logged, and the store is tried aga
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from datetime import timedelta
 from functools import partial
@@ -53,6 +54,14 @@ from .visits import Visits
 
 log = logging.getLogger("koekje")
 _METHODS = frozenset(str(method) for method in Method)
+
+
+RETRY_START_SECONDS = 10.0  # how long a failed start stands before a request tries again
+
+
+class StartFailed(RuntimeError):
+    """koekje could not start (its spool cannot be used): pages are answered 503, never served without the
+    visitor's choice enforced."""
 
 
 class Runtime:
@@ -192,6 +201,8 @@ class Runtime:
         self.slow_bodies = 0  # requests to koekje's endpoints whose body did not arrive in time (408)
         self._stopped = False
         self._starting = anyio.Lock()  # anyio, not asyncio: Starlette sites may run on trio
+        self._failed_at: float | None = None
+        self.start_error = ""  # when the last start failed (tried again after a while)
 
     def counters(self) -> dict[str, Any]:
         """This process's counts, for the metrics (read at scrape time, and snapshotted for other workers)."""
@@ -241,12 +252,32 @@ class Runtime:
         self.sightings.submit(CookieSighting(self.clock(), self.config.site.id, name, clean_path(path)))
 
     async def ensure_started(self) -> None:
+        """Start, once; StartFailed when the spool cannot be used (said in the log once per attempt, and
+        tried again after ``RETRY_START_SECONDS``). Found by trying: a spool directory the site's user
+        cannot create made every request a 500 with a traceback, and uvicorn's default lifespan mode took
+        the failed start for an app without lifespan support."""
         if self.started or self._stopped:
             return
         async with self._starting:
             if not (self.started or self._stopped):
-                await run_in_threadpool(self._start)
-                self.started = True
+                await self._start_once()
+
+    async def _start_once(self) -> None:
+        failed = self._failed_at
+        if failed is not None and time.monotonic() - failed < RETRY_START_SECONDS:
+            raise StartFailed(self.start_error)
+        try:
+            await run_in_threadpool(self._start)
+        except OSError as exc:
+            self._failed_at = time.monotonic()
+            self.start_error = (
+                f"koekje cannot start: its spool {self.spool.root} cannot be used "
+                f"({exc.strerror or exc}). Set analytics.spool_dir to a directory the site's user can "
+                "create and write."
+            )
+            log.error("%s", self.start_error)
+            raise StartFailed(self.start_error) from None
+        self.started = True
 
     async def stop(self) -> None:
         """Drain the write queues and close the store. Final: later requests are served without capture."""

@@ -2,8 +2,12 @@
 
 import socket
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import anyio
 import msgspec
+import pytest
 from starlette.testclient import TestClient
 from support import CLIENT_IP, FakeClock, consent, cookie_from, page_views, runtime_of, site
 
@@ -73,3 +77,45 @@ def test_after_shutdown_requests_are_served_without_restarting(
         assert store.query(f"SELECT path FROM {store.table('page_views')}") == [("/a",)]
         assert store.query(f"SELECT count() FROM {store.table('consent_ledger')}") == [(1,)]
         store.command(f"DROP DATABASE `{config.analytics.database}` SYNC")
+
+
+def test_a_spool_that_cannot_be_made_fails_the_start_clearly_and_serves_no_page_unenforced(
+    make_config: Callable[..., Config], clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by trying: a spool_dir the site's user cannot create made every request a 500 with a
+    traceback, and uvicorn's default lifespan mode took the failed start for an app without lifespan."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    config = make_config()
+    config = msgspec.structs.replace(
+        config, analytics=msgspec.structs.replace(config.analytics, spool_dir=str(blocker / "spool"))
+    )
+
+    async def request(app: KoekjeMiddleware, scope: dict[str, Any], *incoming: dict[str, Any]) -> list[Any]:
+        sent: list[Any] = []
+        messages = iter(incoming)
+
+        async def receive() -> dict[str, Any]:
+            return next(messages)
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        with anyio.fail_after(10):
+            try:
+                await app(scope, receive, send)
+            except Exception:  # (what the server would see raised: a lifespan that failed)
+                sent.append("raised")
+        return sent
+
+    page = {"type": "http", "method": "GET", "path": "/", "headers": [], "client": (CLIENT_IP, 1)}
+    served = KoekjeMiddleware(site(), config, clock=clock)
+    for _ in range(2):  # (the second within the retry interval: not tried again, the same answer)
+        sent = anyio.run(request, served, page)
+        assert sent[0]["status"] == 503 and sent[-1]["body"] == b"Service unavailable"
+    assert sum("analytics.spool_dir" in r.getMessage() for r in caplog.records) == 1  # once, no traceback
+    assert not any(r.exc_info for r in caplog.records)
+
+    started = KoekjeMiddleware(site(), config, clock=clock)
+    sent = anyio.run(request, started, {"type": "lifespan"}, {"type": "lifespan.startup"})
+    assert sent[0]["type"] == "lifespan.startup.failed" and "analytics.spool_dir" in sent[0]["message"]
