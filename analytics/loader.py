@@ -222,7 +222,7 @@ class Loader:
                     if not all(self._load_table_one(table, batch) for batch in group):
                         return False
                 else:
-                    log.debug("koekje could not load %s yet: %s", group[0].name, exc)
+                    log.debug("koekje could not load %r yet: %s", group[0].name, exc)
                     return False
                 pending = pending[len(group) :]
                 continue
@@ -336,9 +336,10 @@ class Loader:
         except FileNotFoundError:
             return  # gone meanwhile
         except OSError as exc:
-            log.error("koekje could not move %s aside (%s): %s", path.name, why, exc.strerror)
+            log.error("koekje could not move %r aside (%s): %s", path.name, why, exc.strerror)
             return
-        log.error("koekje moved %s aside to the spool's rejected/: %s", path.name, why)
+        # (%r: a file's name is anyone's who could write there; found by trying, a newline forged a log line)
+        log.error("koekje moved %r aside to the spool's rejected/: %s", path.name, why)
         self.rejected[table] += 1
 
     def _stuck(self, manifest: str, exc: Exception) -> None:
@@ -351,7 +352,7 @@ class Loader:
             return
         self._warned.add(manifest)
         log.warning(
-            "koekje has not been able to load the group %s for %s; its table waits behind it: %s",
+            "koekje has not been able to load the group %r for %s; its table waits behind it: %s",
             manifest, now - since, _reason(exc),
         )  # fmt: skip
 

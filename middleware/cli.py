@@ -345,6 +345,8 @@ def _subject_do(args: argparse.Namespace, kind: str, act: Any) -> int:
             )
             return 1
         consent_id, visitor_id = found
+        if kind in _CLOSES:
+            _received(args)  # checked before anything is done, not when logging what was
         keep = (
             config.consent.max_age_days * 86400.0
         )  # the visitor's old cookie is refused as long as it lives
@@ -374,7 +376,12 @@ def _received(args: argparse.Namespace) -> date:
     received: date = args.received or utcnow().date()
     if received > utcnow().date():
         raise ConfigError(f"--received {received} is in the future")
+    if received < EARLIEST_REQUEST:  # (found by trying: 1969-12-31 failed in the log, after the erasure)
+        raise ConfigError(f"--received {received} is before any request koekje could have had")
     return received
+
+
+EARLIEST_REQUEST = date(2018, 5, 25)  # the GDPR applies from this day
 
 
 def _subject_find(args: argparse.Namespace) -> int:
@@ -397,15 +404,26 @@ def _subject_find(args: argparse.Namespace) -> int:
     return _subject_do(args, "find", act)
 
 
+def _write_private(path: Path, content: bytes) -> None:
+    """A file of a visitor's data, readable by its owner only (0600, whatever the umask; found by trying:
+    exports came out readable by every local user)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # (an existing file keeps its mode otherwise)
+    with os.fdopen(fd, "wb") as file:
+        file.write(content)
+
+
 def _subject_export(args: argparse.Namespace) -> int:
     def act(
         store: Store, subjects: Subjects, consent_id: uuid.UUID, visitor_id: uuid.UUID | None
     ) -> dict[str, Any]:
         data = subjects.export(visitor_id, consent_id)
-        if args.out.suffix == ".zip":
-            args.out.write_bytes(as_csv_zip(data))
-        else:
-            args.out.write_text(json.dumps(data, indent=2, default=str))
+        content = (
+            as_csv_zip(data)
+            if args.out.suffix == ".zip"
+            else json.dumps(data, indent=2, default=str).encode()
+        )
+        _write_private(args.out, content)
         counts = {table: len(rows) for table, rows in data.items()}
         print(f"exported {sum(counts.values())} rows to {args.out}")
         return {"rows": counts, "file": args.out.name}

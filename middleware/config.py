@@ -421,6 +421,8 @@ class AnalyticsSection(_Section, frozen=True):
             raise ValueError("analytics.visit_timeout_minutes must be between 1 and 720")
         if not 0.01 <= self.load_interval_seconds <= 60:
             raise ValueError("analytics.load_interval_seconds must be between 0.01 and 60")
+        if self.spool_max_mb < 1:  # (found by trying: 0 or below made every consent a 503)
+            raise ValueError("analytics.spool_max_mb must be at least 1")
 
 
 class GeoSection(_Section, frozen=True):

@@ -252,6 +252,21 @@ def test_a_request_by_letter_found_exported_erased_and_logged(site_dir: Path) ->
     assert koekje("subject", "find", "'; DROP TABLE x", cwd=site_dir).returncode == 1
 
 
+def test_a_request_is_checked_before_it_is_handled_and_its_copy_is_private(site_dir: Path) -> None:
+    """Found by trying: with --received 1969-12-31 the erasure was done and then failed to be logged; an
+    export came out readable by every local user."""
+    reference = python(VISIT, site_dir).strip()
+    refused = koekje("subject", "erase", reference, "--received", "1969-12-31", cwd=site_dir)
+    assert refused.returncode == 1 and "before any request" in refused.stderr, refused.stderr
+    assert "page_views: 2 rows" in koekje("subject", "find", reference, cwd=site_dir).stdout  # nothing done
+    (site_dir / "copy.json").write_text("")
+    (site_dir / "copy.json").chmod(0o644)
+    for name in ("copy.json", "copy.zip"):
+        exported = koekje("subject", "export", reference, "--out", name, cwd=site_dir)
+        assert exported.returncode == 0, exported.stderr
+        assert (site_dir / name).stat().st_mode & 0o777 == 0o600, name
+
+
 def test_check_says_what_to_change_and_fails_ci_on_errors(site_dir: Path) -> None:
     assert koekje("check", cwd=site_dir).returncode == 0  # the defaults follow the rules (with a warning)
     (site_dir / "koekje.toml").write_text(

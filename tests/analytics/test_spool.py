@@ -267,6 +267,7 @@ def test_what_is_no_batch_of_koekjes_is_set_aside_and_never_loaded(
     directory = spool.root / "page_views"
     directory.mkdir()
     (directory / "junk.jsonl").write_bytes(views(1, 100))
+    (directory / "x\nINFO: forged line.jsonl").write_bytes(b"")  # a name is anyone's who could write there
     outside = tmp_path / "elsewhere.jsonl"
     outside.write_bytes(views(1, 200))  # well-formed rows outside the spool
     linked = directory / "01796600000000000000-x.y-0000000000-1.jsonl"
@@ -282,7 +283,8 @@ def test_what_is_no_batch_of_koekjes_is_set_aside_and_never_loaded(
     assert count(store) == (4, 4)
     assert list(directory.iterdir()) == []
     assert outside.read_bytes() == views(1, 200)  # the link's target neither loaded nor moved
-    assert loader.rejected["page_views"] == 5
+    assert loader.rejected["page_views"] == 6
+    assert "\nINFO: forged" not in caplog.text and "\\nINFO: forged" in caplog.text  # escaped, not a line
     moved = " ".join(path.name for path in spool.rejected())
     assert f"page_views-{garbled.name}-" in moved and f"page_views-{linked.name}-" in moved
     assert good.name not in moved
@@ -302,7 +304,7 @@ def test_what_cannot_be_set_aside_never_stops_loading_and_a_stuck_group_is_warne
     loader = Loader(store, spool, "s", clock)
     assert loader.load_pending()
     assert count(store) == (3, 3)
-    assert "could not move .group-not-a-file aside" in caplog.text
+    assert "could not move '.group-not-a-file' aside" in caplog.text
 
     stuck = spool.write("page_views", views(1, 10), rows=1)
     (spool.root / "page_views" / f".group-{stuck.id}").write_text(stuck.name)

@@ -44,6 +44,7 @@ def test_the_demo_configuration_is_valid() -> None:
         ("[analytics]\ndatabase = 'x; DROP'\n", "plain identifier"),
         ("[analytics]\nraw_retention_days = 0\n", "between 1 and 3650"),
         ("[analytics]\nload_interval_seconds = 0\n", "load_interval_seconds must be between 0.01 and 60"),
+        ("[analytics]\nspool_max_mb = 0\n", "spool_max_mb must be at least 1"),
         ("[analytics.topics]\nImplants = ['/x']\n", "not a topic name"),
         ("[analytics.topics]\nimplants = ['x']\n", "must start with '/'"),
         ("[geo]\nipv4_prefix = 32\n", "at least the last byte"),
