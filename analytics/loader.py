@@ -285,6 +285,12 @@ class Loader:
                 self._set_aside(table, manifest, "it is not a whole group manifest")
                 continue
             group = [Batch(name, table, manifest.parent / name) for name in names]
+            linked = [batch for batch in group if batch.path.is_symlink()]
+            if linked:  # (found by trying: a manifest naming a symbolic link had its target read through)
+                for batch in linked:
+                    self._set_aside(table, batch.path, "it is a symbolic link, not a batch")
+                self._set_aside(table, manifest, "it names a symbolic link")
+                continue
             if all(batch.path.exists() for batch in group):
                 try:
                     self._loaded(table, self._finish_group(table, manifest, group))

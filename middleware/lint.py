@@ -41,6 +41,7 @@ def check(config: Config, environ: Mapping[str, str] | None = None) -> list[Find
     findings += _declared(config)
     findings += _regions(config)
     findings += _proxies(config)
+    findings += _paths(config)
     if config.analytics.dsn and not config.site.processors:
         findings.append(
             Finding(
@@ -111,6 +112,30 @@ def _regions(config: Config) -> list[Finding]:
             )
         ]
     return []
+
+
+def _paths(config: Config) -> list[Finding]:
+    """Files and directories the site needs, as this user sees them (found by trying: a spool directory that
+    could not be made, and a GeoIP database that was not there, passed the check and stopped the site).
+    Run the check as the site's user."""
+    findings = []
+    spool = config.spool_path()
+    existing = next((p for p in (spool, *spool.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        where = existing if existing is not None else spool
+        findings.append(
+            Finding(
+                "error",
+                "analytics.spool_dir",
+                f"{spool} cannot be created or written ({where} is in the way): koekje could not start",
+            )
+        )
+    database = config.geo_database()
+    if database is not None and not database.is_file():
+        findings.append(
+            Finding("error", "geo.database", f"{database} is not a file: the site would not start")
+        )
+    return findings
 
 
 def _proxies(config: Config) -> list[Finding]:

@@ -477,3 +477,24 @@ def test_a_spool_deeper_than_a_socket_address_can_name_still_serves_the_other_wo
     finally:
         server.stop()
     assert not path.exists()
+
+
+def test_a_group_manifest_naming_a_symbolic_link_is_not_read_through(
+    store: Store, spool: Spool, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Found by a helper: a manifest naming a batch-named link to a file outside the spool had the target's
+    rows loaded (a lone link was already set aside)."""
+    directory = spool.root / "page_views"
+    directory.mkdir()
+    outside = tmp_path / "elsewhere.jsonl"
+    outside.write_bytes(views(1, 200))
+    linked = directory / "01796600000000000000-x.y-0000000000-1.jsonl"
+    linked.symlink_to(outside)
+    (directory / ".group-01796600000000000003-x.y-0000000000-1").write_text(linked.name + "\n")
+    good = spool.write("page_views", views(2), rows=2)
+    loader = Loader(store, spool, "s", clock)
+    assert loader.load_pending()
+    assert count(store) == (2, 2)  # the good batch only
+    assert outside.read_bytes() == views(1, 200) and list(directory.iterdir()) == []
+    moved = " ".join(path.name for path in spool.rejected())
+    assert linked.name in moved and good.name not in moved

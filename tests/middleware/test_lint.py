@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from koekje.middleware import Config
+from koekje.middleware.config import AnalyticsSection, GeoSection
 from koekje.middleware.lint import check, compiled
 from koekje.middleware.logs import FILTER, LOG_CONFIG
 
@@ -40,3 +41,18 @@ def test_a_request_path_not_compiled_is_a_warning() -> None:
     assert "installation" not in [f.where for f in check(Config(), {})]  # compiled (tests/test_compiled.py)
     [finding] = compiled("/site-packages/koekje/middleware/page.py")
     assert finding.level == "warning" and "KOEKJE_COMPILE=0" in finding.message
+
+
+def test_paths_the_site_could_not_start_with_are_errors(tmp_path: Path) -> None:
+    """Found by a helper: a spool directory that could not be made, and a GeoIP database that was not
+    there, passed the check and stopped the site."""
+    (tmp_path / "a-file").write_text("")
+    config = Config(
+        base_dir=str(tmp_path),
+        analytics=AnalyticsSection(spool_dir="a-file/spool"),
+        geo=GeoSection(database="missing.mmdb"),
+    )
+    found = {f.where: f for f in check(config, {})}
+    assert found["analytics.spool_dir"].level == found["geo.database"].level == "error"
+    fine = Config(base_dir=str(tmp_path), analytics=AnalyticsSection(spool_dir="new/spool"))
+    assert not [f for f in check(fine, {}) if f.level == "error"]
