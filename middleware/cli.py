@@ -45,6 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, StoreError, ValueError) as exc:
         print(f"koekje: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file that is not there, a full disk, a directory given for a file
+        print(f"koekje: {exc.strerror or exc}: {exc.filename or 'output'}", file=sys.stderr)
+        return 1
+    except EOFError:  # a question asked (init --interactive) with nothing to read the answer from
+        print("koekje: no answer to read (standard input is closed)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return result

@@ -267,6 +267,18 @@ def test_a_request_is_checked_before_it_is_handled_and_its_copy_is_private(site_
         assert (site_dir / name).stat().st_mode & 0o777 == 0o600, name
 
 
+def test_files_and_input_that_are_not_there_are_said_not_a_traceback(site_dir: Path) -> None:
+    """Found by a helper: these printed Python tracebacks."""
+    for args, stdin in (
+        (("consent", "verify", "--heads", "missing-heads.txt"), ""),
+        (("consent", "verify", "--save-heads", "."), ""),  # a directory
+        (("--config", "new/koekje.toml", "init", "--interactive"), ""),  # stdin closed at the first question
+    ):
+        result = koekje(*args, cwd=site_dir, stdin=stdin)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (args, result.stderr)
+        assert result.stderr.strip().splitlines()[-1].startswith("koekje: "), result.stderr
+
+
 def test_check_says_what_to_change_and_fails_ci_on_errors(site_dir: Path) -> None:
     assert koekje("check", cwd=site_dir).returncode == 0  # the defaults follow the rules (with a warning)
     (site_dir / "koekje.toml").write_text(
