@@ -19,7 +19,7 @@ from .endpoints import ConsentEndpoints, MetricsEndpoint, build_router
 from .metrics import KoekjeCollector
 from .page import PageResponse, header_pairs
 from .rights import RightsEndpoints
-from .runtime import Runtime, StartFailed
+from .runtime import RETRY_START_SECONDS, Runtime, StartFailed
 
 
 class KoekjeMiddleware:
@@ -78,7 +78,8 @@ class KoekjeMiddleware:
                 await runtime.ensure_started()
             except StartFailed:
                 # Not served without the visitor's choice enforced: unavailable, and why is in the log.
-                unavailable = PlainTextResponse("Service unavailable", 503, headers={"Retry-After": "10"})
+                retry = {"Retry-After": str(int(RETRY_START_SECONDS))}
+                unavailable = PlainTextResponse("Service unavailable", 503, headers=retry)
                 await unavailable(scope, receive, send)
                 return
         path = _route_path(scope)

@@ -14,9 +14,8 @@ from collections.abc import Mapping, Sequence
 from .consent import Consent
 from .declarations import NECESSARY, Declarations
 
-_NONCE = re.compile(
-    r"'(?i:nonce-)([A-Za-z0-9+/_=-]{1,128})'"
-)  # (the keyword in any case, the value as it is)
+# The keyword in any case, the value as it is.
+_NONCE = re.compile(r"'(?i:nonce-)([A-Za-z0-9+/_=-]{1,128})'")
 
 
 class ConsentModeDefault:

@@ -201,8 +201,8 @@ class Runtime:
         self.slow_bodies = 0  # requests to koekje's endpoints whose body did not arrive in time (408)
         self._stopped = False
         self._starting = anyio.Lock()  # anyio, not asyncio: Starlette sites may run on trio
-        self._failed_at: float | None = None
-        self.start_error = ""  # when the last start failed (tried again after a while)
+        self._failed_at: float | None = None  # when the last start failed (tried again after a while)
+        self.start_error = ""  # why (logged once per attempt, and told to the server)
 
     def counters(self) -> dict[str, Any]:
         """This process's counts, for the metrics (read at scrape time, and snapshotted for other workers)."""
@@ -286,8 +286,8 @@ class Runtime:
             await run_in_threadpool(self._stop)
 
     def _start(self) -> None:
+        self.spool.open()  # first: a start that fails here is tried again, and warns nothing twice
         warn_if_access_log_unfiltered()  # the server's log, not koekje's: said where the owner will see it
-        self.spool.open()
         self.recorder.start()
         self.sightings.start()
         self.engagement.start()
