@@ -326,7 +326,9 @@ def _subject_commands(commands: Any) -> None:
 
     with_reference("find", "what is stored under a reference").set_defaults(run=_subject_find)
     export = with_reference("export", "a copy of everything stored under a reference (logged)")
-    export.add_argument("--out", type=Path, required=True, help="the file to write (.json, or .zip for CSV)")
+    export.add_argument(
+        "--out", type=_export_path, required=True, help="the file to write (.json, or .zip for CSV)"
+    )
     export.set_defaults(run=_subject_export)
     with_reference("erase", "erase everything stored under a reference, checked (logged)").set_defaults(
         run=_subject_erase
@@ -410,6 +412,18 @@ def _subject_find(args: argparse.Namespace) -> int:
     return _subject_do(args, "find", act)
 
 
+EXPORT_SUFFIXES = (".json", ".zip")
+
+
+def _export_path(value: str) -> Path:
+    """An export's file, by what it will hold: JSON, or a ZIP of CSV files (found by trying: ``x.csv`` got
+    JSON under a name that promised a spreadsheet)."""
+    path = Path(value)
+    if path.suffix.lower() not in EXPORT_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{value!r}: name a .json file, or a .zip for CSV files")
+    return path
+
+
 def _write_private(path: Path, content: bytes) -> None:
     """A file of a visitor's data, readable by its owner only (0600, whatever the umask; found by trying:
     exports came out readable by every local user)."""
@@ -426,7 +440,7 @@ def _subject_export(args: argparse.Namespace) -> int:
         data = subjects.export(visitor_id, consent_id)
         content = (
             as_csv_zip(data)
-            if args.out.suffix == ".zip"
+            if args.out.suffix.lower() == ".zip"
             else json.dumps(data, indent=2, default=str).encode()
         )
         _write_private(args.out, content)

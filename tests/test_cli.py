@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -265,6 +266,11 @@ def test_a_request_is_checked_before_it_is_handled_and_its_copy_is_private(site_
         exported = koekje("subject", "export", reference, "--out", name, cwd=site_dir)
         assert exported.returncode == 0, exported.stderr
         assert (site_dir / name).stat().st_mode & 0o777 == 0o600, name
+    # Found by trying: `--out copy.csv` wrote JSON under a spreadsheet's name. Refused before anything.
+    wrong = koekje("subject", "export", reference, "--out", "copy.csv", cwd=site_dir)
+    assert wrong.returncode == 2 and "name a .json file, or a .zip" in wrong.stderr, wrong.stderr
+    assert not (site_dir / "copy.csv").exists()
+    assert zipfile.is_zipfile(site_dir / "copy.zip")
 
 
 def test_files_and_input_that_are_not_there_are_said_not_a_traceback(site_dir: Path) -> None:
