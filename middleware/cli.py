@@ -500,14 +500,14 @@ def _config_path(args: argparse.Namespace) -> Path:
     return Path(args.config or os.environ.get(CONFIG_ENV, "koekje.toml"))
 
 
-def _open_store(config: Config, ownership: Ownership | None = None) -> Store:
-    """The store, migrated first unless the configuration leaves that to `koekje migrate`. While the site
-    runs on the embedded store, its owner process answers for it."""
+def _open_store(config: Config, ownership: Ownership | None = None, *, prepare: bool = True) -> Store:
+    """The store, migrated first unless the configuration leaves that to `koekje migrate` (or not
+    ``prepare``). While the site runs on the embedded store, its owner process answers for it."""
     spool = Spool(config.spool_path())
     spool.open()
     store = Store(
         config.store_settings(),
-        prepare=migrate if config.analytics.auto_migrate else None,
+        prepare=migrate if prepare and config.analytics.auto_migrate else None,
         ownership=ownership or Ownership(spool.root),
     )
     store.open()
@@ -523,9 +523,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    config = _config(args)
-    store = Store(config.store_settings())
-    with store:
+    # Not migrated on opening, whatever auto_migrate says: this command does it and says what it did. While
+    # the site runs on the embedded store, its owner process runs the statements (found by a helper: the
+    # engine's raw lock error).
+    with _open_store(_config(args), prepare=False) as store:
         applied = migrate(store)
     print(f"applied migrations {applied}" if applied else "the schema is up to date")
     return 0

@@ -4,7 +4,10 @@ whole HTML pages answered to GET, and a store outage under load loses no page vi
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +16,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from servers import BROWSER, Site, eventually, serve
+from support import SECRET
 
 from koekje.analytics import Store, StoreSettings
 
@@ -216,3 +220,14 @@ def test_an_outage_under_load_loses_no_page_view_and_fails_no_request(tmp_path: 
     with Store(StoreSettings(f"chdb://{tmp_path / 'store'}", "koekje")) as store:
         [(stored, paths)] = store.query(f"SELECT count(), uniqExact(path) FROM {store.table('page_views')}")
     assert (stored, paths) == (len(sent), len(sent))
+
+
+def test_migrate_while_the_site_runs_goes_through_the_site(site: Site) -> None:
+    """Found by a helper: `koekje migrate` beside the running site printed the embedded engine's raw lock
+    error. The running site owns the store; the command asks it, as every other command does."""
+    koekje = Path(sys.executable).parent / "koekje"
+    env = {**os.environ, "KOEKJE_SECRET_KEY": SECRET, "KOEKJE_CONFIG": str(site.directory / "koekje.toml")}
+    migrated = subprocess.run(
+        [str(koekje), "migrate"], cwd=site.directory, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert migrated.returncode == 0 and "the schema is up to date" in migrated.stdout, migrated.stderr
