@@ -171,6 +171,11 @@ class RemoteClient:
                 _send(sock, request)
                 answer = _receive(sock)
                 break
+            except TimeoutError:
+                # An owner that does not answer (stopped, or stuck) is not asked again: the caller would
+                # wait twice, and a request that was only slow would run twice.
+                self.close()
+                raise
             except OSError:
                 self.close()
                 if attempt == 2:

@@ -498,3 +498,29 @@ def test_a_group_manifest_naming_a_symbolic_link_is_not_read_through(
     assert outside.read_bytes() == views(1, 200) and list(directory.iterdir()) == []
     moved = " ".join(path.name for path in spool.rejected())
     assert linked.name in moved and good.name not in moved
+
+
+def test_an_owner_that_does_not_answer_is_given_up_on_once_not_asked_twice(tmp_path: Path) -> None:
+    """Found by a helper: with the owner stopped (SIGSTOP), a visitor's "my data" page waited the timeout
+    twice, because a timed-out request was sent again on a new connection; and a command that only came
+    back late would have run twice. A timeout is given up on; only a lost connection is retried."""
+    path = tmp_path / "owner.sock"
+    release = threading.Event()
+    asked: list[str] = []
+
+    def stuck(request: dict[str, object]) -> list[list[object]]:
+        asked.append(str(request["sql"]))
+        release.wait(30)
+        return [[1]]
+
+    server = StoreServer(path, stuck)
+    server.start()
+    client = RemoteClient(path, timeout=0.2)
+    try:
+        with pytest.raises(TimeoutError):
+            client.command("ALTER TABLE t DELETE WHERE 1")
+        assert asked == ["ALTER TABLE t DELETE WHERE 1"]
+    finally:
+        release.set()
+        client.close()
+        server.stop()
