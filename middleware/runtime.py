@@ -267,7 +267,9 @@ class Runtime:
         if failed is not None and time.monotonic() - failed < RETRY_START_SECONDS:
             raise StartFailed(self.start_error)
         try:
-            await run_in_threadpool(self._start)
+            # Only the spool is tried before anything starts: a start that fails leaves no thread running
+            # (and one tried again starts none twice).
+            await run_in_threadpool(self.spool.open)
         except OSError as exc:
             self._failed_at = time.monotonic()
             self.start_error = (
@@ -277,6 +279,7 @@ class Runtime:
             )
             log.error("%s", self.start_error)
             raise StartFailed(self.start_error) from None
+        await run_in_threadpool(self._start)
         self.started = True
 
     async def stop(self) -> None:
@@ -286,7 +289,7 @@ class Runtime:
             await run_in_threadpool(self._stop)
 
     def _start(self) -> None:
-        self.spool.open()  # first: a start that fails here is tried again, and warns nothing twice
+        """What runs once the spool is open (a start that fails before this is tried again)."""
         warn_if_access_log_unfiltered()  # the server's log, not koekje's: said where the owner will see it
         self.recorder.start()
         self.sightings.start()

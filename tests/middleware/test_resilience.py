@@ -1,6 +1,7 @@
 """Storage trouble never takes the site down, and never blocks a visitor from withdrawing consent."""
 
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -109,12 +110,15 @@ def test_a_spool_that_cannot_be_made_fails_the_start_clearly_and_serves_no_page_
         return sent
 
     page = {"type": "http", "method": "GET", "path": "/", "headers": [], "client": (CLIENT_IP, 1)}
+    before = set(threading.enumerate())
     served = KoekjeMiddleware(site(), config, clock=clock)
     for _ in range(2):  # (the second within the retry interval: not tried again, the same answer)
         sent = anyio.run(request, served, page)
         assert sent[0]["status"] == 503 and sent[-1]["body"] == b"Service unavailable"
     assert sum("analytics.spool_dir" in r.getMessage() for r in caplog.records) == 1  # once, no traceback
     assert not any(r.exc_info for r in caplog.records)
+    # Nothing was started by the failed start (a start tried again would start its threads twice).
+    assert not [t.name for t in threading.enumerate() if t not in before and t.name.startswith("koekje")]
 
     started = KoekjeMiddleware(site(), config, clock=clock)
     sent = anyio.run(request, started, {"type": "lifespan"}, {"type": "lifespan.startup"})
