@@ -176,8 +176,10 @@ class PageResponse:
         (None: nothing to send yet), else the server's ``send`` of them."""
         message["headers"] = headers = header_pairs(message)
         html = encoded = partial = sets_cookies = cached = False
-        policies: list[bytes] = []  # Content-Security-Policy (several are several policies)
-        reported: list[bytes] = []  # ... -Report-Only: its nonce spares the site a report per page
+        # Content-Security-Policy (several are several policies), and -Report-Only, whose nonce spares the
+        # site a report per page: lists made only for a response that has them.
+        policies: list[bytes] | None = None
+        reported: list[bytes] | None = None
         for name, value in headers:
             # (Lower case is what frameworks send: looked up as it is, without making a lower-case copy.)
             kind = _RESPONSE_HEADERS.get(name if name.islower() else name.lower())
@@ -192,8 +194,12 @@ class PageResponse:
             elif kind == _RANGE:
                 partial = True
             elif kind == _CSP:
+                if policies is None:
+                    policies = []
                 policies.append(value)
             elif kind == _CSP_REPORT:
+                if reported is None:
+                    reported = []
                 reported.append(value)
             else:
                 cached = True
@@ -223,7 +229,7 @@ class PageResponse:
         # HEAD too: its headers (Content-Length) must be those of GET, whose body it would have been.
         bodied = message["status"] not in _NOT_PAGES
         if html and (get or method == "HEAD") and whole and injects and bodied:
-            self._nonce = script_nonce(policies) or script_nonce(reported)
+            self._nonce = script_nonce(policies or ()) or script_nonce(reported or ())
             self._scanner = HeadScanner(MAX_HELD_BYTES)
             self._held = message
             self._markup = pages.banner is not None and pages.banner.wanted(self._visitor.consent)
