@@ -40,6 +40,10 @@ class Account:
     disabled: bool = False
 
 
+class NoAdminLeft(ValueError):
+    """A change to the accounts that would leave the dashboard without an enabled admin (undone)."""
+
+
 class Accounts:
     def __init__(self, store: Store, clock: Clock = utcnow, hasher: PasswordHasher | None = None) -> None:
         self._store = store
@@ -105,7 +109,7 @@ class Accounts:
             return False
         if before is not None and not any(a.role == Role.ADMIN and not a.disabled for a in self.list()):
             self._write(before[0], before[1], Role(before[2]), deleted=False)
-            raise ValueError("That would leave the dashboard without an admin.")
+            raise NoAdminLeft("That would leave the dashboard without an admin.")
         return True
 
     def get(self, username: str) -> Account | None:

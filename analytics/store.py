@@ -298,8 +298,9 @@ def _new_client(dsn: str) -> Client:
         if dsn.startswith("chdb:"):
             raise StoreUnavailable(
                 f"cannot open the embedded store at {dsn!r}: {exc}. The embedded engine allows one process "
-                "per data directory: stop the other koekje process using it (a running server, or run "
-                "multi-worker setups against a ClickHouse server), then try again."
+                "per data directory, and another one has it open without sharing it (koekje's own site and "
+                "commands share it through the site's spool directory: is this configuration's spool_dir "
+                "the site's?): stop that process, then try again."
             ) from exc
         raise StoreUnavailable(f"cannot reach ClickHouse at {_redact(dsn)}: {exc}") from exc
 

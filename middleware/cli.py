@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from koekje.analytics import Accounts, Role, Store, StoreError, migrate, retention, utcnow
-from koekje.analytics.accounts import MIN_PASSWORD_LENGTH
+from koekje.analytics.accounts import MIN_PASSWORD_LENGTH, NoAdminLeft
 from koekje.analytics.cookies_seen import undeclared_cookies
 from koekje.analytics.ledger import Break, Head, history, shown_texts, verify
 from koekje.analytics.loader import Loader
@@ -542,10 +542,22 @@ def _users_add(args: argparse.Namespace) -> int:
         if getpass.getpass("again: ") != password:
             print("koekje: the passwords differ", file=sys.stderr)
             return 1
+    role = Role(args.role)
     with _open_store(_config(args)) as store:
-        account = Accounts(store).add(args.username, password, Role(args.role))
-    print(f"account {account.username} ({account.role.value}) saved")
+        accounts = Accounts(store)
+        existed = accounts.get(args.username) is not None
+        try:
+            # (Found by a helper: the dashboard kept an admin, the command line let the last one go.)
+            accounts.keeping_an_admin(args.username, lambda: bool(accounts.add(args.username, password, role)))
+        except NoAdminLeft as exc:
+            print(f"koekje: {exc} {_ANOTHER_ADMIN}", file=sys.stderr)
+            return 1
+    said = "reset: new password and role" if existed else "created"
+    print(f"account {args.username} ({role.value}) {said}")
     return 0
+
+
+_ANOTHER_ADMIN = "Make another account admin first (koekje users add NAME --role admin)."
 
 
 def _users_list(args: argparse.Namespace) -> int:
@@ -557,7 +569,12 @@ def _users_list(args: argparse.Namespace) -> int:
 
 def _users_remove(args: argparse.Namespace) -> int:
     with _open_store(_config(args)) as store:
-        removed = Accounts(store).remove(args.username)
+        accounts = Accounts(store)
+        try:
+            removed = accounts.keeping_an_admin(args.username, lambda: accounts.remove(args.username))
+        except NoAdminLeft as exc:
+            print(f"koekje: {exc} {_ANOTHER_ADMIN}", file=sys.stderr)
+            return 1
     print(
         f"account {args.username} removed" if removed else f"koekje: no account {args.username}",
         file=sys.stdout if removed else sys.stderr,

@@ -61,8 +61,17 @@ def test_migrate_then_accounts(site_dir: Path) -> None:
         cwd=site_dir,
         stdin="a long enough password\n",
     )
-    assert added.returncode == 0, added.stderr
+    assert added.returncode == 0 and "account anna (admin) created" in added.stdout, added.stderr
     assert koekje("users", "list", cwd=site_dir).stdout == "anna\tadmin\n"
+    # Found by a helper: the command line let the last admin go, which the dashboard never does.
+    secret = "another long password\n"
+    for change in (("remove", "anna"), ("add", "anna", "--role", "marketer", "--password-stdin")):
+        refused = koekje("users", *change, cwd=site_dir, stdin=secret)
+        assert refused.returncode == 1 and "without an admin" in refused.stderr, (change, refused)
+        assert koekje("users", "list", cwd=site_dir).stdout == "anna\tadmin\n"
+    koekje("users", "add", "ben", "--password-stdin", cwd=site_dir, stdin=secret)
+    reset = koekje("users", "add", "ben", "--role", "admin", "--password-stdin", cwd=site_dir, stdin=secret)
+    assert "account ben (admin) reset: new password and role" in reset.stdout, reset.stderr
     assert koekje("users", "remove", "anna", cwd=site_dir).returncode == 0
     missing = koekje("users", "remove", "anna", cwd=site_dir)
     assert missing.returncode == 1 and "no account anna" in missing.stderr
