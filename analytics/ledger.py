@@ -300,14 +300,15 @@ def verify(
     unchanged, unless it has expired."""
     selected = ", ".join(COLUMNS)
     result = store.query(
-        f"SELECT {selected} FROM {store.table('consent_ledger')} WHERE site = {{site:String}} "
+        f"SELECT {selected}, visitor_id FROM {store.table('consent_ledger')} WHERE site = {{site:String}} "
         "ORDER BY chain, seq, ts",
         {"site": site},
     )
     unchained = store.query(
         f"SELECT count() FROM {store.table('consent_ledger')} WHERE hash = ''",
     )[0][0]
-    rows = [_row_from(dict(zip(COLUMNS, values, strict=True))) for values in result if values[-1]]
+    chained = [values for values in result if values[len(COLUMNS) - 1]]
+    rows = [_row_from(dict(zip(COLUMNS, values[: len(COLUMNS)], strict=True))) for values in chained]
     chains: dict[UUID, list[LedgerRow]] = {}
     for row in rows:
         chains.setdefault(row.chain, []).append(row)
@@ -340,6 +341,7 @@ def verify(
             previous = row
     for extra in starts_from_nothing[1:]:
         breaks.append(_break(extra, "a second chain that starts from nothing (inserted?)"))
+    breaks += _visitor_ids_and_texts(store, rows, [values[-1] for values in chained])
     placed = {(row.chain, row.seq): row.hash for row in rows}
     for head in recorded:
         found = placed.get((head.chain, head.seq))
@@ -349,6 +351,31 @@ def verify(
                 Break(head.chain, head.seq, None, f"a head recorded earlier {problem} (rewritten?)")
             )
     return Verification(len(rows), len(chains), int(unchained), heads, breaks)
+
+
+def _visitor_ids_and_texts(
+    store: Store, rows: list[LedgerRow], visitor_ids: list[UUID | None]
+) -> list[Break]:
+    """What the chain covers only by a hash, checked against what is stored beside it. Found by a helper:
+    the texts a visitor was shown could be edited, and another visitor's id written into a decision (whose
+    reference then copied and erased that visitor's data), and the ledger still verified."""
+    breaks = []
+    for row, visitor_id in zip(rows, visitor_ids, strict=True):
+        if visitor_id is not None and visitor_digest(row.record.consent_id, visitor_id) != row.digest:
+            breaks.append(_break(row, "its visitor id is not the one the chain covers (changed?)"))
+    stored: dict[str, bool] = {}  # each text's hash: whether every row stored under it matches it
+    for digest, body in store.query(f"SELECT hash, body FROM {store.table('consent_texts')}"):
+        matches = hashlib.sha256(body.encode()).hexdigest() == digest
+        stored[digest] = stored.get(digest, True) and matches
+    said: set[str] = set()
+    for row in rows:
+        digest = row.record.texts_hash
+        if not digest or digest in said or stored.get(digest, False):
+            continue
+        said.add(digest)  # (once per text, at the first decision that refers to it)
+        problem = "do not match their hash (edited?)" if digest in stored else "are not stored (deleted?)"
+        breaks.append(_break(row, f"the texts it says the visitor was shown {problem}"))
+    return breaks
 
 
 def _break(row: LedgerRow, problem: str) -> Break:

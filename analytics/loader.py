@@ -38,8 +38,11 @@ from .subjects import ERASABLE, Subjects
 log = logging.getLogger("koekje.analytics")
 
 LEDGER = "consent_ledger"
-# Spooled tables loaded as they are; the ledger is chained first.
-RAW_TABLES = ("page_views", "engagement", "cookies_seen", "consent_texts")
+# The texts visitors were shown go in first, then the ledger (chained), whose rows refer to the texts: a
+# `koekje consent verify` while the site loads never finds a decision without its texts. Then the rest, as
+# they are.
+TEXTS = "consent_texts"
+RAW_TABLES = ("page_views", "engagement", "cookies_seen")
 # Where rows of a visitor erased while they waited in the spool can arrive: each load into these erases again.
 LATE = (*ERASABLE, LEDGER)
 _records = msgspec.json.Decoder(ConsentRecord)
@@ -172,7 +175,8 @@ class Loader:
                     # What was set aside is visitor data too: gone when the raw rows would be.
                     self._spool.expire_rejected(self._store.settings.raw_retention_days * 86400.0)
             before = sum(self.loaded[table] for table in LATE)
-            done = self._load_table(LEDGER)
+            done = self._load_table(TEXTS)
+            done = self._load_table(LEDGER) and done
             salted = self._salt(self._salts.draw)
             for table in RAW_TABLES:
                 loaded = self._load_table(table)

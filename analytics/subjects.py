@@ -27,6 +27,7 @@ from typing import Any
 from uuid import UUID
 
 from . import spreadsheet
+from .ledger import visitor_digest
 from .store import Store
 
 log = logging.getLogger("koekje.analytics")
@@ -53,11 +54,16 @@ def find_reference(store: Store, text: str) -> tuple[UUID, UUID | None] | None:
     if len(digits) != 12 or any(c not in "0123456789abcdef" for c in digits):
         return None
     rows = store.query(
-        f"SELECT consent_id, visitor_id FROM {store.table(LEDGER)} "
+        f"SELECT consent_id, visitor_id, visitor_digest, hash FROM {store.table(LEDGER)} "
         "WHERE startsWith(replaceAll(toString(consent_id), '-', ''), {p:String}) LIMIT 2",
         {"p": digits},
     )
-    return (rows[0][0], rows[0][1]) if len(rows) == 1 else None
+    if len(rows) != 1:
+        return None
+    consent_id, visitor_id, digest, row_hash = rows[0]
+    row = {"consent_id": consent_id, "visitor_id": visitor_id, "visitor_digest": digest, "hash": row_hash}
+    genuine = _genuine(row)
+    return consent_id, visitor_id if genuine else None
 
 
 class ErasureIncomplete(Exception):
@@ -139,7 +145,8 @@ class Subjects:
         if visitor_id is not None:
             for row in self._store.query(select + "WHERE visitor_id = {v:UUID}", {"v": visitor_id}):
                 record = dict(zip(columns, map(_plain, row), strict=True))
-                found[record["consent_id"]] = record
+                if _genuine(record):  # (not another visitor's decision given this id)
+                    found[record["consent_id"]] = record
         wanted = consent_id
         for _ in range(MAX_HISTORY):
             if wanted is None:
@@ -286,8 +293,20 @@ class Subjects:
 
 
 def _ids(visitor_id: UUID | None, history: list[dict[str, Any]]) -> set[UUID]:
-    ids = {UUID(row["visitor_id"]) for row in history if row.get("visitor_id")}
+    ids = {UUID(row["visitor_id"]) for row in history if row.get("visitor_id") and _genuine(row)}
     return ids | ({visitor_id} if visitor_id is not None else set())
+
+
+def _genuine(row: dict[str, Any]) -> bool:
+    """Whether a ledger row's visitor id is the one its chain covers (the digest), or it has none. Found by
+    a helper: a visitor id written into another visitor's decision made that reference's copy and erasure
+    take in the other visitor's data. (A row of koekje 0.1 has no digest: its id is taken as it is.)"""
+    visitor_id, digest = row.get("visitor_id"), row.get("visitor_digest")
+    if not visitor_id:
+        return True
+    if not digest:
+        return not row.get("hash")  # a chained row always has its digest
+    return bool(visitor_digest(UUID(str(row["consent_id"])), UUID(str(visitor_id))) == digest)
 
 
 def _plain(value: Any) -> Any:

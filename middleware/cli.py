@@ -548,7 +548,11 @@ def _users_add(args: argparse.Namespace) -> int:
         existed = accounts.get(args.username) is not None
         try:
             # (Found by a helper: the dashboard kept an admin, the command line let the last one go.)
-            accounts.keeping_an_admin(args.username, lambda: bool(accounts.add(args.username, password, role)))
+            def add() -> bool:
+                accounts.add(args.username, password, role)
+                return True
+
+            accounts.keeping_an_admin(args.username, add)
         except NoAdminLeft as exc:
             print(f"koekje: {exc} {_ANOTHER_ADMIN}", file=sys.stderr)
             return 1

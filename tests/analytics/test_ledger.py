@@ -1,6 +1,7 @@
 """The consent ledger as a hash chain, on a real chDB store: whole when untouched, and every edit, deletion
 or insertion found by ``verify``."""
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -30,6 +31,7 @@ from koekje.analytics.ledger import (
 from koekje.analytics.ledger_writer import LedgerWriter
 from koekje.analytics.loader import Loader
 from koekje.analytics.spool import Spool, SpoolFull
+from koekje.analytics.subjects import Subjects, find_reference, reference
 
 RETENTION = timedelta(days=1095)
 
@@ -191,6 +193,43 @@ def test_blanking_the_visitor_id_keeps_the_proof(store: Store, writer: Pipeline,
     )
     assert check(store, clock) == []
     assert store.query(f"SELECT countIf(visitor_id IS NULL) FROM {store.table('consent_ledger')}") == [(1,)]
+
+
+def test_another_visitors_id_written_into_a_decision_is_found(
+    store: Store, writer: Pipeline, clock: FakeClock
+) -> None:
+    """Found by a helper: the chain covers the visitor id only by a digest, which verify did not check; a
+    decision given another visitor's id verified, and its reference copied and erased their data."""
+    records = write(writer, clock, 2)
+    command(store, f"ALTER TABLE LEDGER UPDATE visitor_id = '{records[1].visitor_id}' "
+            f"WHERE consent_id = '{records[0].consent_id}'")  # fmt: skip
+    assert check(store, clock) == ["its visitor id is not the one the chain covers (changed?)"]
+    # ... and a request under that decision's reference takes in no id but the visitor's own (none left).
+    assert find_reference(store, reference(records[0].consent_id)) == (records[0].consent_id, None)
+    subjects = Subjects(store, writer.spool.root)
+    assert subjects.visitor_ids(None, records[0].consent_id) == set()
+    assert subjects.visitor_ids(None, records[1].consent_id) == {records[1].visitor_id}
+
+
+def test_the_texts_a_visitor_was_shown_are_checked_against_their_hash(
+    store: Store, writer: Pipeline, clock: FakeClock
+) -> None:
+    """Found by a helper: the stored banner texts could be edited (or deleted) and the ledger verified."""
+    body = '{"title":"Uw keuze over cookies"}'
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    writer.writer.register_texts(digest, "nl", body)
+    for _ in range(2):
+        clock.advance(seconds=1)
+        writer.writer.submit(record(clock, texts_hash=digest), wait=False)
+    writer.load()
+    assert check(store, clock) == []
+    texts = store.table("consent_texts")
+    store.command(f"ALTER TABLE {texts} UPDATE body = '{{\"title\":\"Niets\"}}' WHERE 1 "
+                  "SETTINGS mutations_sync = 2")  # fmt: skip
+    edited = "the texts it says the visitor was shown do not match their hash (edited?)"
+    assert check(store, clock) == [edited]
+    store.command(f"DELETE FROM {texts} WHERE 1 SETTINGS mutations_sync = 2")
+    assert check(store, clock) == ["the texts it says the visitor was shown are not stored (deleted?)"]
 
 
 def test_decisions_that_arrive_together_share_an_insert(
