@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import partial
 from pathlib import Path
@@ -14,12 +15,14 @@ from koekje.analytics import Clock, Dashboard, utcnow
 from koekje.analytics.cookies_seen import undeclared_cookies
 from koekje.analytics.web import SECURITY_HEADERS, BodyTimeout
 
-from .config import Config, load_config
+from .config import Config, ConfigError, load_config
 from .endpoints import ConsentEndpoints, MetricsEndpoint, build_router
 from .metrics import KoekjeCollector
 from .page import PageResponse, header_pairs
 from .rights import RightsEndpoints
 from .runtime import RETRY_START_SECONDS, Runtime, StartFailed
+
+log = logging.getLogger("koekje")
 
 
 class KoekjeMiddleware:
@@ -34,6 +37,18 @@ class KoekjeMiddleware:
         self, app: ASGIApp, config: Config | str | os.PathLike[str] = "koekje.toml", *, clock: Clock = utcnow
     ) -> None:
         self.app = app
+        # Why koekje cannot run at all (a mistake in its configuration), or None. Not raised from here:
+        # Starlette's add_middleware builds the middleware when the lifespan's first message comes, and
+        # uvicorn takes an exception there for an app without lifespan, starts anyway and answers every
+        # request 500 with a traceback (found by a helper). The start fails with it instead.
+        self.unusable: str | None = None
+        try:
+            self._build(config, clock)
+        except ConfigError as exc:
+            self.unusable = f"koekje cannot start, its configuration has a mistake: {exc}"
+            log.error("%s", self.unusable)
+
+    def _build(self, config: Config | str | os.PathLike[str], clock: Clock) -> None:
         self.config = config if isinstance(config, Config) else load_config(Path(config))
         self.runtime = runtime = Runtime(self.config, clock)
         self._prefix = self.config.site.prefix + "/"
@@ -63,6 +78,9 @@ class KoekjeMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.unusable is not None:
+            await self._refuse(scope, receive, send)
+            return
         if scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
             return
@@ -110,6 +128,21 @@ class KoekjeMiddleware:
         scope["koekje"] = visitor if implied is None else visitor.with_consent(implied)
         page = PageResponse(runtime.pages, scope, path, visitor, incoming, implied, send)
         await self.app(scope, receive, page.send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Without a usable configuration: the start fails with the reason (the server stops and says it),
+        and where there is no lifespan nothing is served unenforced: 503 (the reason was logged once)."""
+        kind = scope["type"]
+        if kind == "lifespan":
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.failed", "message": self.unusable})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+        elif kind == "http":
+            await PlainTextResponse("Service unavailable", 503)(scope, receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1011})
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket handshake can set cookies too: its accept goes through the same enforcement, and the

@@ -1,6 +1,9 @@
 """Storage trouble never takes the site down, and never blocks a visitor from withdrawing consent."""
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +13,7 @@ import anyio
 import msgspec
 import pytest
 from starlette.testclient import TestClient
-from support import CLIENT_IP, FakeClock, consent, cookie_from, page_views, runtime_of, site
+from support import CLIENT_IP, SECRET, FakeClock, consent, cookie_from, page_views, runtime_of, site
 
 from koekje.middleware import Config, KoekjeMiddleware
 
@@ -123,3 +126,41 @@ def test_a_spool_that_cannot_be_made_fails_the_start_clearly_and_serves_no_page_
     started = KoekjeMiddleware(site(), config, clock=clock)
     sent = anyio.run(request, started, {"type": "lifespan"}, {"type": "lifespan.startup"})
     assert sent[0]["type"] == "lifespan.startup.failed" and "analytics.spool_dir" in sent[0]["message"]
+
+
+MISTAKEN = "[[consent.cookies]]\nname = 'promo'\ncategory = 'marketting'\nduration = '1 day'\n"
+STARLETTE_SITE = """
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+from koekje.middleware import KoekjeMiddleware
+
+async def home(request):
+    return HTMLResponse("<html><head></head><body>home</body></html>")
+
+app = Starlette(routes=[Route("/", home)])
+app.add_middleware(KoekjeMiddleware, config="koekje.toml")
+"""
+
+
+def test_a_mistaken_configuration_stops_the_start_under_add_middleware_too(tmp_path: Path) -> None:
+    """Found by a helper: with Starlette's add_middleware the middleware is built when the lifespan starts,
+    and the ConfigError raised there made uvicorn take the app for one without lifespan: it started, and
+    answered every request 500 with a traceback. Now the start fails, with the key named."""
+    (tmp_path / "koekje.toml").write_text(MISTAKEN)
+    (tmp_path / "mistaken_site.py").write_text(STARLETTE_SITE)
+    command = [sys.executable, "-m", "uvicorn", "mistaken_site:app", "--host", "127.0.0.1", "--port", "0"]
+    env = {**os.environ, "KOEKJE_SECRET_KEY": SECRET, "PYTHONPATH": str(tmp_path)}
+    ran = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode != 0, ran.stderr
+    assert "consent.cookies" in ran.stderr and "marketting" in ran.stderr, ran.stderr
+    assert "Application startup failed" in ran.stderr and "Traceback" not in ran.stderr, ran.stderr
+
+
+def test_without_lifespan_a_mistaken_configuration_serves_nothing_unenforced(tmp_path: Path) -> None:
+    (tmp_path / "koekje.toml").write_text(MISTAKEN)
+    app = KoekjeMiddleware(site(), tmp_path / "koekje.toml")  # (said in the log, not raised)
+    assert app.unusable is not None and "marketting" in app.unusable
+    client = TestClient(app, base_url="http://shop.test")  # (not entered: no lifespan)
+    answer = client.get("/implantologie")
+    assert answer.status_code == 503 and "banner" not in answer.text
