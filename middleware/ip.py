@@ -83,6 +83,7 @@ class Proxies:
         self._header = header.encode()
         self._warned = bool(self._trusted)  # without trusted proxies: say once if one seems to be there
         self._looked = 0
+        self._told_rewritten = False
 
     def client(self, scope: Scope) -> str | None:
         """The visitor's address: the peer, or behind trusted proxies the nearest untrusted hop."""
@@ -96,6 +97,8 @@ class Proxies:
                     self._warn_if_proxied(scope, peer)
             return peer
         if peer is None or not self._is_trusted(peer):
+            if peer is not None and self._header == b"forwarded" and self._rewritten(scope, peer):
+                return None  # chosen by the visitor, as far as koekje can tell: no address rather than that
             return peer
         for hop in reversed(self._hops(scope)):
             ip = _parse(hop)
@@ -130,6 +133,27 @@ class Proxies:
                 "its network in site.trusted_proxies.",
                 _network_of(peer),
             )
+
+    def _rewritten(self, scope: Scope, peer: str) -> bool:
+        """Whether the server replaced the peer with an address from X-Forwarded-For before koekje saw it,
+        while the proxies write Forwarded: uvicorn does so by default for requests from 127.0.0.1, and a
+        proxy that writes Forwarded passes a visitor's X-Forwarded-For through, so the visitor chose it
+        (found by a helper). Said once, with the fix."""
+        forwarded_for = _header(scope, b"x-forwarded-for")
+        if not forwarded_for or not _header(scope, b"forwarded"):
+            return False
+        if peer not in (hop.strip() for hop in forwarded_for.split(",")):
+            return False
+        if not self._told_rewritten:
+            self._told_rewritten = True
+            log.warning(
+                "koekje: the server took the client address from X-Forwarded-For (uvicorn does for requests "
+                "from --forwarded-allow-ips, 127.0.0.1 by default), but site.proxy_header is 'forwarded': a "
+                "visitor could choose their address that way. Start uvicorn with --forwarded-allow-ips '' "
+                "(or --no-proxy-headers) and let koekje read Forwarded. Until then such requests have no "
+                "address."
+            )
+        return True
 
     def _hops(self, scope: Scope) -> list[str]:
         value = _header(scope, self._header)

@@ -140,6 +140,16 @@ def _paths(config: Config) -> list[Finding]:
 
 def _proxies(config: Config) -> list[Finding]:
     findings = []
+    if config.site.proxy_header == "forwarded":
+        findings.append(
+            Finding(
+                "warning",
+                "site.proxy_header",
+                "'forwarded': start uvicorn with --forwarded-allow-ips '' (or --no-proxy-headers), or it "
+                "takes the client address from X-Forwarded-For, which a proxy that writes Forwarded passes "
+                "through from the visitor (see docs/deployment.md)",
+            )
+        )
     for text in config.site.trusted_proxies:
         try:
             network = ipaddress.ip_network(text, strict=False)

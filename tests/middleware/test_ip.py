@@ -161,6 +161,25 @@ def test_only_the_configured_header_is_read() -> None:
     assert Proxies(["10.0.0.0/8"], header="forwarded").client(scope) == "203.0.113.5"
 
 
+def test_an_address_the_server_took_from_x_forwarded_for_is_not_believed_when_proxies_write_forwarded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by a helper: uvicorn replaces the peer from X-Forwarded-For (for 127.0.0.1, by default) before
+    koekje sees it; a proxy that writes Forwarded passes the visitor's X-Forwarded-For through, so the
+    visitor chose their stored address. Such a request has no address, and the fix is said once."""
+    proxies = Proxies(["127.0.0.1/32"], header="forwarded")
+    rewritten = _scope("203.0.113.77", "for=198.51.100.9", header="forwarded", x_forwarded_for="203.0.113.77")
+    for _ in range(2):
+        assert proxies.client(rewritten) is None
+    said = [r.getMessage() for r in caplog.records if "--forwarded-allow-ips" in r.getMessage()]
+    assert len(said) == 1
+    # Not rewritten: a visitor reaching the site directly, or the proxy's own peer address.
+    assert proxies.client(_scope("203.0.113.77", x_forwarded_for="192.0.2.1")) == "203.0.113.77"
+    direct = _scope("127.0.0.1", "for=198.51.100.9", header="forwarded", x_forwarded_for="203.0.113.77")
+    assert proxies.client(direct) == "198.51.100.9"
+    assert Proxies(["127.0.0.1/32"]).client(rewritten) == "203.0.113.77"  # X-Forwarded-For is the header
+
+
 def test_the_scheme_comes_from_a_trusted_proxy_only() -> None:
     assert Proxies(["10.0.0.0/8"]).scheme(_scope("10.0.0.2", x_forwarded_proto="https")) == "https"
     assert Proxies(["10.0.0.0/8"]).scheme(_scope("10.0.0.2", x_forwarded_proto="gopher")) == "http"

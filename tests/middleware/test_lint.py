@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from koekje.middleware import Config
-from koekje.middleware.config import AnalyticsSection, GeoSection
+from koekje.middleware.config import AnalyticsSection, GeoSection, SiteSection
 from koekje.middleware.lint import check, compiled
 from koekje.middleware.logs import FILTER, LOG_CONFIG
 
@@ -56,3 +56,11 @@ def test_paths_the_site_could_not_start_with_are_errors(tmp_path: Path) -> None:
     assert found["analytics.spool_dir"].level == found["geo.database"].level == "error"
     fine = Config(base_dir=str(tmp_path), analytics=AnalyticsSection(spool_dir="new/spool"))
     assert not [f for f in check(fine, {}) if f.level == "error"]
+
+
+def test_proxies_that_write_forwarded_need_uvicorn_told_not_to_read_x_forwarded_for() -> None:
+    site = SiteSection(trusted_proxies=["127.0.0.1/32"], proxy_header="forwarded")
+    [finding] = [f for f in check(Config(site=site), {}) if f.where == "site.proxy_header"]
+    assert finding.level == "warning" and "--forwarded-allow-ips ''" in finding.message
+    usual = SiteSection(trusted_proxies=["127.0.0.1/32"])
+    assert "site.proxy_header" not in [f.where for f in check(Config(site=usual), {})]
