@@ -59,8 +59,8 @@ def test_paths_the_site_could_not_start_with_are_errors(tmp_path: Path) -> None:
 
 
 def test_proxies_that_write_forwarded_need_uvicorn_told_not_to_read_x_forwarded_for() -> None:
-    site = SiteSection(trusted_proxies=["127.0.0.1/32"], proxy_header="forwarded")
+    site = SiteSection(trusted_proxies=("127.0.0.1/32",), proxy_header="forwarded")
     [finding] = [f for f in check(Config(site=site), {}) if f.where == "site.proxy_header"]
     assert finding.level == "warning" and "--forwarded-allow-ips ''" in finding.message
-    usual = SiteSection(trusted_proxies=["127.0.0.1/32"])
+    usual = SiteSection(trusted_proxies=("127.0.0.1/32",))
     assert "site.proxy_header" not in [f.where for f in check(Config(site=usual), {})]
