@@ -68,7 +68,7 @@ class ConsentEngine:
         self._texts_hash = texts_hash
         self._clock = clock
         self._secure_setting = secure_cookies
-        self.profiles = profiles or Profiles()
+        self.profiles = profiles if profiles is not None else Profiles()  # (an empty one is falsy)
         # Decisions are budgeted per network, independent of how much of the address is stored: per /24 for
         # IPv4 and /48 for IPv6, and (since one site may hold many /48s) per IPv6 /32 at eight times that.
         self._budget = PrefixBudget(settings.decisions_per_minute)

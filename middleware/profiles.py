@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Container, Sequence
 from uuid import UUID
 
 from .consent import Consent
@@ -45,8 +45,14 @@ class _Profile:
 
 
 class Profiles:
-    def __init__(self, capacity: int = MAX_PROFILES) -> None:
+    def __init__(
+        self, capacity: int = MAX_PROFILES, erased: Callable[[], Container[UUID]] | None = None
+    ) -> None:
         self._capacity = capacity
+        # The visitor ids whose data was erased (every worker's erasure notes): their profiles are
+        # forgotten and not fed. Found by a helper: after an erasure by the privacy officer (which makes no
+        # new decision), the profile built from the erased page views kept being served.
+        self._erased = erased
         self._profiles: OrderedDict[UUID, _Profile] = OrderedDict()
         # Fed on the event loop, read by sync endpoints in threads: a Counter must not change while read.
         self._lock = threading.Lock()
@@ -54,8 +60,20 @@ class Profiles:
     def __len__(self) -> int:
         return len(self._profiles)
 
-    def feed(self, consent: Consent | None, path: str, topics: Sequence[str]) -> None:
+    def _key(self, consent: Consent | None) -> UUID | None:
+        """The profile's key, or None; an erased visitor's profile is forgotten here."""
         key = profile_key(consent)
+        if key is None or self._erased is None:
+            return key
+        assert consent is not None
+        if consent.visitor_id is not None and consent.visitor_id in self._erased():
+            with self._lock:
+                self._profiles.pop(key, None)
+            return None
+        return key
+
+    def feed(self, consent: Consent | None, path: str, topics: Sequence[str]) -> None:
+        key = self._key(consent)
         if key is None:
             return
         with self._lock:
@@ -76,13 +94,13 @@ class Profiles:
                     profile.topics[topic] += 1
 
     def interests(self, consent: Consent | None, n: int) -> list[str]:
-        key = profile_key(consent)
+        key = self._key(consent)
         with self._lock:
             profile = self._profiles.get(key) if key is not None else None
             return [topic for topic, _ in profile.topics.most_common(n)] if profile is not None else []
 
     def seen(self, consent: Consent | None, path: str) -> bool:
-        key = profile_key(consent)
+        key = self._key(consent)
         with self._lock:
             profile = self._profiles.get(key) if key is not None else None
             return profile is not None and hash(path[:MAX_PATH]) in profile.pages

@@ -42,6 +42,7 @@ from .engine import ConsentEngine
 from .geo import GeoLookup
 from .ip import Proxies, Truncator
 from .logs import warn_if_access_log_unfiltered
+from .profiles import Profiles
 from .markup import PageBanner
 from .metrics import Snapshots
 from .notice import banner_content
@@ -155,6 +156,7 @@ class Runtime:
             self.content.hash,
             clock,
             secure_cookies=site.secure_cookies,
+            profiles=Profiles(erased=partial(attrgetter("erased"), self.subjects)),
         )
         self.guard = CookieGuard(
             declarations,

@@ -14,6 +14,7 @@ from support import consent, cookie_from, runtime_of
 
 from koekje.analytics.ledger import Method
 from koekje.middleware.consent import Consent
+from koekje.analytics.subjects import Subjects
 from koekje.middleware.profiles import MAX_PAGES, MAX_TOPICS, Profiles
 
 MakeClient = Callable[..., TestClient]
@@ -128,3 +129,23 @@ def test_a_profile_fed_late_or_by_another_worker_does_not_come_back(make_client:
     runtime_of(client).engine.profiles.feed(old, "/implantologie/late", ("implantologie",))
     consent(client, "analytics", "personalization")
     assert profile(client, "/implantologie/late") == {"interests": [], "seen": {"/implantologie/late": False}}
+
+
+def test_an_erasure_by_the_privacy_officer_forgets_the_profile(make_client: MakeClient) -> None:
+    """Found by a helper: `koekje subject erase` makes no new decision, so the profile built from the
+    erased page views went on being served (and fed) under the visitor's unchanged cookie."""
+    client = make_client(app=app())
+    given = consent(client, "analytics", "personalization")
+    runtime = runtime_of(client)
+    decision = runtime.engine.codec.loads(cookie_from(given, "koekje_consent"))
+    assert decision is not None and decision.visitor_id is not None
+    browse(client)
+    assert profile(client)["interests"] == ["implantologie", "cursussen"]
+    # The command line's erasure, from another process: its note reaches this one through the spool.
+    officer = Subjects(runtime.store, runtime.spool.root)
+    officer.erase({decision.visitor_id}, lambda: True)
+    runtime.subjects.refresh(every=0)
+    assert profile(client, "/implantologie/a") == {"interests": [], "seen": {"/implantologie/a": False}}
+    assert len(runtime.engine.profiles) == 0
+    browse(client)  # the old cookie's later pages do not build it again
+    assert profile(client)["interests"] == []
