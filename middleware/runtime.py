@@ -42,11 +42,11 @@ from .engine import ConsentEngine
 from .geo import GeoLookup
 from .ip import Proxies, Truncator
 from .logs import warn_if_access_log_unfiltered
-from .profiles import Profiles
 from .markup import PageBanner
 from .metrics import Snapshots
 from .notice import banner_content
 from .page import Pages
+from .profiles import Profiles
 from .records import Hit
 from .tags import BannerTags
 from .topics import TopicRules

@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 from support import consent, cookie_from, runtime_of
 
 from koekje.analytics.ledger import Method
-from koekje.middleware.consent import Consent
 from koekje.analytics.subjects import Subjects
+from koekje.middleware.consent import Consent
 from koekje.middleware.profiles import MAX_PAGES, MAX_TOPICS, Profiles
 
 MakeClient = Callable[..., TestClient]
