@@ -60,6 +60,26 @@ class Engagement(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     visible_ms: int  # 0 .. one day
     scroll: int  # the deepest point reached, percent of the page
     visit_start: int = 0  # the visit it belongs to (Unix seconds), when its cookie was still there
+    # Only until the write buffer's thread has told a crawler from a browser (never spooled or stored).
+    user_agent: str = ""
+
+
+class EngagementRows:
+    """The write buffer's step for engagement: what crawlers send is dropped (counted), as their page views
+    are (found by a helper: a headless browser's page views were left out and its engagement stored); the
+    user agent goes no further."""
+
+    def __init__(self) -> None:
+        self.dropped: Counter[str] = Counter()
+
+    def __call__(self, batch: Sequence[Engagement]) -> list[Engagement]:
+        rows = []
+        for event in batch:
+            if classify(event.user_agent).bot:
+                self.dropped[Drop.BOT] += 1
+            else:
+                rows.append(msgspec.structs.replace(event, user_agent=""))
+        return rows
 
 
 class PageViewRows:

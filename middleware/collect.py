@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from koekje.analytics import Clock, Recorder
+from koekje.analytics.devices import MAX_USER_AGENT
 from koekje.analytics.drops import Drop
 from koekje.analytics.events import Engagement
 from koekje.analytics.web import SECURITY_HEADERS, is_same_origin, media_type, read_limited
@@ -110,7 +111,7 @@ class CollectEndpoint:
                     or renewal
                 )
             else:
-                self._engaged(visitor, cookies, path, beacon)
+                self._engaged(visitor, cookies, path, beacon, incoming.user_agent)
         if renewal is not None:
             response.raw_headers.append(renewal)
         return response
@@ -153,7 +154,12 @@ class CollectEndpoint:
         return renewal
 
     def _engaged(
-        self, visitor: Visitor, cookies: dict[str, str], path: str, beacon: EngagementBeacon
+        self,
+        visitor: Visitor,
+        cookies: dict[str, str],
+        path: str,
+        beacon: EngagementBeacon,
+        user_agent: bytes,
     ) -> None:
         visitor_id = visitor.id
         if visitor_id is None:  # statistics allowed by a cookie from before visitor ids travelled in it
@@ -173,6 +179,8 @@ class CollectEndpoint:
                 beacon.visible_ms,
                 beacon.scroll,
                 visit.start if visit is not None else 0,
+                # (Told from a crawler's on the write buffer's thread, as a page view's is.)
+                user_agent[:MAX_USER_AGENT].decode("latin-1"),
             )
         )
 

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from koekje.analytics import Accounts, Clock, PageViewRows, Recorder, Store, StoreError, migrate
 from koekje.analytics.cookies_seen import CookieSighting, tally
-from koekje.analytics.events import Engagement, SpoolSink
+from koekje.analytics.events import Engagement, EngagementRows, SpoolSink
 from koekje.analytics.ledger import Method
 from koekje.analytics.ledger_writer import LedgerWriter
 from koekje.analytics.loader import Loader
@@ -102,8 +102,9 @@ class Runtime:
         self.recorder: Recorder[Hit] = Recorder(
             SpoolSink(self.spool, "page_views", wake, rows=self.page_views), config.recorder_settings()
         )
+        self.engagement_rows = EngagementRows()  # crawlers out
         self.engagement: Recorder[Engagement] = Recorder(
-            SpoolSink(self.spool, "engagement", wake), config.recorder_settings()
+            SpoolSink(self.spool, "engagement", wake, rows=self.engagement_rows), config.recorder_settings()
         )
         self.sightings: Recorder[CookieSighting] = Recorder(
             SpoolSink(self.spool, "cookies_seen", wake, rows=tally), config.recorder_settings()
@@ -216,6 +217,7 @@ class Runtime:
             self.page_views.dropped,
             self.sightings.dropped,
             self.engagement.dropped,
+            self.engagement_rows.dropped,
             self.collect.dropped,
             self.ledger.dropped,
         ):

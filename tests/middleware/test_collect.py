@@ -73,6 +73,22 @@ def test_single_page_views_and_engagement(make_client: MakeClient, clock: FakeCl
     assert engaged["visit_start"] == views(client)[0]["visit_start"]
 
 
+def test_what_a_crawler_reports_is_not_stored(make_client: MakeClient) -> None:
+    """Found by a helper: a headless browser's page views were left out as a crawler's, and its
+    engagement stored. Both are dropped now, counted; the user agent is stored with neither."""
+    client = make_client()
+    consent(client, "analytics")
+    headless = BROWSER.replace("Chrome/", "HeadlessChrome/")
+    engaged = {"t": "engagement", "path": "/", "visible_ms": 42_000, "scroll": 80}
+    events = [{"t": "pageview", "path": "/cursussen"}, engaged]
+    assert collect(client, events, **{"user-agent": headless}).status_code == 204
+    assert collect(client, engaged).status_code == 204  # a browser's
+    assert views(client) == []
+    [row] = stored(runtime_of(client), "engagement", ("path", "visible_ms"), "ts")
+    assert row == {"path": "/", "visible_ms": 42_000}
+    assert runtime_of(client).counters()["dropped"][Drop.BOT] == 2
+
+
 def test_nothing_without_consent(make_client: MakeClient) -> None:
     client = make_client()
     beacon = [{"t": "pageview", "path": "/"}, {"t": "engagement", "path": "/", "visible_ms": 1, "scroll": 1}]
