@@ -8,6 +8,7 @@ import uuid
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from starlette.testclient import TestClient
@@ -106,6 +107,11 @@ def test_forget_erases_everywhere_checked_and_the_proof_stays(make_client: MakeC
 
     client.cookies.clear()
     assert client.post("/_koekje/forget", json={}, headers=JSON).json()["erased"] == {}  # idempotent
+
+    # Found by a helper: ClickHouse keeps the text of finished mutations on disk, and they named the id.
+    data = Path(runtime.store.settings.dsn.removeprefix("chdb://"))
+    named = [p for p in data.rglob("*.txt") if str(visitor_id) in p.read_text(errors="replace")]
+    assert named == [] and list(data.rglob("mutation_*.txt"))  # (mutations there, without the id)
 
 
 def test_events_that_arrive_after_the_erasure_are_erased_too(make_client: MakeClient) -> None:
