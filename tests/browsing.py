@@ -90,7 +90,11 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    # The browser's own user agent too: a beacon sent as a page unloads goes out with it, not the context's
+    # (its engagement was dropped as a crawler's, once koekje checked engagement's user agent).
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--user-agent={DESKTOP_CHROME}"]
+    )
     yield browser
     browser.close()
 

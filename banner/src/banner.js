@@ -292,7 +292,10 @@
       decide(picked, "settings", services);
     });
     section.addEventListener("keydown", function (event) {
-      if (event.key === "Escape" && decided()) hide();
+      if (event.key === "Escape" && decided()) {
+        hide();
+        restoreFocus();
+      }
     });
   }
 
@@ -353,6 +356,12 @@
     floatingButton();
   }
 
+  /** Back where the visitor was when they reopened the banner (a link, the floating button). */
+  function restoreFocus() {
+    if (returnFocus && returnFocus !== document.body && document.contains(returnFocus)) returnFocus.focus();
+    returnFocus = null;
+  }
+
   /** With banner.floating_button: a small fixed button that reopens the banner, once the visitor chose (the
    * server renders it into the pages it serves them; this adds it right after a first choice). */
   function floatingButton() {
@@ -374,7 +383,7 @@
     }).then(function (result) {
       config.consent = result.consent;
       hide();
-      if (returnFocus && returnFocus !== document.body && document.contains(returnFocus)) returnFocus.focus();
+      restoreFocus();
       var withdrawn = ran.some(function (element) {
         return !allowed(element, result.consent);
       });
