@@ -65,7 +65,16 @@ def render(answers: Answers) -> str:
         if answers.geo_database
         else '# database = "/var/lib/GeoIP/GeoLite2-Country.mmdb"'
     )
+    # The examples in every language the banner offers: `koekje check` wants each text in each of them
+    # (found by a helper: switched on as written, the examples failed the check).
+    def texts(key: str, which: int) -> str:
+        return "\n".join(
+            f"# {key}.{lang} = {q(_EXAMPLES.get(lang, _EXAMPLES['en'])[which])}" for lang in answers.languages
+        )
+
     return _TEMPLATE.format(
+        youtube=texts("title", 0) + "\n" + texts("purpose", 1),
+        ga=texts("purpose", 2),
         site_id=q(answers.site_id),
         name=q(answers.name),
         proxies=proxies,
@@ -164,6 +173,31 @@ Next:
 """
 
 
+# The template's example declarations, in the languages koekje's banner has: a service's title and
+# purpose, a cookie's purpose.
+_EXAMPLES = {
+    "en": (
+        "YouTube videos",
+        "Plays the videos embedded in our pages; YouTube sets its own cookies.",
+        "Google Analytics: counts visits",
+    ),
+    "nl": (
+        "YouTube-video's",
+        "Speelt de video's in onze pagina's af; YouTube plaatst daarbij eigen cookies.",
+        "Google Analytics: telt bezoeken",
+    ),
+    "de": (
+        "YouTube-Videos",
+        "Spielt die in unsere Seiten eingebetteten Videos ab; YouTube setzt dabei eigene Cookies.",
+        "Google Analytics: zählt Besuche",
+    ),
+    "fr": (
+        "Vidéos YouTube",
+        "Lit les vidéos intégrées à nos pages ; YouTube dépose ses propres cookies.",
+        "Google Analytics : compte les visites",
+    ),
+}
+
 _TEMPLATE = """\
 # koekje's configuration for this site, written by `koekje init`.
 #
@@ -201,14 +235,13 @@ enforce = "report"
 # [consent.services.youtube]
 # category = "marketing"
 # provider = "Google Ireland Limited"
-# title.en = "YouTube videos"
-# purpose.en = "Plays the videos embedded in our pages; YouTube sets its own cookies."
+{youtube}
 #
 # [[consent.cookies]]
 # name = "_ga*"                 # exact, or a prefix followed by '*'
 # category = "analytics"        # or service = "..."
 # provider = "Google Ireland Limited"
-# purpose.en = "Google Analytics: counts visits"
+{ga}
 # duration = "13 months"
 # party = "first"
 

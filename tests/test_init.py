@@ -100,3 +100,19 @@ def test_the_initialised_site_runs_and_its_access_log_keeps_no_full_address(
     assert all(re.search(r"198\.51\.100\.0 - ", line) for line in access)
     assert not any("198.51.100.77" in line for line in log)  # nowhere in what the server wrote
     assert not any("uvicorn's access log writes every visitor's full IP address" in line for line in log)
+
+
+def test_the_examples_switched_on_pass_the_check(tmp_path: Path) -> None:
+    """Found by a helper: the commented examples had texts in English only, and the banner's default
+    languages are Dutch and English: switched on as written, they failed `koekje check`."""
+    assert koekje("init", cwd=tmp_path).returncode == 0
+    toml = tmp_path / "koekje.toml"
+    lines = toml.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line == "# [consent.services.youtube]")
+    end = next(i for i, line in enumerate(lines) if line == '# party = "first"')
+    lines[start : end + 1] = [line.removeprefix("# ").removeprefix("#") for line in lines[start : end + 1]]
+    toml.write_text("\n".join(lines) + "\n")
+    checked = koekje("check", cwd=tmp_path)
+    assert "error" not in checked.stdout, checked.stdout
+    config = load_config(toml, {SECRET_ENV: SECRET})
+    assert config.consent.services["youtube"].title["nl"] == "YouTube-video's"
