@@ -65,6 +65,7 @@ def render(answers: Answers) -> str:
         if answers.geo_database
         else '# database = "/var/lib/GeoIP/GeoLite2-Country.mmdb"'
     )
+
     # The examples in every language the banner offers: `koekje check` wants each text in each of them
     # (found by a helper: switched on as written, the examples failed the check).
     def texts(key: str, which: int) -> str:
