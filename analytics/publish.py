@@ -58,6 +58,10 @@ class GroupStatus:
     published: int
     waiting: int
     oldest_waiting: date | None
+    # Of the days waiting, those without page views (a new site's quiet days as far back as a view reaches:
+    # published as empty, at once). Found by a helper: a new site said 800 days were waiting, and nothing
+    # said why.
+    quiet: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +256,11 @@ class Publisher:
         """What is published, per kind of filter the views asked for (read only: publishes nothing)."""
         return [
             GroupStatus(
-                group or "(none)", current, len(waiting), min((d for *_, d, _ in waiting), default=None)
+                group or "(none)",
+                current,
+                len(waiting),
+                min((d for *_, d, _ in waiting), default=None),
+                sum(1 for *_, found in waiting if not (found.raw_rows or found.stats_views)),
             )
             for group, current, waiting in self._waiting()
         ]

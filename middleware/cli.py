@@ -734,12 +734,17 @@ def _publish_status(args: argparse.Namespace) -> int:
     with _open_store(config) as store:
         zone = ZoneInfo(config.site.timezone)
         groups = Publisher(store, zone, config.dashboard.min_visitors, utcnow).status()
-    print(f"{'kind of filter':<24} {'published':>9} {'waiting':>8}  oldest waiting")
+    print(f"{'kind of filter':<24} {'published':>9} {'waiting':>8} {'quiet':>6}  oldest waiting")
     for group in groups:
         oldest = f"{group.oldest_waiting:%Y-%m-%d}" if group.oldest_waiting else "-"
-        print(f"{group.filters:<24} {group.published:>9} {group.waiting:>8}  {oldest}")
+        print(f"{group.filters:<24} {group.published:>9} {group.waiting:>8} {group.quiet:>6}  {oldest}")
     if any(group.waiting for group in groups):
         print("waiting days are worked out on each view until the site's loader has published them")
+    if any(group.quiet for group in groups):
+        print(
+            "quiet: waiting days without page views (as far back as a view reaches, before the site began "
+            "too), published as empty days"
+        )
     return 0
 
 

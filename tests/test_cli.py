@@ -203,7 +203,7 @@ def test_publish_status(site_dir: Path) -> None:
     status = koekje("publish", "status", cwd=site_dir)
     assert status.returncode == 0, status.stderr
     # A site without page views has nothing to publish (the numbers themselves: tests/analytics).
-    assert re.search(r"^\(none\) +0 +0  -$", status.stdout, re.M), status.stdout
+    assert re.search(r"^\(none\) +0 +0 +0  -$", status.stdout, re.M), status.stdout
 
 
 def test_spool_replay_leaves_a_running_site_to_load_its_own_spool(site_dir: Path) -> None:

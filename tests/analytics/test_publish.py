@@ -208,6 +208,7 @@ def test_status_says_what_is_published_and_what_waits_without_publishing(store: 
     [before] = publisher.status()
     # Every finished day as far back as a view and the period before it reach, quiet ones too.
     assert (before.filters, before.published, before.waiting) == ("(none)", 0, 2 * r.MAX_RANGE_DAYS)
+    assert before.quiet == before.waiting - 1  # all but the day with page views
     assert publisher.status() == [before]  # read only: nothing was published by asking
     publish_all(store, clock)
     [after] = publisher.status()
