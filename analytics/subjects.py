@@ -22,7 +22,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -322,7 +322,11 @@ def _plain(value: Any) -> Any:
     """A stored value as JSON and CSV can hold it."""
     if isinstance(value, UUID):
         return str(value)
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        # Every time koekje stores is UTC, and a copy says so (found by a helper: "2026-12-07T23:29:40",
+        # in no zone a reader could tell).
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]

@@ -42,8 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         result: int = args.run(args)
+        sys.stdout.flush()  # (here: a reader gone away is said below, not at the interpreter's exit)
     except (ConfigError, StoreError, ValueError) as exc:
         print(f"koekje: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`koekje users list | head`): nothing to say, and nowhere to say it. Standard
+        # output goes to /dev/null so that Python's flush at exit does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as exc:  # a file that is not there, a full disk, a directory given for a file
         print(f"koekje: {exc.strerror or exc}: {exc.filename or 'output'}", file=sys.stderr)
@@ -597,7 +603,9 @@ def _consent_verify(args: argparse.Namespace) -> int:
     with _open_store(config) as store:
         result = verify(store, config.site.id, utcnow(), retention, recorded)
     before = f", {result.unchained} from before the ledger was chained" if result.unchained else ""
-    print(f"{result.rows} rows in {result.chains} chains{before}")
+    rows = "1 row" if result.rows == 1 else f"{result.rows} rows"
+    chains = "1 chain" if result.chains == 1 else f"{result.chains} chains"
+    print(f"{rows} in {chains}{before}")
     if args.save_heads:
         args.save_heads.write_text("".join(head.line() + "\n" for head in result.heads))
         print(f"chain heads written to {args.save_heads}: keep a copy where the site cannot change it")

@@ -152,7 +152,7 @@ def test_consent_verify_show_and_cookies(site_dir: Path) -> None:
 
     verified = koekje("consent", "verify", "--save-heads", "heads.txt", cwd=site_dir)
     assert verified.returncode == 0, verified.stderr
-    assert "2 rows in 1 chains" in verified.stdout and "every chain is whole" in verified.stdout
+    assert "2 rows in 1 chain" in verified.stdout and "every chain is whole" in verified.stdout
     assert len((site_dir / "heads.txt").read_text().splitlines()) == 1
 
     shown = koekje("consent", "show", consent_id, "--texts", cwd=site_dir)
@@ -364,3 +364,14 @@ def test_audit_without_playwright_says_how_to_install_it(site_dir: Path) -> None
     missing = run("audit", "http://127.0.0.1:9/")
     assert missing.returncode == 2
     assert "pip install 'koekje[audit]'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_reader_that_goes_away_is_no_error(site_dir: Path) -> None:
+    """Found by a helper: `koekje ... | head` printed 'koekje: Broken pipe: output'."""
+    command = f"'{Path(sys.executable).parent / 'koekje'}' notice | true"  # (gone before it writes)
+    env = {**os.environ, "KOEKJE_SECRET_KEY": SECRET}
+    ran = subprocess.run(
+        ["bash", "-c", command], cwd=site_dir, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ran.stderr == "", ran.stderr
+    assert koekje("notice", cwd=site_dir).stdout  # (it writes something)

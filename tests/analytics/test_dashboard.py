@@ -463,7 +463,7 @@ def test_the_privacy_page_shows_retention_undeclared_cookies_and_on_request_the_
     assert html_table(page, "undeclared-cookies")[1][0] == "theme"
     assert "Check the ledger's hash chains now" in page and "Intact" not in page
     checked = client.get(f"{DASH}/privacy", params={"verify": "1"}).text
-    assert "Intact: 1 rows in 1 chains" in checked
+    assert "Intact: 1 row in 1 chain" in checked
     store = runtime_of(client).store
     store.command(
         f"ALTER TABLE {store.table('consent_ledger')} UPDATE lang = 'xx' WHERE 1 SETTINGS mutations_sync = 2"
