@@ -3,16 +3,19 @@
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from starlette.testclient import TestClient
 from support import demo_config, runtime_of
 
 from koekje.analytics import Accounts, Store, topic_report
-from koekje.demo.run import DEMO_USER, prepare
+from koekje.demo.run import CLI_CONFIG, DEMO_USER, prepare
+from koekje.demo.run import demo_config as run_config
 from koekje.demo.site import create_site
 from koekje.demo.traffic import generate
-from koekje.middleware import Config
+from koekje.middleware import Config, load_config
+from koekje.middleware.config import SECRET_ENV
 from koekje.middleware.topics import TopicRules
 
 DEMO_TOPICS = {"mondhygiene", "implantologie", "personeel", "cursussen", "praktijkmanagement"}
@@ -77,3 +80,13 @@ def test_you_might_also_like_skips_what_the_visitor_read(
     client.get("/en/courses/implantology-basics")  # the course is about courses, too
     [suggested] = re.findall(r'<aside class="suggestions".*?</aside>', client.get("/en/").text, re.S)
     assert re.findall(r'href="([^"]+)"', suggested) == ["/en/courses"]  # nothing unread left on implants
+
+
+def test_the_demo_leaves_a_configuration_for_the_command_line(tmp_path: Path) -> None:
+    """Found by a helper: `koekje subject`, `consent verify` and the rest need a configuration file, and the
+    demo made its configuration in memory only."""
+    config = run_config(tmp_path / "data")
+    secret = (tmp_path / "data" / "secret-key").read_text()
+    cli = load_config(tmp_path / "data" / CLI_CONFIG, {SECRET_ENV: secret})
+    assert cli.store_settings().dsn == config.store_settings().dsn
+    assert cli.spool_path() == config.spool_path() and cli.site == config.site

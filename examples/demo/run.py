@@ -20,6 +20,7 @@ from .site import create_site
 from .traffic import fill_if_empty
 
 DEMO_USER = "demo"
+CLI_CONFIG = "koekje.toml"
 log = logging.getLogger("koekje.demo")
 
 
@@ -35,7 +36,19 @@ def demo_config(data_dir: Path) -> Config:
         data_dir=str(data_dir.resolve() / "store"),
         spool_dir=str(data_dir.resolve() / "spool"),
     )
+    _write_cli_config(data_dir)
     return msgspec.structs.replace(config, analytics=analytics)
+
+
+def _write_cli_config(data_dir: Path) -> None:
+    """The same configuration as a file beside the data, for the command line (`koekje --config ...`):
+    found by a helper, the demo's data could not be reached by `koekje subject`, `consent verify` and the
+    rest, whose configuration is a file. Its paths are relative to it, as the site's are."""
+    text = files("koekje.demo").joinpath("koekje.toml").read_text(encoding="utf-8")
+    stored = 'data_dir = "koekje-data"'
+    assert stored in text, "the demo's koekje.toml names its store differently: update this"
+    text = text.replace(stored, 'data_dir = "store"\nspool_dir = "spool"', 1)
+    (data_dir / CLI_CONFIG).write_text("# Written by `koekje demo` for the command line.\n" + text)
 
 
 def prepare(config: Config, *, sample_traffic: bool) -> tuple[str, int]:
@@ -65,7 +78,8 @@ def run_demo(*, host: str, port: int, data_dir: Path, sample_traffic: bool) -> i
         f"  log in as:  {DEMO_USER} / {password}   (a new password on every start)\n"
         f"  store:      embedded chDB in {data_dir.resolve() / 'store'}"
         + (f" (added {added} sample page views)" if added else "")
-        + "\n  stop with Ctrl+C\n",
+        + f'\n  commands:   KOEKJE_SECRET_KEY="$(cat {data_dir / "secret-key"})" '
+        f"koekje --config {data_dir / CLI_CONFIG} users list   (or any other)" + "\n  stop with Ctrl+C\n",
         flush=True,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning")
