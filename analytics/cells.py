@@ -111,6 +111,12 @@ class Cells:
     metrics: tuple[str, ...]
     raw: bool = False
 
+    def _ties(self) -> tuple[str, ...]:
+        """For the grid's key: a grid whose segments are not in the order ties are broken in had its cells
+        worked out with another order before koekje 0.2 (``_canonical``), so it is published again."""
+        canonical = sorted(self.segments, key=_canonical)
+        return () if list(self.segments) == canonical else ("ties in the dimensions' order",)
+
     def grid(self) -> Grid:
         columns = ", ".join([*self.segments, "day", *self.metrics, "visitors"])
         return Grid(
@@ -119,7 +125,7 @@ class Cells:
             self.segments,
             self.metrics,
             self.raw,
-            _key(self.inner, self.segments, self.metrics, self.merge),
+            _key(self.inner, self.segments, self.metrics, self.merge, *self._ties()),
         )
 
 
@@ -146,6 +152,13 @@ def _key(*parts: object) -> str:
 MAX_LEFT_OUT = 3
 
 
+def _canonical(segment: str) -> tuple[int, str]:
+    """A segment's place in the one order ties are broken in: the dimensions' order, then the rest by name
+    (a filter's column is ``f_<dimension>`` in raw cells)."""
+    name = segment.removeprefix("f_")
+    return (DIMENSIONS.index(name) if name in DIMENSIONS else len(DIMENSIONS), name)
+
+
 def _gated(cells: Cells) -> str:
     """The cells with an ``ok`` column: whether the cell counts.
 
@@ -166,12 +179,17 @@ def _gated(cells: Cells) -> str:
     if not segments:  # a total: nothing under it is shown beside it
         return f"SELECT *, visitors >= {{k:UInt32}} AS ok FROM ({cells.inner})"
     seg = ", ".join(segments)
+    # Ties between cells of as many visitors are broken in one order of the segments, whatever order the
+    # table asked for them in (found by a helper: devices with a topic filter and topic by device left out
+    # different cells of a tie, so one number had two answers, and each table gave away a cell the other
+    # hid).
+    tied = ", ".join(sorted(segments, key=_canonical))
     masks = list(range(2 ** len(segments) - 1))  # every proper subset of the segments
     key = ", ".join(f"if(bitTest(m, {bit}), toString({name}), '\\0')" for bit, name in enumerate(segments))
     repeated = f"""
         SELECT {seg}, day, visitors, state, m, tuple({key}) AS parent,
                row_number() OVER (PARTITION BY m, day, parent, visitors >= {{k:UInt32}}
-                                  ORDER BY visitors, {seg}) AS rank
+                                  ORDER BY visitors, {tied}) AS rank
         FROM ({cells.inner}) ARRAY JOIN {masks} AS m
     """
 

@@ -39,8 +39,8 @@ log = logging.getLogger("koekje.analytics")
 
 LEDGER = "consent_ledger"
 # The texts visitors were shown go in first, then the ledger (chained), whose rows refer to the texts: a
-# `koekje consent verify` while the site loads never finds a decision without its texts. Then the rest, as
-# they are.
+# `koekje consent verify` while the site loads finds no decision without its texts (on one store; a
+# replica of a cluster may lag). Then the rest, as they are.
 TEXTS = "consent_texts"
 RAW_TABLES = ("page_views", "engagement", "cookies_seen")
 # Where rows of a visitor erased while they waited in the spool can arrive: each load into these erases again.
@@ -175,8 +175,12 @@ class Loader:
                     # What was set aside is visitor data too: gone when the raw rows would be.
                     self._spool.expire_rejected(self._store.settings.raw_retention_days * 86400.0)
             before = sum(self.loaded[table] for table in LATE)
+            # The decisions waiting now, listed before the texts are loaded: a decision spooled meanwhile
+            # (its texts, spooled just before it, not loaded yet) waits for the next pass (found by a
+            # review: the order alone left that moment open).
+            decisions = self._spool.pending(LEDGER)
             done = self._load_table(TEXTS)
-            done = self._load_table(LEDGER) and done
+            done = self._load_table(LEDGER, decisions) and done
             salted = self._salt(self._salts.draw)
             for table in RAW_TABLES:
                 loaded = self._load_table(table)
@@ -203,7 +207,8 @@ class Loader:
             return False
         return True
 
-    def _load_table(self, table: str) -> bool:
+    def _load_table(self, table: str, pending: list[Batch] | None = None) -> bool:
+        """Load ``table``'s batches waiting in the spool (or those of ``pending``, listed earlier)."""
         if table != LEDGER and not self._finish_interrupted_groups(table):
             # Not now (the store is away): nothing else of this table either. A new group starting with the
             # same batch would replace the manifest, and go in under another token than the rows that are
@@ -211,7 +216,8 @@ class Loader:
             return False
         for stray in self._spool.strays(table):
             self._set_aside(table, stray, "it is not a batch of koekje's")
-        pending = self._spool.pending(table)
+        if pending is None:
+            pending = self._spool.pending(table)
         while pending:
             group = [pending[0]] if table == LEDGER else _group(pending)
             try:

@@ -225,17 +225,23 @@ class Subjects:
         # The mutations name the id by its SHA-256 only: ClickHouse keeps the text of finished mutations
         # (the last 100 per table, on disk or in Keeper), and an id there would outlive the erasure (found
         # by a helper). A hash of a random id is no way back to it.
-        hashed = {"h": hashlib.sha256(str(visitor_id).encode()).hexdigest()}
-        for table in ERASABLE:
-            self._store.command(
-                f"ALTER TABLE {self._store.table(table)} DELETE WHERE {_BY_HASH} SETTINGS mutations_sync = 2",
-                hashed,
+        hashed = hashlib.sha256(str(visitor_id).encode()).hexdigest()
+        for table in (*ERASABLE, LEDGER):
+            # Only the days that hold the id's rows (a mutation that names days reads only their parts,
+            # and a table without the id's rows needs none: found by a review, the hash alone made every
+            # erasure read whole tables). The days name nobody.
+            days = self._store.query(
+                f"SELECT DISTINCT toDate(ts) FROM {self._store.table(table)} WHERE visitor_id = {{v:UUID}}",
+                {"v": visitor_id},
             )
-        self._store.command(
-            f"ALTER TABLE {self._store.table(LEDGER)} UPDATE visitor_id = NULL WHERE {_BY_HASH} "
-            "SETTINGS mutations_sync = 2",
-            hashed,
-        )
+            if not days:
+                continue
+            change = "UPDATE visitor_id = NULL" if table == LEDGER else "DELETE"
+            self._store.command(
+                f"ALTER TABLE {self._store.table(table)} {change} "
+                f"WHERE toDate(ts) IN {{days:Array(Date)}} AND {_BY_HASH} SETTINGS mutations_sync = 2",
+                {"days": [day for (day,) in days], "h": hashed},
+            )
 
     def refresh(self, every: float = 1.0) -> None:
         """Read the notes again (at most once per ``every`` seconds): the erased visitor ids to refuse."""

@@ -15,7 +15,7 @@ from koekje.analytics import Clock, Dashboard, utcnow
 from koekje.analytics.cookies_seen import undeclared_cookies
 from koekje.analytics.web import SECURITY_HEADERS, BodyTimeout
 
-from .config import Config, ConfigError, load_config
+from .config import Config, load_config
 from .endpoints import ConsentEndpoints, MetricsEndpoint, build_router
 from .metrics import KoekjeCollector
 from .page import PageResponse, header_pairs
@@ -44,8 +44,9 @@ class KoekjeMiddleware:
         self.unusable: str | None = None
         try:
             self._build(config, clock)
-        except ConfigError as exc:
-            self.unusable = f"koekje cannot start, its configuration has a mistake: {exc}"
+        except (ValueError, OSError) as exc:  # a ConfigError (a ValueError), or a GeoIP database that is not
+            # one (found by a review), say: each names what to change
+            self.unusable = f"koekje cannot start: {exc}"
             log.error("%s", self.unusable)
 
     def _build(self, config: Config | str | os.PathLike[str], clock: Clock) -> None:

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import os
+import select
 import sys
 import uuid
 from collections.abc import Sequence
@@ -46,7 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, StoreError, ValueError) as exc:
         print(f"koekje: {exc}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not _stdout_gone():  # another pipe broke (the running site's socket, say): said like any other
+            print(f"koekje: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         # The reader went away (`koekje users list | head`): nothing to say, and nowhere to say it. Standard
         # output goes to /dev/null so that Python's flush at exit does not complain either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -60,6 +64,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return result
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe nobody reads any more (found by a review: every broken pipe was
+    taken for that, a lost connection to the running site too)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -532,7 +547,12 @@ def _migrate(args: argparse.Namespace) -> int:
     # Not migrated on opening, whatever auto_migrate says: this command does it and says what it did. While
     # the site runs on the embedded store, its owner process runs the statements (found by a helper: the
     # engine's raw lock error).
-    with _open_store(_config(args), prepare=False) as store:
+    config = _config(args)
+    if config.store_settings().embedded:
+        opened = _open_store(config, prepare=False)
+    else:  # (a release job may have no spool: a server's store needs none to be migrated; found by a review)
+        opened = Store(config.store_settings())
+    with opened as store:
         applied = migrate(store)
     print(f"applied migrations {applied}" if applied else "the schema is up to date")
     return 0

@@ -135,23 +135,36 @@ class Proxies:
             )
 
     def _rewritten(self, scope: Scope, peer: str) -> bool:
-        """Whether the server replaced the peer with an address from X-Forwarded-For before koekje saw it,
-        while the proxies write Forwarded: uvicorn does so by default for requests from 127.0.0.1, and a
-        proxy that writes Forwarded passes a visitor's X-Forwarded-For through, so the visitor chose it
-        (found by a helper). Said once, with the fix."""
-        forwarded_for = _header(scope, b"x-forwarded-for")
-        if not forwarded_for or not _header(scope, b"forwarded"):
+        """Whether the server replaced the peer with an address from X-Forwarded-For before koekje saw it
+        (uvicorn does by default for requests from 127.0.0.1), while the proxies write Forwarded, and the
+        two disagree: a proxy that writes only Forwarded passes a visitor's X-Forwarded-For through, so
+        the visitor chose that address (found by a helper). A proxy that writes both names the same visitor
+        in each, and the address stands (found by a review: all such requests had lost theirs). Addresses
+        are compared as addresses (uvicorn strips ports and brackets), over the whole header (trusted
+        hops could pad it). Said once, with the fix."""
+        ip = _parse(peer)
+        if ip is None:
             return False
-        if peer not in (hop.strip() for hop in forwarded_for.split(",")):
+        forwarded_for = b",".join(v for n, v in scope["headers"] if n == b"x-forwarded-for").decode("latin-1")
+        if not forwarded_for or ip not in {_parse(hop.strip()) for hop in forwarded_for.split(",")}:
             return False
+        elements = _forwarded_elements(_header(scope, b"forwarded"))
+        if not elements:
+            return False  # no proxy of the kind koekje was told about in front of this request
+        for element in reversed(elements):
+            said = _parse(element.get("for", ""))
+            if said is None or not self._is_trusted(str(said)):
+                if said == ip:
+                    return False  # the proxy's own word: the same visitor
+                break
         if not self._told_rewritten:
             self._told_rewritten = True
             log.warning(
                 "koekje: the server took the client address from X-Forwarded-For (uvicorn does for requests "
-                "from --forwarded-allow-ips, 127.0.0.1 by default), but site.proxy_header is 'forwarded': a "
-                "visitor could choose their address that way. Start uvicorn with --forwarded-allow-ips '' "
-                "(or --no-proxy-headers) and let koekje read Forwarded. Until then such requests have no "
-                "address."
+                "from --forwarded-allow-ips, 127.0.0.1 by default), but site.proxy_header is 'forwarded', "
+                "and that header names someone else: a visitor could choose their address that way. "
+                "Start uvicorn with --forwarded-allow-ips '' (or --no-proxy-headers) and let koekje read "
+                "Forwarded. Until then such requests have no address."
             )
         return True
 

@@ -274,12 +274,12 @@ class Runtime:
             # Only the spool is tried before anything starts: a start that fails leaves no thread running
             # (and one tried again starts none twice).
             await run_in_threadpool(self.spool.open)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a link, another user's (found by a review)
             self._failed_at = time.monotonic()
+            said = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self.start_error = (
-                f"koekje cannot start: its spool {self.spool.root} cannot be used "
-                f"({exc.strerror or exc}). Set analytics.spool_dir to a directory the site's user can "
-                "create and write."
+                f"koekje cannot start: its spool {self.spool.root} cannot be used ({said}). Set "
+                "analytics.spool_dir to a directory of the site's own that its user can create and write."
             )
             log.error("%s", self.start_error)
             raise StartFailed(self.start_error) from None

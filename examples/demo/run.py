@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shlex
 from importlib.resources import as_file, files
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .site import create_site
 from .traffic import fill_if_empty
 
 DEMO_USER = "demo"
-CLI_CONFIG = "koekje.toml"
+CLI_CONFIG = "koekje-demo.toml"  # (not koekje.toml: `--data-dir .` in a project must not replace its own)
 log = logging.getLogger("koekje.demo")
 
 
@@ -78,12 +79,21 @@ def run_demo(*, host: str, port: int, data_dir: Path, sample_traffic: bool) -> i
         f"  log in as:  {DEMO_USER} / {password}   (a new password on every start)\n"
         f"  store:      embedded chDB in {data_dir.resolve() / 'store'}"
         + (f" (added {added} sample page views)" if added else "")
-        + f'\n  commands:   KOEKJE_SECRET_KEY="$(cat {data_dir / "secret-key"})" '
-        f"koekje --config {data_dir / CLI_CONFIG} users list   (or any other)" + "\n  stop with Ctrl+C\n",
+        + f"\n  commands:   {_cli(data_dir)} users list   (or any other)"
+        + "\n  stop with Ctrl+C\n",
         flush=True,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning")
     return 0
+
+
+def _cli(data_dir: Path) -> str:
+    """The command line that reaches the demo's data, as a shell takes it."""
+    config = shlex.quote(str((data_dir / CLI_CONFIG).resolve()))
+    if SECRET_ENV in os.environ:  # the demo's key is the one set, not the one kept with the data
+        return f"koekje --config {config}"
+    secret = shlex.quote(str((data_dir / "secret-key").resolve()))
+    return f'{SECRET_ENV}="$(cat {secret})" koekje --config {config}'
 
 
 def _demo_secret(path: Path) -> str:

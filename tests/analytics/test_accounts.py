@@ -69,3 +69,11 @@ def test_no_change_leaves_the_dashboard_without_an_admin(accounts: Accounts) -> 
     accounts.set_role("anna", Role.ADMIN)
     assert accounts.keeping_an_admin("jan", lambda: accounts.set_role("jan", Role.MARKETER))
     assert not accounts.keeping_an_admin("nobody", lambda: accounts.remove("nobody"))
+
+
+def test_a_store_without_an_admin_can_still_be_changed(accounts: Accounts) -> None:
+    """Found by a review: on a store with no enabled admin to begin with (an old one), every change was
+    refused as leaving none, a marketer's new password too."""
+    accounts.add("mia", "mia's password 333", Role.MARKETER)
+    assert accounts.keeping_an_admin("mia", lambda: accounts.set_password("mia", "a newer password 4"))
+    assert accounts.authenticate("mia", "a newer password 4") is not None

@@ -173,6 +173,15 @@ def test_an_address_the_server_took_from_x_forwarded_for_is_not_believed_when_pr
         assert proxies.client(rewritten) is None
     said = [r.getMessage() for r in caplog.records if "--forwarded-allow-ips" in r.getMessage()]
     assert len(said) == 1
+    # The visitor's own forms of it are taken as uvicorn takes them (a port, brackets), and trusted hops
+    # that pad the header do not hide it (found by a review).
+    for chosen in ("203.0.113.77:1", "[203.0.113.77]", "203.0.113.77, " + "127.0.0.1, " * 500 + "127.0.0.1"):
+        forged = _scope("203.0.113.77", "for=198.51.100.9", header="forwarded", x_forwarded_for=chosen)
+        assert proxies.client(forged) is None, chosen
+    # A proxy that writes both headers names the same visitor in each: the address stands (found by a
+    # review: every such request had lost it).
+    both = _scope("198.51.100.9", "for=198.51.100.9", header="forwarded", x_forwarded_for="198.51.100.9")
+    assert proxies.client(both) == "198.51.100.9"
     # Not rewritten: a visitor reaching the site directly, or the proxy's own peer address.
     assert proxies.client(_scope("203.0.113.77", x_forwarded_for="192.0.2.1")) == "203.0.113.77"
     direct = _scope("127.0.0.1", "for=198.51.100.9", header="forwarded", x_forwarded_for="203.0.113.77")

@@ -164,3 +164,31 @@ def test_without_lifespan_a_mistaken_configuration_serves_nothing_unenforced(tmp
     client = TestClient(app, base_url="http://shop.test")  # (not entered: no lifespan)
     answer = client.get("/implantologie")
     assert answer.status_code == 503 and "banner" not in answer.text
+
+
+def test_a_geoip_database_that_is_not_one_stops_the_start_too(
+    make_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    """Found by a review: only configuration mistakes were kept for the start; a geo.database that is no
+    GeoIP database raised from the constructor, which under add_middleware is the 500-with-traceback case."""
+    (tmp_path / "not.mmdb").write_text("not a database")
+    config = make_config()
+    config = msgspec.structs.replace(
+        config, geo=msgspec.structs.replace(config.geo, database=str(tmp_path / "not.mmdb"))
+    )
+    app = KoekjeMiddleware(site(), config)
+    assert app.unusable is not None and "geo.database" in app.unusable
+    assert TestClient(app, base_url="http://shop.test").get("/").status_code == 503
+
+
+def test_a_spool_the_store_could_not_read_fails_the_start_clearly(
+    make_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    """Found by a review: what the spool refuses is a ValueError (here a path the store would read as a
+    pattern), which escaped the constructor: under add_middleware, every request a 500 with a traceback."""
+    config = make_config()
+    config = msgspec.structs.replace(
+        config, analytics=msgspec.structs.replace(config.analytics, spool_dir=str(tmp_path / "{a,b}"))
+    )
+    answer = TestClient(KoekjeMiddleware(site(), config), base_url="http://shop.test").get("/")
+    assert answer.status_code == 503
