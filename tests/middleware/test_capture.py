@@ -246,10 +246,12 @@ def _admitted(path: str) -> Hit:
 def test_turning_a_large_batch_into_rows_lets_the_event_loop_run_meanwhile() -> None:
     # Compiled code keeps the GIL until it gives it up: a batch of page views made into rows in one go would
     # hold up every request of the site meanwhile (~2.5 us a page here). The loops share it every few hundred
-    # pages, and this thread (the event loop's stand-in) must get it for most of the time in between.
-    # Measured: waiting in stretches over 1 ms ~1% of the time with the sharing, ~87% without. (Collections
-    # are held off: a full one holds the GIL too, and is not what is tested. Under plain Python the
-    # interpreter shares the GIL itself, so this passes either way there.)
+    # pages. What is asserted is the longest time this thread (the event loop's stand-in) could not run, as
+    # a share of the whole: measured, 1-2% with the sharing and 43-53% without on a quiet machine; 3-11%
+    # and 43-66% with four busy processes beside it. (The share of all the time it waited did not tell
+    # them apart on a busy machine: 58-71% with the sharing, 78-88% without.) Collections are held off: a
+    # full one holds the GIL too, and is not what is tested. Under plain Python the interpreter shares the
+    # GIL itself, so this passes either way there.
     from koekje.analytics import PageViewRows
     from koekje.middleware.capture import PageViews
     from koekje.middleware.records import Visit
@@ -263,28 +265,25 @@ def test_turning_a_large_batch_into_rows_lets_the_event_loop_run_meanwhile() -> 
     ]
     rows = PageViews("site", TopicRules({"cursussen": ["/cursussen"]}), PageViewRows())
     rows(pages[:1])  # the user-agent parser's first use builds its matchers (once per process, GIL held)
-    # The best of three tries: a machine busy with other work also keeps this thread from running (seen
-    # once, 52% with the sharing in place); without the sharing every try waits most of the time.
     tries = []
-    for _ in range(3):
+    for _ in range(3):  # the best of three: a busy machine may deschedule this thread for a long moment
         made: list[int] = []
         worker = threading.Thread(target=lambda made=made: made.append(len(rows(pages))))
-        waited = 0.0  # time this thread did not run, in stretches of over a millisecond
+        longest = 0.0  # the longest time this thread did not run
         gc.disable()
         try:
             start = last = time.perf_counter()
             worker.start()
             while worker.is_alive():
                 now_ = time.perf_counter()
-                if now_ - last > 0.001:
-                    waited += now_ - last
+                longest = max(longest, now_ - last)
                 last = now_
             worker.join()
             took = time.perf_counter() - start
         finally:
             gc.enable()
         assert made == [20_000]
-        tries.append(waited / took)
-        if tries[-1] < 0.5:
+        tries.append(longest / took)
+        if tries[-1] < 0.25:
             break
-    assert min(tries) < 0.5, f"the event loop's thread waited {[f'{t:.0%}' for t in tries]} of the time"
+    assert min(tries) < 0.25, f"the event loop's thread stood still {[f'{t:.0%}' for t in tries]} of the time"
