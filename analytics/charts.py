@@ -26,9 +26,17 @@ def buckets(days: Sequence[date], series: Sequence[Series]) -> tuple[list[date],
     """Days, or weeks (starting on the range's first day) for long ranges, and the series summed to them."""
     if len(days) <= WEEKLY_AFTER_DAYS:
         return list(days), list(series)
-    starts = list(days[::7])
-    summed = [Series(s.name, [sum(s.values[n : n + 7]) for n in range(0, len(s.values), 7)]) for s in series]
+    # Whole weeks only: a last week of a day or two drawn as one would look like a fall (found by a helper:
+    # 12 months are 52 weeks and a day). The days left over are in the table beside the chart.
+    whole = len(days) - len(days) % 7
+    starts = list(days[:whole:7])
+    summed = [Series(s.name, [sum(s.values[n : n + 7]) for n in range(0, whole, 7)]) for s in series]
     return starts, summed
+
+
+def per(days: Sequence[date]) -> str:
+    """What one point of a chart over ``days`` is: a day, or a week."""
+    return "week" if len(days) > WEEKLY_AFTER_DAYS else "day"
 
 
 def _nice_top(value: int) -> int:
@@ -82,7 +90,7 @@ def line_chart(days: Sequence[date], series: Sequence[Series], label: str) -> Ma
                 when = points[n].isoformat() + (" (week)" if weekly else "")
                 parts.append(
                     f'<circle class="dot s{index}" cx="{x(n)}" cy="{y(value)}" r="3">'
-                    f"<title>{escape(line.name)}, {when}: {value:,}</title></circle>"
+                    f"<title>{escape(line.name or '(no topic)')}, {when}: {value:,}</title></circle>"
                 )
     parts.append("</svg>")
     # Safe: every text that is not a number or a date went through escape() above.
@@ -96,5 +104,18 @@ def _label_positions(count: int) -> list[int]:
     return sorted({round(n * (count - 1) / (wanted - 1)) for n in range(wanted)})
 
 
+# English month names, whatever locale the site's process set (strftime's %b and %B follow it).
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+
+
+def long_date(day: date) -> str:
+    """``7 December 2026``."""
+    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
+
+
 def _day_label(day: date, weekly: bool) -> str:
-    return day.strftime("%-d %b %Y" if weekly else "%-d %b")
+    short = f"{day.day} {MONTHS[day.month - 1][:3]}"
+    return f"{short} {day.year}" if weekly else short

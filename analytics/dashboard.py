@@ -23,11 +23,12 @@ from starlette.types import Receive, Scope, Send
 
 from . import retention, views
 from .accounts import Account, Accounts, Role
+from .charts import long_date
 from .clock import Clock, utcnow
 from .cookies_seen import undeclared_cookies
 from .ledger import verify
 from .ratelimit import PrefixBudget
-from .reports import NO_TOPIC
+from .reports import MAX_FILTERS, NO_TOPIC
 from .requests_log import RequestLog
 from .store import Store, StoreError
 from .web import (
@@ -130,6 +131,8 @@ class Dashboard:
             autoescape=select_autoescape(default=True),
         )
         self._templates.globals["label_of"] = views.label
+        self._templates.globals["max_filters"] = MAX_FILTERS
+        self._templates.filters["long_date"] = long_date
         self._css = (files("koekje.analytics") / "static" / "dashboard.css").read_bytes()
         self._logins = anyio.Semaphore(MAX_CONCURRENT_LOGINS)
         # The dashboard's own threads: a store that hangs holds a few of them, never the site's.

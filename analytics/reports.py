@@ -354,7 +354,11 @@ def _change(now: int, before: int) -> float | None:
 
 def rising(table: Table, count: int = 5) -> list[tuple[str, int, float | None]]:
     """The topics that gained the most page views against the previous period (new ones first)."""
-    growing = [(row[0], row[1], row[-1]) for row in table.rows if row[-1] is None or row[-1] > 0]
+    growing = [
+        (row[0], row[1], row[-1])
+        for row in table.rows
+        if row[0] != NO_TOPIC and (row[-1] is None or row[-1] > 0)  # (pages without one: no topic to rise)
+    ]
     return sorted(growing, key=lambda r: (r[2] is not None, -(r[2] or 0), -r[1]))[:count]
 
 
@@ -410,7 +414,9 @@ def co_interest(store: Store, sel: Selection, limit: int = 20) -> Table:
             TOPIC,
             Column("also", "Also interested in", numeric=False, filter="topic"),
             Column("both", "Visitors (per day) with both"),
-            Column("share", "Share of the first topic's visitors"),
+            # Of the first topic's visitors on the days the pair counted (not the whole range: a pair counts
+            # only on days it has enough visitors; found by a helper, the column did not say so).
+            Column("share", "Share of the first topic's visitors on those days"),
         ],
     )
     if sel.filters.active():
@@ -421,7 +427,7 @@ def co_interest(store: Store, sel: Selection, limit: int = 20) -> Table:
         f"""
         SELECT a, b, sum(visitors) AS both, sum(views) AS of_a FROM ({grid_sql})
         GROUP BY a, b
-        ORDER BY both / of_a DESC, both DESC, a, b
+        ORDER BY both DESC, both / of_a DESC, a, b
         LIMIT {int(limit)}
         """,
         params,

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from . import reports, spreadsheet
-from .charts import line_chart
+from .charts import line_chart, per
 from .publish import with_published
 from .reports import (
     DIMENSIONS,
@@ -110,8 +110,8 @@ def parse(query: Mapping[str, str], today: date, site: str, zone: ZoneInfo, min_
     if chosen_site != site:
         params["site"] = chosen_site
     metric = query.get("metric") or "visitors"
-    if metric not in METRICS:
-        metric = "visitors"
+    if metric not in METRICS or (metric == "visits" and values):
+        metric = "visitors"  # (visits are not split by filters: see overview.html)
     if metric != "visitors":
         params["metric"] = metric
     selection = Selection(chosen_site, first, last, zone, min_visitors, Filters(**values))
@@ -150,11 +150,12 @@ def overview(store: Store, request: Request, now: datetime) -> dict[str, Any]:
     }
     metric = request.metric
     chosen = Series(METRICS[metric], summary.series[metric])
-    chart = line_chart(sel.day_list(), [chosen], f"{METRICS[metric]} per day")
+    chart = line_chart(sel.day_list(), [chosen], f"{METRICS[metric]} per {per(sel.day_list())}")
     return {
         "summary": summary,
         "tables": tables,
         "chart": chart,
+        "per": per(sel.day_list()),  # what one point of the chart is: a day, or a week
         "series": [chosen],
         "realtime": reports.realtime(store, sel.site, now, sel.min_visitors),
         "sites": reports.sites(store),
@@ -177,7 +178,9 @@ def topics(store: Store, request: Request, now: datetime) -> dict[str, Any]:
             reports.co_interest(store, sel),
         )
     }
-    chart = line_chart(sel.day_list(), series, "Page views per day of the five biggest topics")
+    chart = line_chart(
+        sel.day_list(), series, f"Page views per {per(sel.day_list())} of the five biggest topics"
+    )
     return {
         "tables": tables,
         "rising": reports.rising(ranking),

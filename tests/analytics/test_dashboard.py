@@ -7,7 +7,7 @@ import string
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from starlette.testclient import TestClient
@@ -15,8 +15,9 @@ from support import FakeClock, consent, html_table, page_views, runtime_of
 
 from koekje.analytics import PageView, PageViewSink, Role, views
 from koekje.analytics.aggregates import draw_salts
+from koekje.analytics.charts import buckets, per
 from koekje.analytics.dashboard import SESSION_COOKIE
-from koekje.analytics.reports import Column, Table
+from koekje.analytics.reports import Column, Series, Table
 from koekje.middleware import Config
 from koekje.middleware.config import DashboardSection
 
@@ -588,3 +589,33 @@ def test_what_visitors_sent_is_shown_escaped(client: TestClient, clock: FakeCloc
         assert "<script>alert" not in text, view
         shown += text.count("&lt;script&gt;alert(1)&lt;/script&gt;")
     assert shown >= 2  # (shown at all: the path and the campaign)
+
+
+def test_figures_a_filter_would_skew_are_not_shown(client: TestClient, clock: FakeClock) -> None:
+    """Found by a helper trying it as a marketer: under a topic filter, visits were those that began on its
+    pages (fewer than its visitors) and pages per visit far too high; a row linked to a third filter, which
+    is an error page; rising topics listed pages without one."""
+    add_views(client, clock, "implantologie", visitors=6, views_each=3)
+    add_views(client, clock, "", visitors=6)
+    login(client)
+    page = client.get(f"{DASH}/", params={"topic": "implantologie", "metric": "visits"})
+    assert page.status_code == 200
+    tiles = re.findall(r'class="kpi-title">([^<]+)</span>\s*<span class="kpi-value">([^<]+)<', page.text)
+    shown = dict(tiles)
+    assert shown["Visits"] == shown["Pages per visit"] == "—" and shown["Visitors"] != "—"
+    assert re.search(r'aria-current="true">\s*<span class="kpi-title">Visitors<', page.text)  # not visits
+    two = client.get(f"{DASH}/", params={"topic": "implantologie", "country": "NL"}).text
+    assert "device=" not in two and "source=" not in two  # no link to a third filter
+    assert "country=NL" in two  # (changing one of the two still is)
+    topics_page = client.get(f"{DASH}/topics").text
+    rising = topics_page.split('id="h-rising"')[1].split("</section>")[0]
+    assert "(no topic)" not in rising and "implantologie" in rising
+
+
+def test_a_year_is_drawn_in_whole_weeks() -> None:
+    """Found by a helper: 12 months are 52 weeks and a day, and the last point (one day's worth) looked like
+    a fall; the heading said per day."""
+    days = [date(2025, 12, 7) + timedelta(days=n) for n in range(365)]
+    points, [summed] = buckets(days, [Series("v", [10] * 365)])
+    assert len(points) == 52 and set(summed.values) == {70} and per(days) == "week"
+    assert per(days[:92]) == "day"
