@@ -2,6 +2,8 @@
 middleware under trio as well as asyncio."""
 
 import json
+import math
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -241,9 +243,15 @@ def test_rotating_ipv6_networks_meets_a_wider_budget(make_client: MakeClient) ->
             response = await _call_from(app, scope_ip, body)
             statuses.append(response)
 
+    started = time.monotonic()
     client.portal.call(rotate)  # type: ignore[union-attr]
-    # The /32's budget (30 x 8, plus what refills while the loop runs), not 30 per /48 (all 400).
-    assert 240 <= statuses.count(200) <= 280
+    took = time.monotonic() - started
+    # The /32's budget (30 x 8, plus what refills while the loop runs: 4 a second), not 30 per /48 (all
+    # 400). (Found on a busy machine: the loop took 12 s, and 290 went through against a bound of 280.)
+    assert 240 <= statuses.count(200) <= 240 + math.ceil(took * 240 / 60) + 1 < 400, (
+        statuses.count(200),
+        took,
+    )
 
 
 async def _call_from(app: Any, address: str, body: bytes) -> int:
