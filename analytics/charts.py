@@ -40,14 +40,15 @@ def per(days: Sequence[date]) -> str:
 
 
 def _nice_top(value: int) -> int:
-    """A round number at or above ``value`` for the top of the axis."""
-    if value <= 5:
-        return 5
-    step = 10 ** (len(str(value)) - 1)
-    for factor in (1, 2, 2.5, 5, 10):
-        if value <= factor * step:
-            return int(factor * step)
-    return value  # pragma: no cover (10 * step always fits)
+    """The top of the axis: four equal whole steps of 1, 2, 2.5 or 5 times a power of ten, at or above
+    ``value`` (found by a helper: a top of 25 labelled its lines 6, 12 and 18)."""
+    power = 1
+    while True:
+        for factor in (1, 2, 2.5, 5):
+            step = factor * power
+            if step == int(step) and 4 * step >= value:
+                return int(4 * step)
+        power *= 10
 
 
 def line_chart(days: Sequence[date], series: Sequence[Series], label: str) -> Markup:

@@ -126,7 +126,9 @@ def _parse_date(value: str | None) -> date | None:
     except ValueError:
         parsed = None
     if parsed is None or not 2000 <= parsed.year <= 2999:
-        raise ValueError(f"{value[:20]!r} is not a date from 2000 to 2999 in the form YYYY-MM-DD.")
+        # (As typed, what can be shown of it: not Python's quoting, found by a helper.)
+        shown = "".join(char if char.isprintable() else "?" for char in value[:20])
+        raise ValueError(f"“{shown}” is not a date from 2000 to 2999 in the form YYYY-MM-DD.")
     return parsed
 
 

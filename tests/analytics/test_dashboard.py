@@ -15,7 +15,7 @@ from support import FakeClock, consent, html_table, page_views, runtime_of
 
 from koekje.analytics import PageView, PageViewSink, Role, views
 from koekje.analytics.aggregates import draw_salts
-from koekje.analytics.charts import buckets, per
+from koekje.analytics.charts import _nice_top, buckets, per
 from koekje.analytics.dashboard import SESSION_COOKIE
 from koekje.analytics.reports import Column, Series, Table
 from koekje.middleware import Config
@@ -619,3 +619,17 @@ def test_a_year_is_drawn_in_whole_weeks() -> None:
     points, [summed] = buckets(days, [Series("v", [10] * 365)])
     assert len(points) == 52 and set(summed.values) == {70} and per(days) == "week"
     assert per(days[:92]) == "day"
+
+
+def test_the_axis_is_four_equal_whole_steps() -> None:
+    """Found by a helper: a top of 25 labelled its lines 0, 6, 12, 18, 25."""
+    for value, top in ((0, 4), (3, 4), (5, 8), (25, 40), (41, 80), (99, 100), (330, 400), (1001, 2000)):
+        assert _nice_top(value) == top, value
+        assert top % 4 == 0 and _nice_top(top) == top
+
+
+def test_an_unknown_site_is_said(client: TestClient, clock: FakeClock) -> None:
+    add_views(client, clock, "implantologie", visitors=5)
+    login(client)
+    assert "holds no page views of the site “other”" in client.get(f"{DASH}/", params={"site": "other"}).text
+    assert "holds no page views" not in client.get(f"{DASH}/").text
