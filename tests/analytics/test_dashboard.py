@@ -10,12 +10,13 @@ from collections.abc import Callable
 from datetime import date, timedelta
 
 import pytest
+from jinja2 import Environment, PackageLoader
 from starlette.testclient import TestClient
 from support import FakeClock, consent, html_table, page_views, runtime_of
 
 from koekje.analytics import PageView, PageViewSink, Role, views
 from koekje.analytics.aggregates import draw_salts
-from koekje.analytics.charts import _nice_top, buckets, per
+from koekje.analytics.charts import _nice_top, buckets, long_date, per
 from koekje.analytics.dashboard import SESSION_COOKIE
 from koekje.analytics.reports import Column, Series, Table
 from koekje.middleware import Config
@@ -633,3 +634,12 @@ def test_an_unknown_site_is_said(client: TestClient, clock: FakeClock) -> None:
     login(client)
     assert "holds no page views of the site “other”" in client.get(f"{DASH}/", params={"site": "other"}).text
     assert "holds no page views" not in client.get(f"{DASH}/").text
+
+
+def test_a_change_of_a_share_is_in_points() -> None:
+    """Found by a helper: returning visits of 52% after 46% read "+13%"."""
+    env = Environment(loader=PackageLoader("koekje.analytics", "templates"), autoescape=True)
+    env.filters["long_date"] = long_date  # (the dashboard's, which the macros use)
+    macros = env.from_string('{% import "macros.html" as m %}{{ m.change(now, before, percent=share) }}')
+    assert "+6 points" in macros.render(now=0.52, before=0.46, share=True)
+    assert "+13%" in macros.render(now=52, before=46, share=False)
