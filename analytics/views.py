@@ -152,12 +152,13 @@ def overview(store: Store, request: Request, now: datetime) -> dict[str, Any]:
     }
     metric = request.metric
     chosen = Series(METRICS[metric], summary.series[metric])
-    chart = line_chart(sel.day_list(), [chosen], f"{METRICS[metric]} per {per(sel.day_list())}")
+    point = per(sel.day_list())  # what one point of the chart is: a day, or a week
+    chart = line_chart(sel.day_list(), [chosen], f"{METRICS[metric]} per {point}")
     return {
         "summary": summary,
         "tables": tables,
         "chart": chart,
-        "per": per(sel.day_list()),  # what one point of the chart is: a day, or a week
+        "per": point,
         "series": [chosen],
         "realtime": reports.realtime(store, sel.site, now, sel.min_visitors),
         "sites": reports.sites(store),

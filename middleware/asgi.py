@@ -96,10 +96,7 @@ class KoekjeMiddleware:
             try:
                 await runtime.ensure_started()
             except StartFailed:
-                # Not served without the visitor's choice enforced: unavailable, and why is in the log.
-                retry = {"Retry-After": str(int(RETRY_START_SECONDS))}
-                unavailable = PlainTextResponse("Service unavailable", 503, headers=retry)
-                await unavailable(scope, receive, send)
+                await _unavailable(scope, receive, send, retry=True)  # (why is in the log)
                 return
         path = _route_path(scope)
         if self._assets and path.startswith(self._assets) and "/." not in path and "//" not in path:
@@ -140,10 +137,8 @@ class KoekjeMiddleware:
                 await send({"type": "lifespan.startup.failed", "message": self.unusable})
             else:
                 await send({"type": "lifespan.shutdown.complete"})
-        elif kind == "http":
-            await PlainTextResponse("Service unavailable", 503)(scope, receive, send)
-        elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1011})
+        elif kind == "http" or kind == "websocket":
+            await _unavailable(scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket handshake can set cookies too: its accept goes through the same enforcement, and the
@@ -152,7 +147,7 @@ class KoekjeMiddleware:
         try:
             await runtime.ensure_started()
         except StartFailed:
-            await send({"type": "websocket.close", "code": 1011})
+            await _unavailable(scope, receive, send)
             return
         visitor, _ = runtime.engine.read(scope)
         scope["koekje"] = visitor
@@ -190,6 +185,16 @@ class KoekjeMiddleware:
             await send(message)
 
         await self.app(scope, receive_and_start, stop_and_send)
+
+
+async def _unavailable(scope: Scope, receive: Receive, send: Send, *, retry: bool = False) -> None:
+    """Nothing served without the visitor's choice enforced: a request is answered 503 (with Retry-After
+    when a start is tried again later), a WebSocket closed."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1011})
+        return
+    headers = {"Retry-After": str(int(RETRY_START_SECONDS))} if retry else None
+    await PlainTextResponse("Service unavailable", 503, headers=headers)(scope, receive, send)
 
 
 def _consent_endpoints(runtime: Runtime) -> ConsentEndpoints:

@@ -100,13 +100,19 @@ class Proxies:
             if peer is not None and self._header == b"forwarded" and self._rewritten(scope, peer):
                 return None  # chosen by the visitor, as far as koekje can tell: no address rather than that
             return peer
-        for hop in reversed(self._hops(scope)):
+        found, address = self._nearest_untrusted(self._hops(scope))
+        return address if found else peer
+
+    def _nearest_untrusted(self, hops: list[str]) -> tuple[bool, str | None]:
+        """From the nearest hop back: whether one is not a trusted proxy, and its address (None for garbage,
+        "unknown" or an obfuscated name where the client should be)."""
+        for hop in reversed(hops):
             ip = _parse(hop)
             if ip is None:
-                return None  # garbage, "unknown" or an obfuscated name where the client should be
+                return True, None
             if not any(ip in network for network in self._trusted):
-                return str(ip)
-        return peer
+                return True, str(ip)
+        return False, None
 
     def scheme(self, scope: Scope) -> str:
         """``https`` or ``http`` as the visitor used it: the proxy's word when the peer is trusted."""
@@ -148,15 +154,12 @@ class Proxies:
         forwarded_for = b",".join(v for n, v in scope["headers"] if n == b"x-forwarded-for").decode("latin-1")
         if not forwarded_for or ip not in {_parse(hop.strip()) for hop in forwarded_for.split(",")}:
             return False
-        elements = _forwarded_elements(_header(scope, b"forwarded"))
-        if not elements:
+        hops = self._hops(scope)  # (Forwarded's)
+        if not hops:
             return False  # no proxy of the kind koekje was told about in front of this request
-        for element in reversed(elements):
-            said = _parse(element.get("for", ""))
-            if said is None or not self._is_trusted(str(said)):
-                if said == ip:
-                    return False  # the proxy's own word: the same visitor
-                break
+        found, said = self._nearest_untrusted(hops)
+        if found and said == str(ip):
+            return False  # the proxy's own word: the same visitor
         if not self._told_rewritten:
             self._told_rewritten = True
             log.warning(
